@@ -1,0 +1,114 @@
+"""Busan Pay: the application factory and entry point.
+
+`flask --app app run` or `python app.py` on the embedded default; gunicorn
+`'app:create_app()'` when scaled out.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from flask import Flask, jsonify, request
+from flask_limiter import Limiter
+from werkzeug.exceptions import HTTPException
+
+from settings import Settings
+
+log = logging.getLogger("busanpay")
+SOURCE_URL = "https://github.com/busanpay/busanpay"  # AGPL: the footer links the source
+
+
+def create_app(config: dict | None = None) -> Flask:
+    config = dict(config or {})
+    root = Path(__file__).resolve().parent
+    instance = config.pop("instance_path", None) or os.environ.get("BUSANPAY_INSTANCE") or \
+        str(root / "instance")
+    app = Flask(__name__, instance_path=instance, instance_relative_config=True,
+                template_folder="templates", static_folder="static")
+    settings = Settings.from_env(instance_path=app.instance_path).with_overrides(config)
+
+    from gateway import build_gateway
+
+    gateway = build_gateway(settings, clock=config.get("clock") or _default_clock(),
+                            rates=config.get("rates"))
+    settings = gateway.settings
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        JSON_SORT_KEYS=False,
+        RATELIMIT_STORAGE_URI=settings.ratelimit_storage_url,
+        RATELIMIT_HEADERS_ENABLED=True,
+        SOURCE_URL=SOURCE_URL,
+    )
+    app.config.update({k: v for k, v in config.items() if k.isupper()})
+    app.extensions["busanpay"] = gateway
+    app.url_map.strict_slashes = False  # clients send paths with and without a trailing slash
+
+    limiter = Limiter(key_func=_limit_key, app=app, default_limits=[],
+                      storage_uri=settings.ratelimit_storage_url)
+    app.extensions["busanpay_limiter"] = limiter
+
+    from payments.api import bp as api_bp, create_invoice
+
+    limiter.limit(settings.invoice_rate_limit, key_func=_limit_key,
+                  error_message="too many invoices: slow down")(create_invoice)
+    app.register_blueprint(api_bp)
+    from payments.openapi import bp as openapi_bp
+
+    app.register_blueprint(openapi_bp)
+    _register_errors(app)
+    from cli import register_cli
+
+    register_cli(app)
+    return app
+
+
+def _default_clock():
+    from database import utc_now
+
+    return utc_now
+
+
+def _limit_key() -> str:
+    from merchants.api_auth import rate_limit_key
+
+    return rate_limit_key()
+
+
+def _register_errors(app: Flask) -> None:
+    @app.errorhandler(HTTPException)
+    def _http_error(err: HTTPException):
+        if not request.path.startswith("/api/"):
+            return err
+        codes = {404: "not-found", 405: "method-not-allowed", 413: "body-too-large",
+                 429: "rate-limited", 400: "bad-request"}
+        message = err.description or err.name
+        if err.code == 413:
+            message = f"The request body is larger than {app.config['MAX_CONTENT_LENGTH']} bytes"
+        response = jsonify({"code": codes.get(err.code, "error"), "message": message})
+        response.status_code = err.code or 500
+        if err.code == 429:
+            retry = getattr(err, "retry_after", None)
+            if retry:
+                response.headers["Retry-After"] = str(retry)
+        return response
+
+
+def start_background_work(app: Flask):
+    """On the embedded default, run the periodic jobs as threads of this process."""
+    from background import Scheduler, jobs_for
+
+    gateway = app.extensions["busanpay"]
+    if not gateway.settings.inprocess_worker:
+        return None
+    scheduler = Scheduler(jobs_for(gateway))
+    scheduler.start()
+    app.extensions["busanpay_scheduler"] = scheduler
+    return scheduler
+
+
+if __name__ == "__main__":  # pragma: no cover
+    application = create_app()
+    start_background_work(application)
+    application.run(threaded=True)

@@ -1,0 +1,60 @@
+"""Greenfield API-key authentication: `Authorization: token <apiKey>`."""
+from __future__ import annotations
+
+from functools import wraps
+
+from flask import current_app, g, jsonify, request
+
+from merchants.service import find_api_key, has_permission
+
+
+def api_error(status: int, code: str, message: str):
+    response = jsonify({"code": code, "message": message})
+    response.status_code = status
+    return response
+
+
+def presented_token() -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "token" or not token.strip():
+        return None
+    return token.strip()
+
+
+def require_permission(permission: str):
+    """Authenticate the key; on store routes, the key must belong to that store."""
+
+    def decorator(view):
+        @wraps(view)
+        def wrapper(*args, **kwargs):
+            token = presented_token()
+            if token is None:
+                return api_error(401, "unauthenticated",
+                                 "Authentication is required: send 'Authorization: token <apiKey>'")
+            gateway = current_app.extensions["busanpay"]
+            with gateway.db.read() as session:
+                key = find_api_key(session, token)
+            if key is None:
+                return api_error(401, "unauthenticated", "The API key is unknown or revoked")
+            store_id = kwargs.get("store_id")
+            if (store_id is not None and store_id != key.store_id) or not has_permission(key, permission):
+                return api_error(403, "missing-permission",
+                                 f"The API key does not have the permission {permission}"
+                                 + (f" on store {store_id}" if store_id else ""))
+            g.api_key = key
+            return view(*args, **kwargs)
+
+        return wrapper
+
+    return decorator
+
+
+def rate_limit_key() -> str:
+    """Limit per API key (hashed) so one shop cannot starve another; per address otherwise."""
+    token = presented_token()
+    if token:
+        import hashlib
+
+        return "key:" + hashlib.sha256(token.encode()).hexdigest()[:32]
+    return "ip:" + (request.remote_addr or "?")

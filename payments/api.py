@@ -1,0 +1,220 @@
+"""The Greenfield-compatible merchant API (a subset of BTCPay Server's, see the brief).
+
+Thin edge: parse input, call one service method, map domain errors to HTTP.
+"""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from decimal import Decimal
+
+from flask import Blueprint, Response, current_app, g, jsonify, request
+
+from merchants.api_auth import api_error, require_permission
+from merchants.service import CAN_CREATE_INVOICE, CAN_MODIFY_INVOICES, CAN_VIEW_INVOICES
+from payments.invoice_json import invoice_json, payment_methods_json
+from payments.invoice_request import FieldError, InvalidRequest, parse_invoice_request
+from payments.rates import RateUnavailable
+from payments.service import (IdempotencyConflict, InvoiceFilter, InvoiceNotFound,
+                              StatusChangeRefused, StoreNotFound, request_fingerprint)
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+STATUSES = ("New", "Processing", "Settled", "Expired", "Invalid")
+
+
+class BadBody(Exception):
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+def gateway():
+    return current_app.extensions["busanpay"]
+
+
+def base_url() -> str:
+    return gateway().settings.public_url or request.host_url.rstrip("/")
+
+
+def unprocessable(errors: list[FieldError]):
+    response = jsonify([e.as_json() for e in errors])
+    response.status_code = 422
+    return response
+
+
+def read_json(optional: bool = False):
+    """The body decoded with exact decimals; None for an empty or `null` body when optional."""
+    raw = request.get_data(cache=True)
+    if not raw.strip() or raw.strip() == b"null":
+        if optional:
+            return None
+        raise BadBody("missing-body", "A JSON request body is required")
+    if request.mimetype != "application/json":
+        raise BadBody("unsupported-content-type",
+                      f"Send the body as application/json, not {request.mimetype or 'no content type'}")
+    try:
+        return json.loads(raw, parse_float=Decimal)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise BadBody("invalid-json", f"The body is not valid JSON: {err}") from None
+
+
+@bp.errorhandler(BadBody)
+def _bad_body(err: BadBody):
+    return api_error(400, err.code, err.message)
+
+
+@bp.errorhandler(InvalidRequest)
+def _invalid(err: InvalidRequest):
+    return unprocessable(err.errors)
+
+
+@bp.errorhandler(InvoiceNotFound)
+def _not_found(_err):
+    return api_error(404, "invoice-not-found", "The invoice could not be found")
+
+
+@bp.errorhandler(StoreNotFound)
+def _store_not_found(_err):
+    return api_error(404, "store-not-found", "The store could not be found")
+
+
+@bp.errorhandler(RateUnavailable)
+def _no_rate(err: RateUnavailable):
+    return api_error(503, "rate-unavailable", err.message)
+
+
+@bp.errorhandler(IdempotencyConflict)
+def _idem(err):
+    return api_error(409, "idempotency-key-reused", str(err))
+
+
+@bp.errorhandler(StatusChangeRefused)
+def _refused(err):
+    return unprocessable([FieldError("status", str(err))])
+
+
+def _store_for(store_id: str | None) -> str:
+    return store_id or g.api_key.store_id
+
+
+# -- invoices ------------------------------------------------------------------------
+@bp.post("/stores/<store_id>/invoices")
+@require_permission(CAN_CREATE_INVOICE)
+def create_invoice(store_id: str):
+    body = read_json()
+    plain_metadata = None
+    if isinstance(body, dict) and isinstance(body.get("metadata"), dict):
+        plain_metadata = json.loads(request.get_data())["metadata"]
+    parsed = parse_invoice_request(body, max_krw=gateway().settings.max_invoice_krw,
+                                   plain_metadata=plain_metadata)
+    key = (request.headers.get("Idempotency-Key") or "").strip() or None
+    if key is not None and len(key) > 200:
+        return unprocessable([FieldError("Idempotency-Key", "at most 200 characters")])
+    root = base_url()
+    invoice, replayed = gateway().invoices.create(
+        store_id, parsed, idempotency_key=key,
+        request_hash=request_fingerprint(request.get_data()),
+        render=lambda inv: invoice_json(inv, root))
+    if replayed is not None:
+        response = jsonify(replayed)
+        response.headers["Idempotent-Replayed"] = "true"
+        return response
+    return jsonify(invoice_json(invoice, root))
+
+
+def _timestamp(name: str) -> datetime | None:
+    raw = request.args.get(name)
+    if raw in (None, ""):
+        return None
+    try:
+        return datetime.fromtimestamp(int(raw), tz=timezone.utc)
+    except (ValueError, OverflowError, OSError):
+        raise InvalidRequest([FieldError(name, "must be a unix timestamp in seconds")]) from None
+
+
+def _count(name: str, default: int, maximum: int) -> int:
+    raw = request.args.get(name)
+    if raw in (None, ""):
+        return default
+    if not raw.isdigit() or int(raw) > maximum:
+        raise InvalidRequest([FieldError(name, f"must be a whole number from 0 to {maximum}")])
+    return int(raw)
+
+
+def canonical_status(word: str, allowed=STATUSES) -> str:
+    for status in allowed:
+        if status.lower() == word.strip().lower():
+            return status
+    raise InvalidRequest([FieldError("status", f"unknown status {word!r}: use one of {', '.join(allowed)}")])
+
+
+@bp.get("/stores/<store_id>/invoices")
+@require_permission(CAN_VIEW_INVOICES)
+def list_invoices(store_id: str):
+    statuses = tuple(canonical_status(s) for s in request.args.getlist("status") if s.strip())
+    flt = InvoiceFilter(
+        statuses=statuses,
+        order_ids=tuple(request.args.getlist("orderId")),
+        start=_timestamp("startDate"), end=_timestamp("endDate"),
+        skip=_count("skip", 0, 10**9), take=_count("take", 50, 1000),
+        include_archived=request.args.get("includeArchived", "").lower() == "true")
+    root = base_url()
+    return jsonify([invoice_json(i, root) for i in gateway().invoices.list(store_id, flt)])
+
+
+@bp.get("/stores/<store_id>/invoices/<invoice_id>")
+@bp.get("/invoices/<invoice_id>", defaults={"store_id": None})
+@require_permission(CAN_VIEW_INVOICES)
+def get_invoice(invoice_id: str, store_id: str | None):
+    invoice = gateway().invoices.get(invoice_id, _store_for(store_id))
+    return jsonify(invoice_json(invoice, base_url()))
+
+
+@bp.put("/stores/<store_id>/invoices/<invoice_id>")
+@bp.put("/invoices/<invoice_id>", defaults={"store_id": None})
+@require_permission(CAN_MODIFY_INVOICES)
+def update_invoice(invoice_id: str, store_id: str | None):
+    body = read_json()
+    if not isinstance(body, dict) or not isinstance(body.get("metadata"), dict):
+        raise InvalidRequest([FieldError("metadata", "metadata must be an object")])
+    metadata = json.loads(request.get_data())["metadata"]
+    invoice = gateway().invoices.update_metadata(_store_for(store_id), invoice_id, metadata)
+    return jsonify(invoice_json(invoice, base_url()))
+
+
+@bp.delete("/stores/<store_id>/invoices/<invoice_id>")
+@bp.delete("/invoices/<invoice_id>", defaults={"store_id": None})
+@require_permission(CAN_MODIFY_INVOICES)
+def archive_invoice(invoice_id: str, store_id: str | None):
+    gateway().invoices.set_archived(_store_for(store_id), invoice_id, True)
+    return Response(status=200)
+
+
+@bp.post("/stores/<store_id>/invoices/<invoice_id>/unarchive")
+@bp.post("/invoices/<invoice_id>/unarchive", defaults={"store_id": None})
+@require_permission(CAN_MODIFY_INVOICES)
+def unarchive_invoice(invoice_id: str, store_id: str | None):
+    read_json(optional=True)
+    invoice = gateway().invoices.set_archived(_store_for(store_id), invoice_id, False)
+    return jsonify(invoice_json(invoice, base_url()))
+
+
+@bp.get("/stores/<store_id>/invoices/<invoice_id>/payment-methods")
+@bp.get("/invoices/<invoice_id>/payment-methods", defaults={"store_id": None})
+@require_permission(CAN_VIEW_INVOICES)
+def payment_methods(invoice_id: str, store_id: str | None):
+    invoice, payments, store = gateway().invoices.get_with_payments(invoice_id, _store_for(store_id))
+    return jsonify(payment_methods_json(invoice, payments, store.name))
+
+
+@bp.post("/stores/<store_id>/invoices/<invoice_id>/status")
+@bp.post("/invoices/<invoice_id>/status", defaults={"store_id": None})
+@require_permission(CAN_MODIFY_INVOICES)
+def mark_status(invoice_id: str, store_id: str | None):
+    body = read_json(optional=True)
+    word = body.get("status") if isinstance(body, dict) else None
+    if not isinstance(word, str) or not word.strip():
+        raise InvalidRequest([FieldError("status", "status is required: Settled or Invalid")])
+    status = canonical_status(word, ("Settled", "Invalid"))
+    invoice = gateway().invoices.mark_status(_store_for(store_id), invoice_id, status)
+    return jsonify(invoice_json(invoice, base_url()))

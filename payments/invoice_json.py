@@ -1,0 +1,104 @@
+"""Greenfield JSON shapes for invoices, payment methods and webhook event payloads."""
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from payments.bip21 import format_btc, payment_uri
+from payments.models import Invoice, Payment
+
+
+def unix(moment: datetime) -> int:
+    return int(moment.timestamp())
+
+
+def invoice_type(invoice: Invoice) -> str:
+    return "TopUp" if invoice.amount_krw is None and invoice.due_sats == 0 else "Standard"
+
+
+def available_marks(invoice: Invoice) -> list[str]:
+    """Statuses a person may mark the invoice as (Greenfield's availableStatusesForManualMarking)."""
+    if invoice.status in ("New", "Processing", "Expired"):
+        return ["Settled", "Invalid"]
+    if invoice.additional_status == "Marked":
+        return ["Invalid"] if invoice.status == "Settled" else ["Settled"]
+    return ["Settled"] if invoice.status == "Invalid" else []
+
+
+def invoice_json(invoice: Invoice, base_url: str) -> dict:
+    checkout = json.loads(invoice.checkout_json)
+    amount = "0" if invoice_type(invoice) == "TopUp" else invoice.amount_text
+    return {
+        "id": invoice.id,
+        "storeId": invoice.store_id,
+        "amount": amount,
+        "currency": invoice.currency,
+        "type": invoice_type(invoice),
+        "checkoutLink": f"{base_url}/i/{invoice.id}",
+        "createdTime": unix(invoice.created_at),
+        "expirationTime": unix(invoice.expires_at),
+        "monitoringExpiration": unix(invoice.monitoring_expires_at),
+        "status": invoice.status,
+        "additionalStatus": invoice.additional_status,
+        "availableStatusesForManualMarking": available_marks(invoice),
+        "archived": invoice.archived,
+        "metadata": json.loads(invoice.metadata_json),
+        "checkout": checkout,
+        "receipt": {"enabled": True, "showQR": True, "showPayments": True},
+    }
+
+
+def payment_status(payment: Payment, invoice: Invoice) -> str:
+    if payment.state != "seen":
+        return "Invalid"
+    return "Settled" if invoice.status == "Settled" else "Processing"
+
+
+def payment_methods_json(invoice: Invoice, payments: list[Payment], store_name: str) -> list[dict]:
+    counted = sum(p.value_sats for p in payments if p.state == "seen")
+    return [{
+        "paymentMethodId": "BTC-CHAIN",
+        "paymentMethod": "BTC",
+        "cryptoCode": "BTC",
+        "currency": "BTC",
+        "destination": invoice.address,
+        "paymentLink": payment_uri(invoice.address, invoice.due_sats or None, store_name),
+        "rate": format(invoice.rate, "f"),
+        "paymentMethodPaid": format_btc(counted),
+        "totalPaid": format_btc(counted),
+        "due": _signed_btc(invoice.due_sats - counted),
+        "amount": format_btc(invoice.due_sats),
+        "networkFee": "0",
+        "paymentMethodFee": "0",
+        "activated": True,
+        "payments": [{
+            "id": f"{p.txid}-{p.vout}",
+            "receivedDate": unix(p.seen_at),
+            "value": format_btc(p.value_sats),
+            "fee": "0",
+            "status": payment_status(p, invoice),
+            "destination": p.address,
+        } for p in payments],
+        "additionalData": {
+            "keyIndex": invoice.key_index,
+            "rateSource": invoice.rate_source,
+            "rateFetchedTime": unix(invoice.rate_fetched_at),
+        },
+    }]
+
+
+def _signed_btc(sats: int) -> str:
+    return format_btc(sats) if sats >= 0 else "-" + format_btc(-sats)
+
+
+def event_payload(invoice: Invoice, event_type: str, timestamp: datetime, **extra) -> dict:
+    """The Greenfield webhook body without delivery fields (added at delivery time)."""
+    body = {
+        "type": event_type,
+        "timestamp": unix(timestamp),
+        "storeId": invoice.store_id,
+        "invoiceId": invoice.id,
+        "metadata": json.loads(invoice.metadata_json),
+    }
+    body.update(extra)
+    return body

@@ -1,0 +1,539 @@
+"""The OpenAPI 3.1 document of the merchant API, served at GET /api/v1/openapi.json.
+
+Built from small functions rather than one literal: each group of routes is a function
+that returns its paths (see `ROUTE_GROUPS`); schemas live in `schemas()`. To document a new
+route, write (or extend) a group function and list it in `ROUTE_GROUPS`;
+tests/integration/test_openapi.py fails while a Flask route under /api/v1 is missing here.
+
+Enums and limits come from the modules that enforce them, so the document cannot drift from
+the validation code. OpenAPI 3.1 is used so schemas are plain JSON Schema 2020-12 (nullable
+as `"type": [..., "null"]`) and security requirements may name the permissions they need.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from flask import Blueprint, current_app, jsonify
+
+from merchants.service import (ALL_PERMISSIONS, CAN_CREATE_INVOICE, CAN_MODIFY_INVOICES,
+                               CAN_VIEW_INVOICES)
+from payments.invoice_request import (LANGUAGES, MAX_EXPIRATION_MINUTES, MAX_METADATA_BYTES,
+                                      MAX_MONITORING_MINUTES)
+from payments.invoice_status import AdditionalStatus, InvoiceStatus
+from payments.quoting import CURRENCIES
+
+API = "/api/v1"
+OPENAPI_PATH = f"{API}/openapi.json"
+JSON = "application/json"
+SPEED_POLICIES = ("HighSpeed", "MediumSpeed", "LowMediumSpeed", "LowSpeed")
+STATUS_MARKS = ("Settled", "Invalid")
+MAX_TAKE = 1000
+DEFAULT_TAKE = 50
+IDEMPOTENCY_KEY_MAX = 200
+
+bp = Blueprint("openapi", __name__)
+
+
+@bp.get(OPENAPI_PATH)
+def openapi_json():
+    """The document; public, like Greenfield's own swagger.json."""
+    settings = current_app.extensions["busanpay"].settings
+    response = jsonify(build_document(max_body_bytes=settings.max_body_bytes,
+                                      max_invoice_krw=settings.max_invoice_krw))
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response
+
+
+# -- small helpers ------------------------------------------------------------------------
+def ref(name: str, kind: str = "schemas") -> dict:
+    return {"$ref": f"#/components/{kind}/{name}"}
+
+
+def nullable(schema: dict) -> dict:
+    """`schema` or JSON null (OpenAPI 3.1 style)."""
+    if "type" in schema and "$ref" not in schema:
+        kinds = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+        return {**schema, "type": [*kinds, "null"]}
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def obj(properties: dict, *, required: tuple[str, ...] | bool = (), closed: bool = True,
+        description: str | None = None) -> dict:
+    """An object schema. required=True: every property is always present (responses)."""
+    schema: dict = {"type": "object", "properties": properties}
+    names = list(properties) if required is True else list(required or ())
+    if names:
+        schema["required"] = names
+    if closed:
+        schema["additionalProperties"] = False
+    if description:
+        schema["description"] = description
+    return schema
+
+
+def decimal_string(description: str, example: str, *, signed: bool = False) -> dict:
+    return {"type": "string", "format": "decimal", "description": description,
+            "pattern": ("^-?" if signed else "^") + r"[0-9]+(\.[0-9]+)?$", "examples": [example]}
+
+
+def enum(values, description: str) -> dict:
+    return {"type": "string", "enum": list(values), "description": description}
+
+
+def json_body(schema: dict, description: str, **extra) -> dict:
+    return {"description": description, "content": {JSON: {"schema": schema}}, **extra}
+
+
+def problem(description: str, *codes: str, headers: dict | None = None) -> dict:
+    """A `{"code","message"}` response whose code is one of `codes`."""
+    schema = {"allOf": [ref("ProblemDetails")], "properties": {"code": {"enum": list(codes)}}}
+    return json_body(schema, description, **({"headers": headers} if headers else {}))
+
+
+def path_param(name: str, description: str, schema: dict) -> dict:
+    return {"name": name, "in": "path", "required": True, "description": description,
+            "schema": schema}
+
+
+def query_param(name: str, description: str, schema: dict, **extra) -> dict:
+    return {"name": name, "in": "query", "required": False, "description": description,
+            "schema": schema, **extra}
+
+
+# -- components ---------------------------------------------------------------------------
+def status_schemas() -> dict:
+    return {
+        "InvoiceStatus": enum([s.value for s in InvoiceStatus], "Where the invoice is in its life."),
+        "InvoiceAdditionalStatus": enum(
+            [s.value for s in AdditionalStatus],
+            "Why the invoice has its status: `Marked` when a person set it by hand; "
+            "`PaidPartial`, `PaidOver`, `PaidLate` describe the money received."),
+        "InvoiceStatusMark": enum(STATUS_MARKS, "A status an invoice may be marked as by hand."),
+        "InvoiceType": enum(("Standard", "TopUp"),
+                            "`TopUp` when created without an amount: any payment counts as full."),
+        "PaymentStatus": enum(("Invalid", "Processing", "Settled"),
+                              "`Invalid` once the transaction left the chain view (replaced or "
+                              "conflicted)."),
+        "SpeedPolicy": enum(SPEED_POLICIES,
+                            "Confirmations needed before an invoice is Settled: HighSpeed 0, "
+                            "MediumSpeed 1, LowMediumSpeed 2, LowSpeed 6."),
+    }
+
+
+def basic_schemas() -> dict:
+    return {
+        "StoreId": {"type": "string", "description": "A store (merchant) identifier.",
+                    "examples": ["7Kc2fjGvX4bS9yQ1mNpR3tUwZ8aE5hLd"]},
+        "InvoiceId": {"type": "string", "description": "An invoice identifier (base58).",
+                      "examples": ["Hq3v9XbT2kLm8PzR4sYw6c"]},
+        "UnixTimestamp": {"type": "integer", "format": "int64",
+                          "description": "A moment as unix time in seconds.",
+                          "examples": [1795316400]},
+        "ProblemDetails": obj({
+            "code": {"type": "string", "description": "A stable, machine-readable error code."},
+            "message": {"type": "string", "description": "What went wrong, for people."},
+        }, required=True, description="An error that is not about a single request field."),
+        "ValidationError": {
+            "type": "array", "description": "Every problem found in the request, at once.",
+            "items": obj({
+                "path": {"type": "string", "description":
+                         "The offending field as a dotted path (`amount`, "
+                         "`checkout.expirationMinutes`), a query parameter or header name, "
+                         "or empty for the body as a whole."},
+                "message": {"type": "string", "description": "What is wrong with it."},
+            }, required=True),
+        },
+    }
+
+
+def request_schemas(max_invoice_krw: int | None) -> dict:
+    limit = f" A KRW amount is at most {max_invoice_krw} won." if max_invoice_krw else ""
+    return {
+        "InvoiceMetadata": obj({
+            "orderId": {"type": ["string", "integer"], "maxLength": 200,
+                        "description": "The shop's order reference; the list can filter by it."},
+        }, closed=False, description=(
+            "A free JSON object kept with the invoice and returned exactly as sent (at most "
+            f"{MAX_METADATA_BYTES} bytes). Greenfield's well-known fields (`orderUrl`, "
+            "`buyerEmail`, `itemDesc`, …) may be used.")),
+        "CheckoutOptions": obj({
+            "speedPolicy": nullable({**ref("SpeedPolicy"), "description":
+                                     "Matched in any case. Defaults to the store's."}),
+            "paymentMethods": nullable({"type": "array", "items": {
+                "type": "string", "enum": ["BTC", "BTC-CHAIN", "BTC-ONCHAIN"]},
+                "description": "Only on-chain bitcoin is offered (any case)."}),
+            "defaultPaymentMethod": nullable({"type": "string", "description": "Accepted, ignored."}),
+            "lazyPaymentMethods": nullable({"type": "boolean", "description": "Accepted, ignored."}),
+            "expirationMinutes": nullable({
+                "type": ["integer", "string"], "minimum": 1, "maximum": MAX_EXPIRATION_MINUTES,
+                "description": "Minutes until the invoice expires (whole; default: "
+                               "the server's, 15)."}),
+            "monitoringMinutes": nullable({
+                "type": ["integer", "string"], "minimum": 1, "maximum": MAX_MONITORING_MINUTES,
+                "description": "Minutes after expiry during which payments are still watched."}),
+            "paymentTolerance": nullable({
+                "type": ["number", "string"], "minimum": 0, "maximum": 100,
+                "description": "Percent underpayment still counted as paid (default: the store's)."}),
+            "redirectURL": nullable({"type": "string", "format": "uri",
+                                     "description": "An http(s) URL for the return-to-shop button."}),
+            "redirectAutomatically": nullable({"type": "boolean"}),
+            "defaultLanguage": nullable({"type": "string", "description":
+                                         f"One of {', '.join(LANGUAGES)}; regional forms such as "
+                                         "`zh-CN` or `ja_JP` are accepted."}),
+            "requiresRefundEmail": nullable({"type": "boolean", "description": "Accepted, ignored."}),
+            "checkoutType": nullable({"type": "string", "description": "Accepted, ignored."}),
+        }, description="Checkout settings for a new invoice; unknown fields are refused (422)."),
+        "ReceiptOptions": obj({
+            "enabled": nullable({"type": "boolean"}),
+            "showQR": nullable({"type": "boolean"}),
+            "showPayments": nullable({"type": "boolean"}),
+        }, description="Public receipt settings."),
+        "CreateInvoiceRequest": obj({
+            "amount": nullable({
+                "type": ["string", "number"], "pattern": r"^\s*[0-9]+(\.[0-9]+)?\s*$",
+                "description": "The price as a decimal string (preferred: exact) or a JSON "
+                               "number. KRW in whole won, BTC with at most 8 decimals, SATS in "
+                               "whole satoshis. Absent or null: a top-up invoice." + limit,
+                "examples": ["15000", "0.0015"]}),
+            "currency": nullable({"type": "string", "description":
+                                  f"One of {', '.join(CURRENCIES)} (any case); default KRW.",
+                                  "examples": ["KRW"]}),
+            "metadata": nullable(ref("InvoiceMetadata")),
+            "checkout": nullable(ref("CheckoutOptions")),
+            "receipt": {"description": "Accepted for Greenfield compatibility; not used."},
+            "additionalSearchTerms": {"description": "Accepted for Greenfield compatibility; "
+                                                     "not used."},
+        }, description="A new invoice. Unknown fields are refused (422)."),
+        "UpdateInvoiceRequest": obj({"metadata": ref("InvoiceMetadata")}, required=("metadata",),
+                                    closed=False,
+                                    description="Replaces the invoice's metadata as a whole."),
+        "MarkInvoiceStatusRequest": obj({
+            "status": {**ref("InvoiceStatusMark"), "description": "Matched in any case."},
+        }, required=("status",), closed=False),
+    }
+
+
+def response_schemas() -> dict:
+    return {
+        "InvoiceCheckout": obj({
+            "speedPolicy": ref("SpeedPolicy"),
+            "paymentMethods": {"type": "array", "items": {"type": "string"}},
+            "defaultPaymentMethod": {"type": "string"},
+            "expirationMinutes": {"type": "integer"},
+            "monitoringMinutes": {"type": "integer"},
+            "paymentTolerance": {"type": "number", "minimum": 0, "maximum": 100},
+            "redirectURL": {"type": ["string", "null"]},
+            "redirectAutomatically": {"type": "boolean"},
+            "defaultLanguage": {"type": ["string", "null"], "enum": [*LANGUAGES, None]},
+        }, required=True, description="The checkout settings in effect for the invoice."),
+        "Invoice": obj({
+            "id": ref("InvoiceId"),
+            "storeId": ref("StoreId"),
+            "amount": decimal_string("The price in `currency`; \"0\" for a top-up invoice.",
+                                     "15000"),
+            "currency": enum(CURRENCIES, "The currency of `amount`."),
+            "type": ref("InvoiceType"),
+            "checkoutLink": {"type": "string", "format": "uri",
+                             "description": "The payment page to send the buyer to."},
+            "createdTime": ref("UnixTimestamp"),
+            "expirationTime": ref("UnixTimestamp"),
+            "monitoringExpiration": {**ref("UnixTimestamp"),
+                                     "description": "Until when late payments are still seen."},
+            "status": ref("InvoiceStatus"),
+            "additionalStatus": ref("InvoiceAdditionalStatus"),
+            "availableStatusesForManualMarking": {"type": "array",
+                                                  "items": ref("InvoiceStatusMark")},
+            "archived": {"type": "boolean"},
+            "metadata": {"type": "object", "description": "The metadata exactly as sent."},
+            "checkout": ref("InvoiceCheckout"),
+            "receipt": obj({"enabled": {"type": "boolean"}, "showQR": {"type": "boolean"},
+                            "showPayments": {"type": "boolean"}}, required=True),
+        }, required=True, description="An invoice."),
+        "InvoiceList": {"type": "array", "items": ref("Invoice")},
+        "Payment": obj({
+            "id": {"type": "string", "description": "`<txid>-<vout>`."},
+            "receivedDate": ref("UnixTimestamp"),
+            "value": decimal_string("The output's value in BTC.", "0.0001"),
+            "fee": decimal_string("Always \"0\".", "0"),
+            "status": ref("PaymentStatus"),
+            "destination": {"type": "string", "description": "The address paid."},
+        }, required=True, description="One transaction output paying the invoice."),
+        "PaymentMethod": obj({
+            "paymentMethodId": {"type": "string", "const": "BTC-CHAIN"},
+            "paymentMethod": {"type": "string", "const": "BTC"},
+            "cryptoCode": {"type": "string", "const": "BTC"},
+            "currency": {"type": "string", "const": "BTC"},
+            "destination": {"type": "string", "description": "The bitcoin address to pay."},
+            "paymentLink": {"type": "string", "description": "A BIP21 `bitcoin:` URI."},
+            "rate": decimal_string("Won per bitcoin, locked when the invoice was created.",
+                                   "150000000"),
+            "paymentMethodPaid": decimal_string("BTC received so far.", "0"),
+            "totalPaid": decimal_string("BTC received so far.", "0"),
+            "due": decimal_string("BTC still to pay; negative when overpaid.", "0.0001",
+                                  signed=True),
+            "amount": decimal_string("The invoice price in BTC.", "0.0001"),
+            "networkFee": decimal_string("Always \"0\".", "0"),
+            "paymentMethodFee": decimal_string("Always \"0\".", "0"),
+            "activated": {"type": "boolean"},
+            "payments": {"type": "array", "items": ref("Payment")},
+            "additionalData": obj({
+                "keyIndex": {"type": "integer", "description": "Derivation index of the address."},
+                "rateSource": {"type": "string"},
+                "rateFetchedTime": ref("UnixTimestamp"),
+            }, required=True),
+        }, required=True, description="How to pay an invoice, and what was paid."),
+        "PaymentMethodList": {"type": "array", "items": ref("PaymentMethod")},
+    }
+
+
+def schemas(max_invoice_krw: int | None = None) -> dict:
+    return {**basic_schemas(), **status_schemas(), **request_schemas(max_invoice_krw),
+            **response_schemas()}
+
+
+def parameters() -> dict:
+    return {
+        "StoreId": path_param("storeId", "The store; the API key must belong to it.",
+                              ref("StoreId")),
+        "InvoiceId": path_param("invoiceId", "The invoice.", ref("InvoiceId")),
+        "IdempotencyKey": {
+            "name": "Idempotency-Key", "in": "header", "required": False,
+            "schema": {"type": "string", "maxLength": IDEMPOTENCY_KEY_MAX},
+            "description": "Makes retries safe: a repeat with the same key and the same body "
+                           "gets the first answer again (with `Idempotent-Replayed: true`) and "
+                           "creates nothing; the same key with a different body is 409. Keys "
+                           f"are per store, at most {IDEMPOTENCY_KEY_MAX} characters."},
+    }
+
+
+def responses(max_body_bytes: int | None) -> dict:
+    size = f" ({max_body_bytes} bytes)" if max_body_bytes else ""
+    return {
+        "BadBody": problem("The body is missing, not JSON, or not sent as application/json.",
+                           "missing-body", "invalid-json", "unsupported-content-type"),
+        "BadOptionalBody": problem("A body was sent but is not JSON, or not sent as "
+                                   "application/json (an empty or `null` body is fine).",
+                                   "invalid-json", "unsupported-content-type"),
+        "Unauthenticated": problem("No `Authorization: token <apiKey>` header, or the key is "
+                                   "unknown or revoked.", "unauthenticated"),
+        "MissingPermission": problem("The key lacks the permission, or belongs to another store.",
+                                     "missing-permission"),
+        "InvoiceNotFound": problem("No such invoice (in this store).", "invoice-not-found"),
+        "StoreNotFound": problem("The store no longer exists.", "store-not-found"),
+        "IdempotencyKeyReused": problem("The Idempotency-Key was used with a different body.",
+                                        "idempotency-key-reused"),
+        "BodyTooLarge": problem(f"The body is larger than the server accepts{size}.",
+                                "body-too-large"),
+        "ValidationFailed": json_body(ref("ValidationError"),
+                                      "The request is well-formed but has invalid fields."),
+        "RateLimited": problem("Too many requests for this API key; retry later.", "rate-limited",
+                               headers={"Retry-After": {"description": "Seconds to wait.",
+                                                        "schema": {"type": "integer"}}}),
+        "RateUnavailable": problem("No fresh exchange rate: the invoice cannot be priced now. "
+                                   "Nothing was created; retry shortly.", "rate-unavailable"),
+    }
+
+
+def security_schemes() -> dict:
+    return {"API_Key": {
+        "type": "apiKey", "in": "header", "name": "Authorization",
+        "description": "Send `Authorization: token <apiKey>`. Each operation lists the "
+                       "permission it needs: " + ", ".join(f"`{p}`" for p in ALL_PERMISSIONS)
+                       + ". `btcpay.store.canmodifyinvoices` includes viewing and creating; "
+                         "`btcpay.store.canmodifystoresettings` includes everything."}}
+
+
+# -- operations ---------------------------------------------------------------------------
+STANDARD_ERRORS = ("401", "403")
+ERROR_RESPONSES = {
+    "400": "BadBody", "400?": "BadOptionalBody", "401": "Unauthenticated",
+    "403": "MissingPermission", "404": "InvoiceNotFound", "404store": "StoreNotFound",
+    "409": "IdempotencyKeyReused", "413": "BodyTooLarge", "422": "ValidationFailed",
+    "429": "RateLimited", "503": "RateUnavailable",
+}
+
+
+def operation(operation_id: str, summary: str, *, permission: str, ok: dict,
+              errors: tuple[str, ...] = (), description: str = "", parameters: list | None = None,
+              body: dict | None = None, tag: str = "Invoices") -> dict:
+    """One authenticated operation. `errors` are keys of ERROR_RESPONSES."""
+    responses_ = {"200": ok}
+    for key in (*STANDARD_ERRORS, *errors):
+        responses_[key[:3]] = ref(ERROR_RESPONSES[key], "responses")
+    op = {
+        "operationId": operation_id, "summary": summary, "tags": [tag],
+        "description": (description + "\n\n" if description else "")
+        + f"Needs the permission `{permission}`.",
+        "security": [{"API_Key": [permission]}],
+        "x-permission": permission,
+        "responses": dict(sorted(responses_.items())),
+    }
+    if parameters:
+        op["parameters"] = parameters
+    if body is not None:
+        op["requestBody"] = body
+    return op
+
+
+def invoice_ok(description: str = "The invoice.") -> dict:
+    return json_body(ref("Invoice"), description)
+
+
+def request_body(schema: dict, description: str, *, required: bool = True) -> dict:
+    return {"required": required, "description": description, "content": {JSON: {"schema": schema}}}
+
+
+def per_invoice(suffix: str, methods: dict[str, dict]) -> dict:
+    """The two path forms of an invoice route: with and without /stores/{storeId}."""
+    short = {m: {**op, "parameters": [ref("InvoiceId", "parameters"), *op.get("parameters", [])]}
+             for m, op in methods.items()}
+    in_store = {m: {**op, "operationId": op["operationId"] + "InStore",
+                    "parameters": [ref("StoreId", "parameters"), *short[m]["parameters"]]}
+                for m, op in methods.items()}
+    return {f"{API}/invoices/{{invoiceId}}{suffix}": short,
+            f"{API}/stores/{{storeId}}/invoices/{{invoiceId}}{suffix}": in_store}
+
+
+def list_parameters() -> list[dict]:
+    return [
+        ref("StoreId", "parameters"),
+        query_param("status", "Only invoices in these statuses; repeat the parameter for several "
+                    "(`?status=New&status=Processing`); matched in any case.",
+                    {"type": "array", "items": ref("InvoiceStatus")},
+                    style="form", explode=True),
+        query_param("orderId", "Only invoices with these `metadata.orderId` values; repeat for "
+                    "several.", {"type": "array", "items": {"type": "string"}},
+                    style="form", explode=True),
+        query_param("startDate", "Only invoices created at or after this unix time (seconds).",
+                    ref("UnixTimestamp")),
+        query_param("endDate", "Only invoices created at or before this unix time (seconds).",
+                    ref("UnixTimestamp")),
+        query_param("skip", "How many invoices to skip (newest first).",
+                    {"type": "integer", "minimum": 0, "default": 0}),
+        query_param("take", f"How many invoices to return, at most {MAX_TAKE}.",
+                    {"type": "integer", "minimum": 0, "maximum": MAX_TAKE,
+                     "default": DEFAULT_TAKE}),
+        query_param("includeArchived", "Include archived invoices (`true`).",
+                    {"type": "boolean", "default": False}),
+    ]
+
+
+def store_invoice_paths() -> dict:
+    create = operation(
+        "Invoices_CreateInvoice", "Create an invoice", permission=CAN_CREATE_INVOICE,
+        description="Prices the invoice at the current exchange rate (locked for the invoice) "
+                    "and assigns it a fresh bitcoin address.",
+        parameters=[ref("StoreId", "parameters"), ref("IdempotencyKey", "parameters")],
+        body=request_body(ref("CreateInvoiceRequest"), "The invoice to create."),
+        ok=invoice_ok("The new invoice (or, for a repeated Idempotency-Key, the first answer).")
+        | {"headers": {"Idempotent-Replayed": {
+            "description": "`true` when this is the stored answer to an earlier identical request.",
+            "schema": {"type": "string", "enum": ["true"]}}}},
+        errors=("400", "404store", "409", "413", "422", "429", "503"))
+    listing = operation(
+        "Invoices_GetInvoices", "List invoices", permission=CAN_VIEW_INVOICES,
+        description="Newest first. Archived invoices are left out unless asked for.",
+        parameters=list_parameters(),
+        ok=json_body(ref("InvoiceList"), "The matching invoices."), errors=("422",))
+    return {f"{API}/stores/{{storeId}}/invoices": {"get": listing, "post": create}}
+
+
+def invoice_paths() -> dict:
+    return per_invoice("", {
+        "get": operation("Invoices_GetInvoice", "Get an invoice", permission=CAN_VIEW_INVOICES,
+                         ok=invoice_ok(), errors=("404",)),
+        "put": operation("Invoices_UpdateInvoice", "Replace an invoice's metadata",
+                         permission=CAN_MODIFY_INVOICES,
+                         body=request_body(ref("UpdateInvoiceRequest"), "The new metadata."),
+                         ok=invoice_ok("The updated invoice."),
+                         errors=("400", "404", "413", "422")),
+        "delete": operation("Invoices_ArchiveInvoice", "Archive an invoice",
+                            permission=CAN_MODIFY_INVOICES,
+                            description="Hides the invoice from the list; it keeps working.",
+                            ok={"description": "Archived (empty body)."}, errors=("404",)),
+    })
+
+
+def invoice_action_paths() -> dict:
+    return {
+        **per_invoice("/unarchive", {"post": operation(
+            "Invoices_UnarchiveInvoice", "Unarchive an invoice", permission=CAN_MODIFY_INVOICES,
+            body=request_body({}, "Ignored; may be empty or `null`.", required=False),
+            ok=invoice_ok(), errors=("400?", "404", "413"))}),
+        **per_invoice("/payment-methods", {"get": operation(
+            "Invoices_GetInvoicePaymentMethods", "Get how to pay an invoice",
+            permission=CAN_VIEW_INVOICES,
+            description="The address, BIP21 link, locked rate and amounts (decimal BTC strings) "
+                        "and the payments seen.",
+            ok=json_body(ref("PaymentMethodList"), "One entry: on-chain bitcoin."),
+            errors=("404",))}),
+        **per_invoice("/status", {"post": operation(
+            "Invoices_MarkInvoiceStatus", "Mark an invoice Settled or Invalid",
+            permission=CAN_MODIFY_INVOICES,
+            description="Only to a status in the invoice's `availableStatusesForManualMarking`; "
+                        "otherwise 422 on `status`.",
+            body=request_body(ref("MarkInvoiceStatusRequest"), "The status to set."),
+            ok=invoice_ok("The marked invoice."), errors=("400?", "404", "413", "422"))}),
+    }
+
+
+def document_paths() -> dict:
+    return {OPENAPI_PATH: {"get": {
+        "operationId": "Meta_GetOpenApiDocument", "summary": "This OpenAPI document",
+        "tags": ["Meta"], "security": [],
+        "responses": {"200": json_body({"type": "object"}, "The OpenAPI 3.1 document.")},
+    }}}
+
+
+# Each group returns {path: {method: operation}}; add a function here for new routes.
+ROUTE_GROUPS: list[Callable[[], dict]] = [
+    store_invoice_paths,
+    invoice_paths,
+    invoice_action_paths,
+    document_paths,
+]
+
+
+def build_paths() -> dict:
+    paths: dict = {}
+    for group in ROUTE_GROUPS:
+        for path, methods in group().items():
+            clash = set(methods) & set(paths.get(path, {}))
+            if clash:
+                raise ValueError(f"{path} {sorted(clash)} documented twice")
+            paths.setdefault(path, {}).update(methods)
+    return paths
+
+
+def build_document(*, max_body_bytes: int | None = None, max_invoice_krw: int | None = None) -> dict:
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Busan Pay merchant API",
+            "version": "v1",
+            "description": (
+                "Bitcoin invoices for Busan's merchants, compatible with a subset of BTCPay "
+                "Server's Greenfield API so existing clients and shop plugins work unchanged "
+                "(a merchant is a *store*).\n\n"
+                "* Authenticate with `Authorization: token <apiKey>`.\n"
+                "* Money is sent and returned as decimal strings (`\"15000\"`, `\"0.0001\"`); "
+                "times are unix seconds.\n"
+                "* Invalid fields are 422 with `[{\"path\", \"message\"}]`; other errors are "
+                "`{\"code\", \"message\"}`.\n"
+                "* Paths work with or without a trailing slash; invoice routes exist with and "
+                "without `/stores/{storeId}`."),
+            "license": {"name": "AGPL-3.0-or-later",
+                        "identifier": "AGPL-3.0-or-later"},
+        },
+        "servers": [{"url": "/"}],
+        "tags": [{"name": "Invoices", "description": "Create, read and manage invoices."},
+                 {"name": "Meta", "description": "About the API itself."}],
+        "security": [{"API_Key": []}],
+        "paths": build_paths(),
+        "components": {
+            "securitySchemes": security_schemes(),
+            "schemas": schemas(max_invoice_krw),
+            "parameters": parameters(),
+            "responses": responses(max_body_bytes),
+        },
+    }

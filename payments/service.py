@@ -1,0 +1,361 @@
+"""Invoice operations: each public method is one database transaction.
+
+Routes and CLI commands call these; the domain rules they apply live in pure modules
+(quoting, invoice_status, addresses) so they are tested without a database.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import ROUND_FLOOR, Decimal
+from typing import Callable, Iterable
+
+from sqlalchemy import func, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from database import Database, insert_ignore, utc_now
+from merchants.models import Store
+from merchants.service import random_id
+from payments.addresses import ExtendedKey
+from payments.invoice_json import event_payload
+from payments.invoice_request import InvoiceRequest
+from payments.models import (ExtendedKeyRecord, IdempotencyRecord, Invoice, InvoiceEvent,
+                             InvoiceQr, Payment)
+from payments.qr_codes import render_png, render_svg
+from payments.bip21 import payment_uri
+from payments.quoting import krw_value, sats_due
+from payments.rates import LockedRate
+
+Clock = Callable[[], datetime]
+
+
+class InvoiceNotFound(LookupError):
+    pass
+
+
+class StoreNotFound(LookupError):
+    pass
+
+
+class IdempotencyConflict(Exception):
+    """The same Idempotency-Key came with a different request body."""
+
+
+class StatusChangeRefused(ValueError):
+    pass
+
+
+class KeyRing:
+    """Parsed extended keys by record id; parsing and the change-level node are cached."""
+
+    def __init__(self):
+        self._keys: dict[int, ExtendedKey] = {}
+        self._lock = threading.Lock()
+
+    def get(self, session: Session, key_id: int) -> ExtendedKey:
+        key = self._keys.get(key_id)
+        if key is None:
+            record = session.get(ExtendedKeyRecord, key_id)
+            key = ExtendedKey.parse(record.key_text, record.network)
+            with self._lock:
+                self._keys[key_id] = key
+        return key
+
+
+def register_key(session: Session, key_text: str, network: str, owner: str) -> ExtendedKeyRecord:
+    """The record for an account key, created on first use (safe under concurrency)."""
+    key = ExtendedKey.parse(key_text, network)
+    insert_ignore(session, ExtendedKeyRecord.__table__, {
+        "fingerprint": key.fingerprint, "key_text": key.text, "network": network,
+        "script_type": key.script_type, "owner": owner, "next_index": 0,
+        "created_at": utc_now()}, conflict=["fingerprint"])
+    return session.exec(select(ExtendedKeyRecord).where(
+        ExtendedKeyRecord.fingerprint == key.fingerprint)).one()
+
+
+def allocate_index(session: Session, key_id: int) -> int:
+    """Next unused receive index, atomically: the row update serialises concurrent callers,
+    and a rolled-back invoice gives its index back, so used indexes stay consecutive."""
+    row = session.execute(
+        update(ExtendedKeyRecord).where(ExtendedKeyRecord.id == key_id)
+        .values(next_index=ExtendedKeyRecord.next_index + 1)
+        .returning(ExtendedKeyRecord.next_index)).one()
+    return row[0] - 1
+
+
+def request_fingerprint(raw_body: bytes) -> str:
+    return hashlib.sha256(raw_body).hexdigest()
+
+
+def record_event(session: Session, invoice: Invoice, event_type: str, moment: datetime,
+                 dedupe: str | None = None, **extra) -> bool:
+    """Add an outbox event once; True when it was new."""
+    payload = event_payload(invoice, event_type, moment, **extra)
+    return insert_ignore(session, InvoiceEvent.__table__, {
+        "dedupe_key": f"{invoice.id}:{dedupe or event_type}",
+        "invoice_id": invoice.id, "store_id": invoice.store_id, "event_type": event_type,
+        "payload_json": json.dumps(payload), "created_at": moment}, conflict=["dedupe_key"])
+
+
+@dataclass(frozen=True)
+class InvoiceFilter:
+    statuses: tuple[str, ...] = ()
+    order_ids: tuple[str, ...] = ()
+    start: datetime | None = None
+    end: datetime | None = None
+    skip: int = 0
+    take: int = 50
+    include_archived: bool = False
+
+
+class InvoiceService:
+    def __init__(self, db: Database, *, settings, rates, clock: Clock, keys: KeyRing | None = None):
+        self.db = db
+        self.settings = settings
+        self.rates = rates
+        self.clock = clock
+        self.keys = keys or KeyRing()
+        self._treasury_key_id: int | None = None
+
+    # -- keys -------------------------------------------------------------------------
+    def treasury_key_id(self, session: Session) -> int:
+        if self._treasury_key_id is None:
+            record = register_key(session, self.settings.treasury_xpub, self.settings.network,
+                                  "treasury")
+            self._treasury_key_id = record.id
+        return self._treasury_key_id
+
+    def ensure_treasury_key(self) -> int:
+        with self.db.write() as session:
+            return self.treasury_key_id(session)
+
+    # -- create -----------------------------------------------------------------------
+    def create(self, store_id: str, request: InvoiceRequest, *,
+               idempotency_key: str | None = None, request_hash: str | None = None,
+               render: Callable[[Invoice], dict] | None = None) -> tuple[Invoice, dict | None]:
+        """Create an invoice. With an idempotency key, a repeat returns the first answer.
+
+        Returns (invoice, replayed_response). replayed_response is the stored first
+        response when this call was a repeat, else None.
+        """
+        if idempotency_key:
+            replay = self._replay(store_id, idempotency_key, request_hash)
+            if replay is not None:
+                return replay
+        rate: LockedRate = self.rates.current()  # raises RateUnavailable: never quote blind
+        try:
+            with self.db.write() as session:
+                invoice = self._create_in(session, store_id, request, rate)
+                if idempotency_key:
+                    session.add(IdempotencyRecord(
+                        store_id=store_id, key=idempotency_key, request_hash=request_hash or "",
+                        status_code=200,
+                        response_json=json.dumps(render(invoice) if render else {"id": invoice.id}),
+                        created_at=self.clock()))
+                    session.flush()
+            return invoice, None
+        except IntegrityError:
+            if not idempotency_key:
+                raise
+            # A parallel request with the same key won the race: answer as it did.
+            replay = self._replay(store_id, idempotency_key, request_hash)
+            if replay is None:
+                raise
+            return replay
+
+    def _replay(self, store_id: str, key: str, request_hash: str | None):
+        with self.db.read() as session:
+            record = session.get(IdempotencyRecord, (store_id, key))
+            if record is None:
+                return None
+            if record.request_hash != (request_hash or ""):
+                raise IdempotencyConflict(
+                    "this Idempotency-Key was used with a different request body")
+            body = json.loads(record.response_json)
+            invoice = session.get(Invoice, body.get("id"))
+            return invoice, body
+
+    def _create_in(self, session: Session, store_id: str, request: InvoiceRequest,
+                   rate: LockedRate) -> Invoice:
+        store = session.get(Store, store_id)
+        if store is None or store.archived:
+            raise StoreNotFound(store_id)
+        now = self.clock()
+        checkout = request.checkout
+        price = request.price
+        if price is None:
+            currency, amount_text, amount_krw, due = "KRW", "0", None, 0
+        elif price.amount_krw is not None:
+            currency, amount_text = price.currency, price.amount_text
+            amount_krw, due = price.amount_krw, sats_due(price.amount_krw, rate.krw_per_btc)
+        else:
+            currency, amount_text, due = price.currency, price.amount_text, price.amount_sats
+            # Won value of a BTC-priced invoice at the locked rate, rounded down (what
+            # the merchant can count on).
+            amount_krw = int(krw_value(due, rate.krw_per_btc).to_integral_value(ROUND_FLOOR))
+        key_id = store.key_id if store.settlement_mode == "btc" and store.key_id else \
+            self.treasury_key_id(session)
+        index = allocate_index(session, key_id)
+        address = self.keys.get(session, key_id).address(index)
+        expiration = checkout.expiration_minutes or self.settings.expiration_minutes
+        monitoring = checkout.monitoring_minutes or self.settings.monitoring_minutes
+        expires_at = now + timedelta(minutes=expiration)
+        speed = checkout.speed_policy or store.speed_policy
+        tolerance = checkout.payment_tolerance if checkout.payment_tolerance is not None \
+            else store.payment_tolerance
+        language = checkout.default_language or store.default_language
+        checkout_json = {
+            "speedPolicy": speed, "paymentMethods": ["BTC"], "defaultPaymentMethod": "BTC",
+            "expirationMinutes": expiration, "monitoringMinutes": monitoring,
+            "paymentTolerance": float_free(tolerance), "redirectURL": checkout.redirect_url,
+            "redirectAutomatically": checkout.redirect_automatically,
+            "defaultLanguage": language,
+        }
+        invoice = Invoice(
+            id=random_id(22), store_id=store.id, currency=currency, amount_text=amount_text,
+            amount_krw=amount_krw, due_sats=due, rate=rate.krw_per_btc, rate_raw=rate.raw_krw_per_btc,
+            rate_source=rate.source, rate_fetched_at=rate.fetched_at, key_id=key_id,
+            key_index=index, address=address, status="New", additional_status="None",
+            speed_policy=speed, payment_tolerance=tolerance,
+            zero_conf_limit_krw=min(store.zero_conf_limit_krw, self.settings.zero_conf_limit_krw),
+            created_at=now, updated_at=now, expires_at=expires_at,
+            monitoring_expires_at=expires_at + timedelta(minutes=monitoring),
+            order_id=request.order_id, metadata_json=json.dumps(request.metadata),
+            checkout_json=json.dumps(checkout_json))
+        session.add(invoice)
+        session.flush()
+        record_event(session, invoice, "InvoiceCreated", now)
+        return invoice
+
+    # -- read -------------------------------------------------------------------------
+    def get(self, invoice_id: str, store_id: str | None = None) -> Invoice:
+        with self.db.read() as session:
+            return self._get(session, invoice_id, store_id)
+
+    @staticmethod
+    def _get(session: Session, invoice_id: str, store_id: str | None) -> Invoice:
+        invoice = session.get(Invoice, invoice_id) if invoice_id and len(invoice_id) <= 32 else None
+        if invoice is None or (store_id is not None and invoice.store_id != store_id):
+            raise InvoiceNotFound(invoice_id)
+        return invoice
+
+    def get_with_payments(self, invoice_id: str, store_id: str | None = None):
+        with self.db.read() as session:
+            invoice = self._get(session, invoice_id, store_id)
+            payments = list(session.exec(select(Payment).where(Payment.invoice_id == invoice_id)
+                                         .order_by(Payment.seen_at, Payment.id)))
+            store = session.get(Store, invoice.store_id)
+            return invoice, payments, store
+
+    def list(self, store_id: str, flt: InvoiceFilter) -> list[Invoice]:
+        with self.db.read() as session:
+            query = select(Invoice).where(Invoice.store_id == store_id)
+            if flt.statuses:
+                query = query.where(Invoice.status.in_(flt.statuses))
+            if flt.order_ids:
+                query = query.where(Invoice.order_id.in_(flt.order_ids))
+            if flt.start:
+                query = query.where(Invoice.created_at >= flt.start)
+            if flt.end:
+                query = query.where(Invoice.created_at <= flt.end)
+            if not flt.include_archived:
+                query = query.where(Invoice.archived == False)  # noqa: E712
+            query = query.order_by(Invoice.created_at.desc(), Invoice.id).offset(flt.skip).limit(flt.take)
+            return list(session.exec(query))
+
+    def store_name(self, store_id: str) -> str:
+        with self.db.read() as session:
+            store = session.get(Store, store_id)
+            return store.name if store else ""
+
+    # -- change -----------------------------------------------------------------------
+    def mark_status(self, store_id: str, invoice_id: str, status: str) -> Invoice:
+        from payments.invoice_json import available_marks
+
+        with self.db.write() as session:
+            invoice = self._get(session, invoice_id, store_id)
+            if status not in available_marks(invoice):
+                raise StatusChangeRefused(
+                    f"an invoice that is {invoice.status} cannot be marked {status}")
+            now = self.clock()
+            invoice.status, invoice.additional_status = status, "Marked"
+            invoice.updated_at, invoice.version = now, invoice.version + 1
+            session.add(invoice)
+            session.flush()
+            event = "InvoiceSettled" if status == "Settled" else "InvoiceInvalid"
+            record_event(session, invoice, event, now, dedupe=f"{event}:marked:{invoice.version}",
+                         manuallyMarked=True)
+            return invoice
+
+    def set_archived(self, store_id: str, invoice_id: str, archived: bool) -> Invoice:
+        with self.db.write() as session:
+            invoice = self._get(session, invoice_id, store_id)
+            invoice.archived = archived
+            session.add(invoice)
+            return invoice
+
+    def update_metadata(self, store_id: str, invoice_id: str, metadata: dict) -> Invoice:
+        with self.db.write() as session:
+            invoice = self._get(session, invoice_id, store_id)
+            invoice.metadata_json = json.dumps(metadata)
+            order_id = metadata.get("orderId")
+            invoice.order_id = None if order_id is None else str(order_id)[:200]
+            invoice.version += 1
+            session.add(invoice)
+            return invoice
+
+    # -- QR ---------------------------------------------------------------------------
+    def qr(self, invoice_id: str) -> InvoiceQr:
+        """The invoice's QR, rendered on first request and kept (never per poll)."""
+        with self.db.read() as session:
+            cached = session.get(InvoiceQr, invoice_id)
+            if cached is not None:
+                return cached
+            invoice = self._get(session, invoice_id, None)
+            store = session.get(Store, invoice.store_id)
+        payload = payment_uri(invoice.address, invoice.due_sats or None, store.name, for_qr=True)
+        qr = InvoiceQr(invoice_id=invoice_id, payload=payload, svg=render_svg(payload),
+                       png=render_png(payload))
+        with self.db.write() as session:
+            insert_ignore(session, InvoiceQr.__table__, {
+                "invoice_id": qr.invoice_id, "payload": qr.payload, "svg": qr.svg, "png": qr.png},
+                conflict=["invoice_id"])
+        return qr
+
+    # -- reporting --------------------------------------------------------------------
+    def key_usage(self) -> list[dict]:
+        """Per account key: highest index used and the gap limit a wallet needs to recover.
+
+        Unpaid invoices leave gaps, so the needed gap limit is the longest run of unpaid
+        indexes (plus one) — a wallet scanning with it finds every paid address.
+        """
+        with self.db.read() as session:
+            rows = []
+            for record in session.exec(select(ExtendedKeyRecord).order_by(ExtendedKeyRecord.id)):
+                paid = sorted(set(session.exec(
+                    select(Invoice.key_index).join(Payment, Payment.invoice_id == Invoice.id)
+                    .where(Invoice.key_id == record.id))))
+                highest_used = record.next_index - 1
+                longest_gap, previous = 0, -1
+                for index in paid:
+                    longest_gap = max(longest_gap, index - previous - 1)
+                    previous = index
+                rows.append({
+                    "fingerprint": record.fingerprint, "owner": record.owner,
+                    "network": record.network, "scriptType": record.script_type,
+                    "key": record.key_text, "highestIndexUsed": highest_used,
+                    "highestIndexPaid": paid[-1] if paid else None,
+                    "addressesIssued": record.next_index,
+                    "gapLimitNeeded": max(20, longest_gap + 1),
+                    "gapLimitToSeeAllIssued": max(20, highest_used + 1),
+                })
+            return rows
+
+
+def float_free(value: Decimal) -> int | str:
+    """Tolerance for JSON: an int when whole, else its exact decimal text."""
+    return int(value) if value == value.to_integral_value() else format(value, "f")

@@ -1,0 +1,146 @@
+"""Configuration read from the environment (12-factor).
+
+With nothing set the app runs the embedded default: SQLite in the instance folder,
+regtest, the demo treasury key, a fixed demo rate, the offline demo chain and
+background work inside the web process. A production deployment sets the variables;
+`Settings.check()` refuses a mainnet start on demo settings.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field, replace
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Mapping
+
+DEMO_RATE_SPEC = "fixed:150000000"
+
+
+class ConfigError(RuntimeError):
+    """The environment asks for something unsafe or malformed."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+
+
+def _decimal(env: Mapping[str, str], name: str, default: str) -> Decimal:
+    raw = env.get(name) or default
+    try:
+        value = Decimal(raw)
+    except InvalidOperation:
+        raise ConfigError(f"{name} must be a decimal number, got {raw!r}") from None
+    if not value.is_finite() or value < 0:
+        raise ConfigError(f"{name} must be a non-negative decimal, got {raw!r}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    instance_path: str
+    database_url: str
+    network: str = "regtest"
+    treasury_xpub: str = ""
+    rate_sources: str = DEMO_RATE_SPEC
+    rate_max_age_seconds: int = 60
+    rate_tolerance: Decimal = Decimal("0.02")
+    rate_spread: Decimal = Decimal("0")
+    rate_poll_seconds: int = 15
+    chain: str = "demo"
+    secret_key: str = field(default="", repr=False)
+    secret_key_from_env: bool = False
+    expiration_minutes: int = 15
+    monitoring_minutes: int = 24 * 60
+    max_invoice_krw: int = 100_000_000
+    zero_conf_limit_krw: int = 50_000
+    fee_bps: int = 100
+    payout_rail: str = "bankfile"
+    inprocess_worker: bool = True
+    ratelimit_storage_url: str = "memory://"
+    invoice_rate_limit: str = "120 per minute;5000 per hour"
+    login_rate_limit: str = "10 per minute"
+    public_url: str = ""
+    max_body_bytes: int = 64 * 1024
+    task_queue_url: str = ""
+
+    @property
+    def is_mainnet(self) -> bool:
+        return self.network == "bitcoin"
+
+    @property
+    def demo_chain_path(self) -> str:
+        return str(Path(self.instance_path) / "demochain.sqlite3")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, *, instance_path: str) -> "Settings":
+        env = os.environ if env is None else env
+        network = (env.get("BUSANPAY_NETWORK") or "regtest").strip().lower()
+        if network not in ("bitcoin", "testnet", "signet", "regtest"):
+            raise ConfigError(
+                f"BUSANPAY_NETWORK must be bitcoin, testnet, signet or regtest, got {network!r}")
+        database_url = env.get("DATABASE_URL") or (
+            "sqlite:///" + str(Path(instance_path) / "busanpay.sqlite3"))
+        secret = env.get("BUSANPAY_SECRET_KEY") or env.get("SECRET_KEY") or ""
+        default_rates = "" if network == "bitcoin" else DEMO_RATE_SPEC
+        return cls(
+            instance_path=instance_path,
+            database_url=database_url,
+            network=network,
+            treasury_xpub=(env.get("BUSANPAY_TREASURY_XPUB") or "").strip(),
+            rate_sources=(env.get("BUSANPAY_RATE_SOURCES") or default_rates).strip(),
+            rate_max_age_seconds=_int(env, "BUSANPAY_RATE_MAX_AGE", 60),
+            rate_tolerance=_decimal(env, "BUSANPAY_RATE_TOLERANCE", "0.02"),
+            rate_spread=_decimal(env, "BUSANPAY_RATE_SPREAD", "0"),
+            rate_poll_seconds=_int(env, "BUSANPAY_RATE_POLL_SECONDS", 15),
+            chain=(env.get("BUSANPAY_CHAIN") or "demo").strip(),
+            secret_key=secret or secrets.token_urlsafe(32),
+            secret_key_from_env=bool(secret),
+            expiration_minutes=_int(env, "BUSANPAY_EXPIRATION_MINUTES", 15),
+            monitoring_minutes=_int(env, "BUSANPAY_MONITORING_MINUTES", 24 * 60),
+            max_invoice_krw=_int(env, "BUSANPAY_MAX_INVOICE_KRW", 100_000_000),
+            zero_conf_limit_krw=_int(env, "BUSANPAY_ZERO_CONF_LIMIT_KRW", 50_000),
+            fee_bps=_int(env, "BUSANPAY_FEE_BPS", 100),
+            payout_rail=(env.get("BUSANPAY_PAYOUT_RAIL") or "bankfile").strip(),
+            inprocess_worker=_bool(env, "BUSANPAY_INPROCESS_WORKER", True),
+            ratelimit_storage_url=env.get("BUSANPAY_RATELIMIT_STORAGE") or "memory://",
+            invoice_rate_limit=env.get("BUSANPAY_INVOICE_RATE_LIMIT") or "120 per minute;5000 per hour",
+            login_rate_limit=env.get("BUSANPAY_LOGIN_RATE_LIMIT") or "10 per minute",
+            public_url=(env.get("BUSANPAY_PUBLIC_URL") or "").rstrip("/"),
+            max_body_bytes=_int(env, "BUSANPAY_MAX_BODY_BYTES", 64 * 1024),
+            task_queue_url=env.get("BUSANPAY_TASK_QUEUE") or "",
+        )
+
+    def with_overrides(self, overrides: Mapping[str, object]) -> "Settings":
+        known = {k: v for k, v in overrides.items() if k in self.__dataclass_fields__}
+        return replace(self, **known)
+
+    def check(self) -> None:
+        """Refuse configurations that would lose money on mainnet."""
+        from payments.addresses import is_demo_key
+
+        if not self.is_mainnet:
+            return
+        if not self.treasury_xpub or is_demo_key(self.treasury_xpub):
+            raise ConfigError("refusing to run on bitcoin mainnet without BUSANPAY_TREASURY_XPUB "
+                              "(the demo key is for test networks only)")
+        if not self.rate_sources or "fixed:" in self.rate_sources:
+            raise ConfigError("refusing to run on bitcoin mainnet with a fixed rate: "
+                              "set BUSANPAY_RATE_SOURCES to real exchanges")
+        if self.chain == "demo":
+            raise ConfigError("refusing to run on bitcoin mainnet on the demo chain: set BUSANPAY_CHAIN")
+        if not self.secret_key_from_env:
+            raise ConfigError("refusing to run on bitcoin mainnet without BUSANPAY_SECRET_KEY")
