@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 from flask import Flask, jsonify, request
-from flask_limiter import Limiter
+from flask_wtf.csrf import CSRFProtect
 from werkzeug.exceptions import HTTPException
 
 from settings import Settings
@@ -45,15 +45,15 @@ def create_app(config: dict | None = None) -> Flask:
     app.extensions["busanpay"] = gateway
     app.url_map.strict_slashes = False  # clients send paths with and without a trailing slash
 
-    limiter = Limiter(key_func=_limit_key, app=app, default_limits=[],
-                      storage_uri=settings.ratelimit_storage_url)
-    app.extensions["busanpay_limiter"] = limiter
+    from ratelimits import limiter
 
-    from payments.api import bp as api_bp, create_invoice
+    limiter.init_app(app)
 
-    limiter.limit(settings.invoice_rate_limit, key_func=_limit_key,
-                  error_message="too many invoices: slow down")(create_invoice)
+    from payments.api import bp as api_bp
     app.register_blueprint(api_bp)
+    csrf = CSRFProtect(app)  # every HTML form; the token-authenticated API is exempt
+    csrf.exempt(api_bp)
+    app.extensions["busanpay_csrf"] = csrf
     from payments.openapi import bp as openapi_bp
 
     app.register_blueprint(openapi_bp)
@@ -68,12 +68,6 @@ def _default_clock():
     from database import utc_now
 
     return utc_now
-
-
-def _limit_key() -> str:
-    from merchants.api_auth import rate_limit_key
-
-    return rate_limit_key()
 
 
 def _register_errors(app: Flask) -> None:

@@ -48,13 +48,3 @@ def require_permission(permission: str):
         return wrapper
 
     return decorator
-
-
-def rate_limit_key() -> str:
-    """Limit per API key (hashed) so one shop cannot starve another; per address otherwise."""
-    token = presented_token()
-    if token:
-        import hashlib
-
-        return "key:" + hashlib.sha256(token.encode()).hexdigest()[:32]
-    return "ip:" + (request.remote_addr or "?")

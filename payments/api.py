@@ -15,6 +15,7 @@ from merchants.service import CAN_CREATE_INVOICE, CAN_MODIFY_INVOICES, CAN_VIEW_
 from payments.invoice_json import invoice_json, payment_methods_json
 from payments.invoice_request import FieldError, InvalidRequest, parse_invoice_request
 from payments.rates import RateUnavailable
+from ratelimits import invoice_limit, limiter
 from payments.service import (IdempotencyConflict, InvoiceFilter, InvoiceNotFound,
                               StatusChangeRefused, StoreNotFound, request_fingerprint)
 
@@ -99,6 +100,7 @@ def _store_for(store_id: str | None) -> str:
 
 # -- invoices ------------------------------------------------------------------------
 @bp.post("/stores/<store_id>/invoices")
+@limiter.limit(invoice_limit, error_message="Too many invoices for this API key: slow down")
 @require_permission(CAN_CREATE_INVOICE)
 def create_invoice(store_id: str):
     body = read_json()

@@ -272,7 +272,8 @@ def parse_coinone_ticker(payload: Any, source: str = "coinone") -> tuple[Decimal
         if (isinstance(item, dict) and str(item.get("quote_currency", "")).lower() == "krw"
                 and str(item.get("target_currency", "")).lower() == "btc"):
             rate = _value(item, "last", source)
-            when = _from_millis(item.get("timestamp", payload.get("server_time")))
+            when = _from_millis(item.get("timestamp", payload.get("timestamp",
+                                                                  payload.get("server_time"))))
             return rate, when
     raise RateSourceError(f"{source}: no KRW/BTC ticker in the answer", source=source)
 

@@ -122,16 +122,15 @@ class InvoiceService:
         self._treasury_key_id: int | None = None
 
     # -- keys -------------------------------------------------------------------------
-    def treasury_key_id(self, session: Session) -> int:
+    def ensure_treasury_key(self) -> int:
+        """The treasury key's record id, registered in its own committed transaction, so
+        parallel creators never see an id whose row is not yet visible to them."""
         if self._treasury_key_id is None:
-            record = register_key(session, self.settings.treasury_xpub, self.settings.network,
-                                  "treasury")
+            with self.db.write() as session:
+                record = register_key(session, self.settings.treasury_xpub,
+                                      self.settings.network, "treasury")
             self._treasury_key_id = record.id
         return self._treasury_key_id
-
-    def ensure_treasury_key(self) -> int:
-        with self.db.write() as session:
-            return self.treasury_key_id(session)
 
     # -- create -----------------------------------------------------------------------
     def create(self, store_id: str, request: InvoiceRequest, *,
@@ -147,9 +146,10 @@ class InvoiceService:
             if replay is not None:
                 return replay
         rate: LockedRate = self.rates.current()  # raises RateUnavailable: never quote blind
+        treasury_key_id = self.ensure_treasury_key()
         try:
             with self.db.write() as session:
-                invoice = self._create_in(session, store_id, request, rate)
+                invoice = self._create_in(session, store_id, request, rate, treasury_key_id)
                 if idempotency_key:
                     session.add(IdempotencyRecord(
                         store_id=store_id, key=idempotency_key, request_hash=request_hash or "",
@@ -180,7 +180,7 @@ class InvoiceService:
             return invoice, body
 
     def _create_in(self, session: Session, store_id: str, request: InvoiceRequest,
-                   rate: LockedRate) -> Invoice:
+                   rate: LockedRate, treasury_key_id: int) -> Invoice:
         store = session.get(Store, store_id)
         if store is None or store.archived:
             raise StoreNotFound(store_id)
@@ -198,7 +198,7 @@ class InvoiceService:
             # the merchant can count on).
             amount_krw = int(krw_value(due, rate.krw_per_btc).to_integral_value(ROUND_FLOOR))
         key_id = store.key_id if store.settlement_mode == "btc" and store.key_id else \
-            self.treasury_key_id(session)
+            treasury_key_id
         index = allocate_index(session, key_id)
         address = self.keys.get(session, key_id).address(index)
         expiration = checkout.expiration_minutes or self.settings.expiration_minutes

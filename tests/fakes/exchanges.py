@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -65,7 +65,7 @@ class _Behaviour:
     delay: float = 0.0                     # seconds before answering
 
 
-class _Decimals:
+class _RawNumber:
     """A Decimal to be written as a bare JSON number, exactly as given."""
 
     def __init__(self, text: str):
@@ -73,7 +73,7 @@ class _Decimals:
 
 
 def _dumps(value) -> str:
-    if isinstance(value, _Decimals):
+    if isinstance(value, _RawNumber):
         return value.text
     if isinstance(value, dict):
         return "{" + ",".join(f"{json.dumps(k)}:{_dumps(v)}" for k, v in value.items()) + "}"
@@ -272,9 +272,9 @@ def _styled(value: Decimal, style: str, *, places: int | None = None):
     if style == "string":
         return f"{value:f}"
     if style == "exponent":
-        return _Decimals(f"{value.normalize():E}")
+        return _RawNumber(f"{value.normalize():E}")
     text = f"{value:f}"
-    return _Decimals(text if "." in text else text + ".0")
+    return _RawNumber(text if "." in text else text + ".0")
 
 
 def _around(price: Decimal, factor: str) -> Decimal:

@@ -1,0 +1,31 @@
+"""Rate limits (Flask-Limiter): per API key on invoice creation, per client on login.
+
+One module-level limiter so routes can be decorated where they are defined; each app
+binds it in create_app with its own storage (memory, or Redis when scaled out).
+"""
+from __future__ import annotations
+
+import hashlib
+
+from flask import current_app, request
+from flask_limiter import Limiter
+
+
+def limit_key() -> str:
+    """Per API key (hashed) so one shop cannot starve another; per address otherwise."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() == "token" and token.strip():
+        return "key:" + hashlib.sha256(token.strip().encode()).hexdigest()[:32]
+    return "ip:" + (request.remote_addr or "?")
+
+
+def invoice_limit() -> str:
+    return current_app.extensions["busanpay"].settings.invoice_rate_limit
+
+
+def login_limit() -> str:
+    return current_app.extensions["busanpay"].settings.login_rate_limit
+
+
+limiter = Limiter(key_func=limit_key, default_limits=[], headers_enabled=True)
