@@ -54,6 +54,7 @@ class CheckoutOptions:
 @dataclass(frozen=True)
 class InvoiceRequest:
     price: Price | None  # None: a top-up invoice (any amount counts as full)
+    currency: str = "KRW"
     metadata: dict = field(default_factory=dict)
     checkout: CheckoutOptions = field(default_factory=CheckoutOptions)
 
@@ -198,4 +199,5 @@ def parse_invoice_request(body: Any, *, max_krw: int, plain_metadata: Any = None
         raise InvalidRequest(errors)
     if plain_metadata is not None:
         metadata = plain_metadata
-    return InvoiceRequest(price=price, metadata=metadata, checkout=checkout)
+    return InvoiceRequest(price=price, currency=currency or "KRW", metadata=metadata,
+                          checkout=checkout)

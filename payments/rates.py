@@ -9,8 +9,8 @@ fallback rate, ever.
 Exactness rules (rates are `Decimal`, never float):
 
 * JSON is parsed with `parse_float=Decimal`; string values go straight to `Decimal`.
-* A usable rate is finite, positive, below 10**15 KRW/BTC and has at most 18 decimal
-  places; anything else is refused at the source (`RateSourceError`). These bounds keep
+* A usable rate is finite, positive, below 10**15 KRW/BTC, at most 60 digits as sent and
+  at most 18 decimal places; anything else is refused at the source (`RateSourceError`). These bounds keep
   every later computation exact in the 200-digit context used here (`Inexact` traps).
 * Rates are normalised without changing their value: an integral rate is written
   without a fraction ("150000000.0" -> "150000000"), other rates lose trailing zeros.

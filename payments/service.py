@@ -187,8 +187,8 @@ class InvoiceService:
         now = self.clock()
         checkout = request.checkout
         price = request.price
-        if price is None:
-            currency, amount_text, amount_krw, due = "KRW", "0", None, 0
+        if price is None:  # top-up: any amount is welcome, priced in the asked currency
+            currency, amount_text, amount_krw, due = request.currency, "0", None, 0
         elif price.amount_krw is not None:
             currency, amount_text = price.currency, price.amount_text
             amount_krw, due = price.amount_krw, sats_due(price.amount_krw, rate.krw_per_btc)
@@ -211,7 +211,7 @@ class InvoiceService:
         checkout_json = {
             "speedPolicy": speed, "paymentMethods": ["BTC"], "defaultPaymentMethod": "BTC",
             "expirationMinutes": expiration, "monitoringMinutes": monitoring,
-            "paymentTolerance": float_free(tolerance), "redirectURL": checkout.redirect_url,
+            "paymentTolerance": tolerance_number(tolerance), "redirectURL": checkout.redirect_url,
             "redirectAutomatically": checkout.redirect_automatically,
             "defaultLanguage": language,
         }
@@ -356,6 +356,7 @@ class InvoiceService:
             return rows
 
 
-def float_free(value: Decimal) -> int | str:
-    """Tolerance for JSON: an int when whole, else its exact decimal text."""
-    return int(value) if value == value.to_integral_value() else format(value, "f")
+def tolerance_number(value: Decimal) -> int | float:
+    """Greenfield sends paymentTolerance as a JSON number. It is a percentage (0–100,
+    validated), not an amount of money, so a binary float is acceptable here."""
+    return int(value) if value == value.to_integral_value() else float(value)

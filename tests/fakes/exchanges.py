@@ -59,6 +59,7 @@ class _Behaviour:
     trade_time: datetime | None = None     # None: "now" by the server's clock
     style: str | None = None               # "number" | "string" | "exponent"; None: the real one
     status: int = 200
+    error: bool = False                    # answer with the exchange's error body
     retry_after: str | None = None
     body: bytes | None = None              # raw body override (malformed JSON, HTML, ...)
     empty: bool = False                    # a well-formed answer with no BTC ticker in it
@@ -195,7 +196,7 @@ class FakeExchanges:
         gives an exchange-level error inside a 200 answer (Korbit/Coinone style)."""
         if isinstance(body, str):
             body = body.encode()
-        self._update(exchange, status=status, body=body,
+        self._update(exchange, status=status, body=body, error=True,
                      retry_after=None if retry_after is None else str(retry_after))
 
     def rate_limit(self, exchange: str, retry_after: int | str | None = None) -> None:
@@ -215,7 +216,8 @@ class FakeExchanges:
 
     def recover(self, exchange: str = "*") -> None:
         """Back to normal answers (keeps price, trade time and value style)."""
-        self._update(exchange, status=200, body=None, retry_after=None, empty=False, delay=0.0)
+        self._update(exchange, status=200, body=None, error=False, retry_after=None, empty=False,
+                     delay=0.0)
 
     def requests_to(self, exchange: str) -> list[FakeRequest]:
         with self._lock:
@@ -247,9 +249,9 @@ class FakeExchanges:
             headers["Retry-After"] = state.retry_after
         if state.body is not None:
             return state.status, headers, state.body
-        if state.status != 200:
+        if state.error:
             return state.status, headers, _error_body(exchange, state.status).encode()
-        if exchange == "korbit" and state.status == 200 and query.get("symbol") != ["btc_krw"]:
+        if exchange == "korbit" and query.get("symbol") != ["btc_krw"]:
             return 200, headers, b'{"success":true,"data":[]}'
         now = self._clock()
         trade_time = state.trade_time or now

@@ -141,7 +141,9 @@ def test_amounts_as_strings_or_numbers_and_btc_and_sats_prices(client, merchant,
 def test_a_missing_amount_makes_a_top_up_invoice(client, merchant):
     store_id, token = merchant
     body = create(client, store_id, token, {"metadata": {"orderId": "tip-jar"}}).get_json()
-    assert body["type"] == "TopUp" and body["amount"] == "0"
+    assert body["type"] == "TopUp" and body["amount"] == "0" and body["currency"] == "KRW"
+    in_btc = create(client, store_id, token, {"currency": "BTC"}).get_json()
+    assert in_btc["type"] == "TopUp" and in_btc["currency"] == "BTC"
 
 
 def test_without_a_key_it_is_401_and_with_the_wrong_store_403(client, app, merchant):

@@ -288,9 +288,6 @@ def test_rate_unavailable_is_a_documented_503(api, gateway, monkeypatch):
     assert res.get_json()["code"] == "rate-unavailable"
 
 
-@pytest.mark.xfail(strict=True, reason="app.py applies limiter.limit() to create_invoice after the "
-                   "blueprint registered it, so the limit never runs (Flask-Limiter checks decorated "
-                   "limits only inside the returned wrapper): create is never 429")
 def test_rate_limited_is_a_documented_429(app_config, merchant, doc, app):
     from app import create_app
 
@@ -306,7 +303,5 @@ def test_rate_limited_is_a_documented_429(app_config, merchant, doc, app):
         limited.extensions["busanpay"].close()
 
 
-@pytest.mark.xfail(strict=True, reason="payments/service.py float_free() returns a fractional "
-                   "checkout.paymentTolerance as a string; Greenfield (and this document) say number")
 def test_a_fractional_payment_tolerance_is_a_number(api):
     api("post", STORE, json={"amount": 1000, "checkout": {"paymentTolerance": "0.5"}}, expect=200)
