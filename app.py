@@ -51,6 +51,14 @@ def create_app(config: dict | None = None) -> Flask:
 
     from payments.api import bp as api_bp
     app.register_blueprint(api_bp)
+    from i18n import init_babel
+    from payments.checkout import bp as checkout_bp
+
+    app.register_blueprint(checkout_bp)  # the tourist's page: /i/<invoice_id>
+    init_babel(app)
+    from accounts.web import init_accounts
+
+    init_accounts(app)  # /login, /pos/login, /logout; Flask-Login sessions
     csrf = CSRFProtect(app)  # every HTML form; the token-authenticated API is exempt
     csrf.exempt(api_bp)
     app.extensions["busanpay_csrf"] = csrf

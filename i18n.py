@@ -16,6 +16,8 @@ Extract with ``pybabel extract -F babel.cfg -o messages.pot .``, merge with
 """
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from flask import Flask, g, has_request_context, request
 from flask_babel import Babel, get_locale
 
@@ -64,6 +66,13 @@ def current_language() -> str:
     return normalize(str(locale)) if locale else DEFAULT_LANGUAGE
 
 
+def language_url(code: str) -> str:
+    """This page in another language: the same path and query, with ``lang=code``."""
+    args = request.args.to_dict(flat=False)
+    args["lang"] = [code]
+    return request.path + "?" + urlencode(args, doseq=True)
+
+
 def _remember_choice(response):
     """Keep an explicit ?lang= choice in a cookie (HTML pages only, not API answers)."""
     chosen = normalize(request.args.get("lang"))
@@ -83,7 +92,7 @@ def init_babel(app: Flask) -> Babel:
     @app.context_processor
     def _language_context():
         code = current_language()
-        return {"LANGUAGES": LANGUAGES, "current_language": code,
-                "html_lang": HTML_LANG.get(code, code)}
+        return {"LANGUAGES": LANGUAGES, "HTML_LANG": HTML_LANG, "current_language": code,
+                "html_lang": HTML_LANG.get(code, code), "lang_url": language_url}
 
     return babel

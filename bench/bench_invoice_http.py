@@ -155,6 +155,18 @@ class CpuMeter:
         return cores
 
 
+def wait_quiet(limit_cores: float, max_wait: float) -> float:
+    """Wait (up to max_wait s) until the machine's other load is below limit_cores, so a
+    shared machine's test runs do not land in a measurement; returns the load last seen."""
+    deadline = time.monotonic() + max_wait
+    while True:
+        busy0, t0 = machine_busy()[0], time.monotonic()
+        time.sleep(1.0)
+        load = (machine_busy()[0] - busy0) / (time.monotonic() - t0)
+        if load <= limit_cores or time.monotonic() >= deadline:
+            return load
+
+
 def run_measured(cmd: list[str], **kwargs) -> tuple[str, float, int]:
     """Run a child, return (stdout, its CPU seconds, exit code)."""
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
@@ -277,6 +289,10 @@ def main(argv=None) -> int:
     parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432",
                         help="PostgreSQL server (without database name)")
     parser.add_argument("--only", choices=("both", "app", "bare"), default="both")
+    parser.add_argument("--quiet-cores", type=float, default=0.3,
+                        help="before each measurement wait until other load is below this")
+    parser.add_argument("--quiet-wait", type=float, default=120.0,
+                        help="longest wait for a quiet machine, seconds")
     parser.add_argument("--keep", action="store_true",
                         help="leave servers and database up (prints how to reach them)")
     args = parser.parse_args(argv)
@@ -326,13 +342,14 @@ def main(argv=None) -> int:
         for run in range(args.runs):
             for kind in ("max", "rate"):
                 for name in names:
-                    time.sleep(1)
+                    background = wait_quiet(args.quiet_cores, args.quiet_wait)
                     meter.start()
                     if kind == "max":
                         result = wrk(by_name[name].url + path, script, args.duration, args)
                     else:
                         result = openloop(by_name[name].url + path, token, args)
                     result["cpu"] = meter.stop()
+                    result["background_before"] = background
                     results[f"{name}_{kind}"].append(result)
                     summary = (f"{result['rps']:.0f} req/s" if kind == "max" else
                                f"p50 {result['p50_ms']:.1f} p99 {result['p99_ms']:.1f} "
@@ -358,14 +375,13 @@ def med(rows: list[dict], key: str) -> float:
 
 
 def report(args, results, checks, names, pg_version) -> int:
-    import flask
-    import gunicorn
-    import sqlalchemy
+    from importlib.metadata import version
 
     print()
     print(f"Machine: {os.cpu_count()} CPUs, {cpu_model()}, Python {platform.python_version()}, "
-          f"PostgreSQL {pg_version}, gunicorn {gunicorn.__version__}, Flask {flask.__version__}, "
-          f"SQLAlchemy {sqlalchemy.__version__}, psycopg {psycopg.__version__}")
+          f"PostgreSQL {pg_version}, gunicorn {version('gunicorn')}, Flask {version('flask')}, "
+          f"SQLAlchemy {version('sqlalchemy')}, psycopg {version('psycopg')}, wrk "
+          f"{subprocess.run(['wrk', '-v'], capture_output=True, text=True).stdout.split()[1]}")
     print(f"gunicorn: --workers {args.workers} --worker-class {args.worker_class} "
           f"--threads {args.threads}; wrk -t{args.wrk_threads} -c{args.connections}; "
           f"{args.runs} run(s) of {args.duration:g} s each; medians (range)")
@@ -395,15 +411,20 @@ def report(args, results, checks, names, pg_version) -> int:
     print()
     print("CPU (cores busy, medians) during each measurement:")
     print()
-    print("| measurement | gunicorn workers | PostgreSQL | load generator | whole machine |")
-    print("|---|---:|---:|---:|---:|")
+    print("| measurement | gunicorn workers | PostgreSQL | load generator | other processes "
+          "| whole machine |")
+    print("|---|---:|---:|---:|---:|---:|")
     for key, rows in results.items():
         name = key.split("_")[0]
         workers = statistics.median(r["cpu"].get(name, 0.0) for r in rows)
         pg = statistics.median(r["cpu"].get("postgres", 0.0) for r in rows)
         machine = statistics.median(r["cpu"]["machine"] for r in rows)
-        print(f"| {key.replace('_', ' ')} | {workers:.2f} | {pg:.2f} | "
-              f"{statistics.median(r['loadgen_cores'] for r in rows):.2f} | {machine:.2f} |")
+        loadgen = statistics.median(r["loadgen_cores"] for r in rows)
+        other = statistics.median(r["cpu"]["machine"] - r["cpu"].get(name, 0.0)
+                                  - r["cpu"].get("postgres", 0.0) - r["loadgen_cores"]
+                                  for r in rows)
+        print(f"| {key.replace('_', ' ')} | {workers:.2f} | {pg:.2f} | {loadgen:.2f} | "
+              f"{max(other, 0.0):.2f} | {machine:.2f} |")
     if "app" in names:
         ms = [r["cpu"].get("app", 0) * 1000 / r["rps"] for r in results["app_max"]]
         pms = [r["cpu"].get("postgres", 0) * 1000 / r["rps"] for r in results["app_max"]]

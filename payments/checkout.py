@@ -1,0 +1,290 @@
+"""The tourist's hosted checkout page: ``/i/<invoice_id>``.
+
+Thin web edge over :class:`payments.service.InvoiceService`:
+
+* ``GET /i/<id>`` — the page (HTML, in the tourist's language; see ``i18n.py``);
+* ``GET /i/<id>/qr.svg`` and ``/qr.png`` — the invoice's QR, rendered once and kept in the
+  database by ``InvoiceService.qr()``; the payload never changes, so browsers keep it forever;
+* ``GET /i/<id>/qr/<sats>.svg`` — after a partial payment, the QR for the rest (only for the
+  invoice's current remaining amount);
+* ``GET /i/<id>/status.json`` — what the page polls (every ~1.5 s): one primary-key read,
+  a strong ETag, ``304 Not Modified`` while nothing changed, never a QR render.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from babel.dates import format_datetime
+from flask import Blueprint, Response, current_app, jsonify, make_response, render_template, \
+    request
+from flask_babel import get_locale
+from sqlalchemy import func
+from sqlmodel import select
+
+from i18n import HTML_LANG, current_language, set_page_default
+from payments.bip21 import format_btc, payment_uri
+from payments.models import Invoice, Payment
+from payments.qr_codes import render_svg
+from payments.service import InvoiceNotFound
+
+bp = Blueprint("checkout", __name__)
+
+SEOUL = ZoneInfo("Asia/Seoul")
+# The QR payload of an invoice never changes: let browsers and proxies keep it.
+IMMUTABLE = "public, max-age=31536000, immutable"
+# Additional statuses that say money arrived (so a zero paid_sats column is not the truth).
+_MONEY_CAME = {"PaidPartial", "PaidOver", "PaidLate"}
+# Page security: our own script and styles only; images may be our QR codes.
+_PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+             "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+_SVG_CSP = "default-src 'none'; style-src 'unsafe-inline'"
+
+
+def _gateway():
+    return current_app.extensions["busanpay"]
+
+
+def _unix(moment: datetime) -> int:
+    return int(moment.timestamp())
+
+
+def won(amount: int | None) -> str:
+    """15000 → '₩15,000' (won has no minor unit)."""
+    return "" if amount is None else f"₩{amount:,}"
+
+
+def seoul_time(moment: datetime) -> str:
+    """A date and time in Asia/Seoul, in the page's language."""
+    return format_datetime(moment, "medium", tzinfo=SEOUL, locale=get_locale() or "ko")
+
+
+def _counting(payments: list[Payment]) -> int:
+    return sum(p.value_sats for p in payments if p.state == "seen")
+
+
+def _money_may_have_come(invoice: Invoice) -> bool:
+    if invoice.additional_status == "Marked":
+        return False
+    return invoice.status in ("Processing", "Settled", "Invalid") or \
+        invoice.additional_status in _MONEY_CAME
+
+
+def paid_sats(invoice: Invoice, payments: list[Payment] | None = None) -> int:
+    """Counting value received. The invoice row's ``paid_sats`` (kept by whoever records the
+    payments) when set; otherwise the payments' sum, queried only when the status says money
+    came, so the usual poll of a New invoice is a single primary-key read."""
+    if invoice.paid_sats:
+        return invoice.paid_sats
+    if payments is not None:
+        return _counting(payments)
+    if not _money_may_have_come(invoice):
+        return 0
+    with _gateway().db.read() as session:
+        total = session.exec(select(func.coalesce(func.sum(Payment.value_sats), 0))
+                             .where(Payment.invoice_id == invoice.id, Payment.state == "seen")
+                             ).one()
+    return int(total or 0)
+
+
+def page_state(invoice: Invoice) -> str:
+    """Which explanation the tourist sees: new, partial, processing, settled, expired, invalid."""
+    if invoice.status == "New":
+        return "partial" if invoice.additional_status == "PaidPartial" else "new"
+    return invoice.status.lower()
+
+
+@dataclass
+class PaymentLine:
+    txid: str
+    btc: str
+    seen: str
+    counted: bool
+    late: bool
+    confirmed: bool
+
+
+@dataclass
+class CheckoutView:
+    id: str
+    store_name: str
+    status: str
+    additional: str
+    state: str
+    version: int
+    won_text: str
+    priced_in_won: bool
+    due_sats: int
+    due_btc: str
+    paid_sats: int
+    paid_btc: str
+    remaining_sats: int
+    remaining_btc: str
+    overpaid_btc: str
+    address: str
+    address_groups: list[str]
+    wallet_uri: str
+    wallet_uri_template: str
+    rate_text: str
+    expires_unix: int
+    created_unix: int
+    now_unix: int
+    time_up: bool
+    expires_text: str
+    paid_at_text: str
+    payments: list[PaymentLine] = field(default_factory=list)
+
+
+def build_view(invoice: Invoice, payments: list[Payment], store_name: str,
+               now: datetime) -> CheckoutView:
+    paid = paid_sats(invoice, payments)
+    due = invoice.due_sats
+    remaining = max(0, due - paid)
+    state = page_state(invoice)
+    address = invoice.address
+    # Pay the rest after a partial payment; the full amount otherwise (none for a top-up).
+    ask = remaining if state == "partial" else due
+    wallet_uri = payment_uri(address, ask or None, store_name)
+    template = payment_uri(address, 1, store_name).replace("amount=0.00000001", "amount={amount}")
+    counted = [p for p in payments if p.state == "seen"]
+    paid_at = max((p.seen_at for p in counted), default=None) or invoice.updated_at
+    return CheckoutView(
+        id=invoice.id, store_name=store_name, status=invoice.status,
+        additional=invoice.additional_status, state=state, version=invoice.version,
+        won_text=won(invoice.amount_krw), priced_in_won=invoice.currency == "KRW",
+        due_sats=due, due_btc=format_btc(due), paid_sats=paid, paid_btc=format_btc(paid),
+        remaining_sats=remaining, remaining_btc=format_btc(remaining),
+        overpaid_btc=format_btc(max(0, paid - due)),
+        address=address,
+        address_groups=[address[i:i + 4] for i in range(0, len(address), 4)],
+        wallet_uri=wallet_uri, wallet_uri_template=template,
+        rate_text=f"₩{int(invoice.rate):,}",
+        expires_unix=_unix(invoice.expires_at), created_unix=_unix(invoice.created_at),
+        now_unix=_unix(now),
+        time_up=state in ("new", "partial") and now >= invoice.expires_at,
+        expires_text=seoul_time(invoice.expires_at), paid_at_text=seoul_time(paid_at),
+        payments=[PaymentLine(txid=p.txid, btc=format_btc(p.value_sats), seen=seoul_time(p.seen_at),
+                              counted=p.state == "seen", late=bool(p.late),
+                              confirmed=p.block_height is not None) for p in payments],
+    )
+
+
+def _html(body: str, status: int = 200) -> Response:
+    response = make_response(body, status)
+    response.headers["Cache-Control"] = "no-cache, private"
+    response.headers["Vary"] = "Accept-Language, Cookie"
+    response.headers["Content-Language"] = HTML_LANG.get(current_language(), "ko")
+    response.headers["Content-Security-Policy"] = _PAGE_CSP
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+def _not_found_page(invoice_id: str) -> Response:
+    return _html(render_template("checkout/not_found.html", invoice_id=invoice_id), 404)
+
+
+@bp.get("/i/<invoice_id>")
+def invoice_page(invoice_id: str):
+    gateway = _gateway()
+    try:
+        invoice, payments, store = gateway.invoices.get_with_payments(invoice_id)
+    except InvoiceNotFound:
+        return _not_found_page(invoice_id)
+    checkout = json.loads(invoice.checkout_json or "{}")
+    # Before anything is translated: the invoice's language is the fallback.
+    set_page_default(checkout.get("defaultLanguage") or (store.default_language if store else None))
+    view = build_view(invoice, payments, store.name if store else "", gateway.clock())
+    return _html(render_template("checkout/invoice.html", v=view))
+
+
+def _qr_response(body: bytes, mimetype: str) -> Response:
+    response = Response(body, mimetype=mimetype)
+    response.headers["Cache-Control"] = IMMUTABLE
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    if mimetype == "image/svg+xml":
+        response.headers["Content-Security-Policy"] = _SVG_CSP
+    return response
+
+
+def _plain_404() -> Response:
+    response = Response("invoice not found\n", status=404, mimetype="text/plain")
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+@bp.get("/i/<invoice_id>/qr.svg")
+def qr_svg(invoice_id: str):
+    try:
+        qr = _gateway().invoices.qr(invoice_id)
+    except InvoiceNotFound:
+        return _plain_404()
+    return _qr_response(qr.svg, "image/svg+xml")
+
+
+@bp.get("/i/<invoice_id>/qr.png")
+def qr_png(invoice_id: str):
+    try:
+        qr = _gateway().invoices.qr(invoice_id)
+    except InvoiceNotFound:
+        return _plain_404()
+    return _qr_response(qr.png, "image/png")
+
+
+@bp.get("/i/<invoice_id>/qr/<int:sats>.svg")
+def qr_remaining_svg(invoice_id: str, sats: int):
+    """The QR for the rest after a partial payment. Only the current remaining amount of a
+    New/PaidPartial invoice is rendered (a rare state), so this cannot be used to make the
+    server draw arbitrary codes; the URL names the amount, so the image is immutable."""
+    gateway = _gateway()
+    try:
+        invoice, payments, store = gateway.invoices.get_with_payments(invoice_id)
+    except InvoiceNotFound:
+        return _plain_404()
+    remaining = invoice.due_sats - paid_sats(invoice, payments)
+    if page_state(invoice) != "partial" or sats <= 0 or sats != remaining:
+        return _plain_404()
+    payload = payment_uri(invoice.address, sats, store.name if store else None, for_qr=True)
+    return _qr_response(render_svg(payload), "image/svg+xml")
+
+
+def status_etag(invoice: Invoice) -> str:
+    # version is bumped on every visible change; status words make a stale cache obvious.
+    return f"{invoice.id}.{invoice.version}.{invoice.status}.{invoice.additional_status}"
+
+
+@bp.get("/i/<invoice_id>/status.json")
+def status_json(invoice_id: str):
+    gateway = _gateway()
+    try:
+        invoice = gateway.invoices.get(invoice_id)  # one primary-key read
+    except InvoiceNotFound:
+        response = jsonify({"code": "invoice-not-found", "message": "Unknown invoice"})
+        response.status_code = 404
+        response.headers["Cache-Control"] = "no-cache"
+        return response
+    etag = status_etag(invoice)
+    # If-None-Match uses the weak comparison (RFC 9110 13.1.2); our tag itself is strong.
+    if request.if_none_match.contains_weak(etag):
+        response = Response(status=304)
+    else:
+        paid = paid_sats(invoice)
+        remaining = max(0, invoice.due_sats - paid)
+        response = jsonify({
+            "id": invoice.id,
+            "status": invoice.status,
+            "additionalStatus": invoice.additional_status,
+            "paidSats": paid,
+            "dueSats": invoice.due_sats,
+            "remainingSats": remaining,
+            "paidBtc": format_btc(paid),
+            "remainingBtc": format_btc(remaining),
+            "expirationTime": _unix(invoice.expires_at),
+            "now": _unix(gateway.clock()),
+            "version": invoice.version,
+        })
+    response.set_etag(etag)
+    response.headers["Cache-Control"] = "no-cache"
+    return response
