@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from babel.dates import format_datetime
+from babel.dates import format_date, format_time
 from flask import Blueprint, Response, current_app, jsonify, make_response, render_template, \
     request
 from flask_babel import get_locale
@@ -57,8 +57,19 @@ def won(amount: int | None) -> str:
 
 
 def seoul_time(moment: datetime) -> str:
-    """A date and time in Asia/Seoul, in the page's language."""
-    return format_datetime(moment, "medium", tzinfo=SEOUL, locale=get_locale() or "ko")
+    """A date in the page's language and a 24-hour time, in Asia/Seoul:
+    '2026년 11월 23일 12:00', 'November 23, 2026 12:00', '2026年11月23日 12:00'."""
+    local = moment.astimezone(SEOUL)
+    locale = get_locale() or "ko"
+    return f"{format_date(local, 'long', locale=locale)} {format_time(local, 'HH:mm', locale=locale)}"
+
+
+def countdown(expires_at: datetime, now: datetime) -> str:
+    """Time left as m:ss (h:mm:ss beyond an hour), as the page's script shows it."""
+    left = max(0, int((expires_at - now).total_seconds() + 0.999))
+    hours, rest = divmod(left, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
 
 
 def _counting(payments: list[Payment]) -> int:
@@ -132,6 +143,7 @@ class CheckoutView:
     created_unix: int
     now_unix: int
     time_up: bool
+    countdown_text: str
     expires_text: str
     paid_at_text: str
     payments: list[PaymentLine] = field(default_factory=list)
@@ -164,6 +176,7 @@ def build_view(invoice: Invoice, payments: list[Payment], store_name: str,
         expires_unix=_unix(invoice.expires_at), created_unix=_unix(invoice.created_at),
         now_unix=_unix(now),
         time_up=state in ("new", "partial") and now >= invoice.expires_at,
+        countdown_text=countdown(invoice.expires_at, now),
         expires_text=seoul_time(invoice.expires_at), paid_at_text=seoul_time(paid_at),
         payments=[PaymentLine(txid=p.txid, btc=format_btc(p.value_sats), seen=seoul_time(p.seen_at),
                               counted=p.state == "seen", late=bool(p.late),

@@ -17,7 +17,9 @@ Vocabulary
   full: ``ceil(due * (100 - tolerance) / 100)``, computed exactly with ``Fraction``.
   Rounding rule: ROUND UP, so the tolerance never forgives more than ``tolerance`` %
   of the amount due.  When ``due > 0`` the threshold is at least 1 sat (a 100 %
-  tolerance still needs a payment).
+  tolerance still needs a payment).  A *top-up* invoice (``due == 0``) is paid in
+  full by any counting payment, never by nothing: :func:`decide` needs at least 1 sat,
+  and never calls a top-up ``PaidOver`` (nothing was due, so nothing is over).
 * *full on time*: the on-time counting value reaches the threshold.
 * *confirmed*: a counting on-time payment with ``confirmations >=``
   :func:`confirmations_required`.  The invoice settles when the confirmed on-time
@@ -280,7 +282,7 @@ def _expired_additional(paid: int, threshold: int) -> AdditionalStatus:
 
 
 def _paid_additional(paid: int, due: int, threshold: int) -> AdditionalStatus:
-    if paid > due:
+    if paid > due and due > 0:  # a top-up (due 0) is never over-paid
         return AdditionalStatus.PAID_OVER
     if 0 < paid < threshold:
         return AdditionalStatus.PAID_PARTIAL
@@ -308,14 +310,16 @@ def decide(
     """Decide the invoice's status from its facts, its payments and the time."""
     _require_aware("now", now)
     threshold = full_threshold_sats(invoice.due_sats, invoice.payment_tolerance)
+    # Full payment needs some value: a top-up (nothing due, threshold 0) is not paid by nothing.
+    needed = max(threshold, 1)
 
     counting = [p for p in payments if p.state == PaymentState.SEEN]
     on_time = [p for p in counting if p.seen_at <= invoice.expires_at]
     paid = sum(p.value_sats for p in counting)
     paid_on_time = sum(p.value_sats for p in on_time)
     late = paid - paid_on_time
-    overpaid = max(0, paid - invoice.due_sats)
-    full_on_time = paid_on_time >= threshold  # threshold >= 1 whenever due > 0
+    overpaid = max(0, paid - invoice.due_sats) if invoice.due_sats > 0 else 0
+    full_on_time = paid_on_time >= needed
 
     before = invoice.status
     status = before
@@ -336,7 +340,7 @@ def decide(
             invoice.speed_policy, invoice.amount_krw, invoice.zero_conf_limit_krw
         )
         confirmed = sum(p.value_sats for p in on_time if p.confirmations >= required)
-        if confirmed >= threshold:
+        if confirmed >= needed:
             status = InvoiceStatus.SETTLED
         elif now >= invoice.monitoring_expires_at:
             status = InvoiceStatus.INVALID

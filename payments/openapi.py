@@ -288,7 +288,7 @@ def response_schemas() -> dict:
 
 def schemas(max_invoice_krw: int | None = None) -> dict:
     return {**basic_schemas(), **status_schemas(), **request_schemas(max_invoice_krw),
-            **response_schemas()}
+            **response_schemas(), **webhook_schemas()}
 
 
 def parameters() -> dict:
@@ -485,11 +485,190 @@ def document_paths() -> dict:
     }}}
 
 
+# -- webhooks -----------------------------------------------------------------------------
+WEBHOOKS = f"{API}/stores/{{storeId}}/webhooks"
+
+
+def webhook_schemas() -> dict:
+    from webhooks.rules import DELIVERY_STATUSES, EVENT_TYPES, MAX_SECRET_LENGTH, MAX_URL_LENGTH
+
+    url = {"type": "string", "format": "uri", "maxLength": MAX_URL_LENGTH,
+           "description": "Where each event is POSTed: an absolute http or https URL.",
+           "examples": ["https://shop.example/btcpay/webhook"]}
+    secret_text = ("The shared secret for the `BTCPay-Sig` header: "
+                   "`sha256=<hex HMAC-SHA256(UTF-8 secret, raw body)>`.")
+    return {
+        "WebhookId": {"type": "string", "description": "A webhook identifier (base58).",
+                      "examples": ["4fJ8kQz2mNpR3tUwZ8aE5h"]},
+        "WebhookDeliveryId": {"type": "string", "description": "A delivery identifier (base58).",
+                              "examples": ["9xTq2LmV8bS4yQ1mNpR3tU"]},
+        "WebhookEventType": enum(EVENT_TYPES, "An invoice event a webhook can receive."),
+        "WebhookAuthorizedEvents": obj({
+            "everything": {"type": "boolean",
+                           "description": "Every event type, including ones added later."},
+            "specificEvents": {"type": "array", "items": ref("WebhookEventType"),
+                               "description": "The events sent when `everything` is false."},
+        }, required=True, description="Which events the endpoint receives."),
+        "WebhookData": obj({
+            "id": ref("WebhookId"),
+            "enabled": {"type": "boolean", "description": "Disabled webhooks receive nothing."},
+            "automaticRedelivery": {"type": "boolean", "description":
+                                    "Retry failed deliveries (5xx, 408, 429, no answer) after "
+                                    "10 s, 1 min, then 6 times every 10 min."},
+            "url": url,
+            "authorizedEvents": ref("WebhookAuthorizedEvents"),
+        }, required=True, description="A webhook. The secret is never shown again after "
+                                      "creation."),
+        "WebhookDataList": {"type": "array", "items": ref("WebhookData")},
+        "WebhookDataCreateResult": obj({
+            "id": ref("WebhookId"),
+            "enabled": {"type": "boolean"},
+            "automaticRedelivery": {"type": "boolean"},
+            "url": url,
+            "authorizedEvents": ref("WebhookAuthorizedEvents"),
+            "secret": {"type": "string", "description": secret_text + " Shown only here: keep it."},
+        }, required=True, description="The new webhook, with its secret (the only time it is "
+                                      "shown)."),
+        "WebhookDataRequest": obj({
+            "id": {"type": ["string", "null"], "description": "Accepted and ignored."},
+            "enabled": nullable({"type": "boolean", "description": "Default true."}),
+            "automaticRedelivery": nullable({"type": "boolean", "description": "Default true."}),
+            "url": url,
+            "authorizedEvents": nullable(obj({
+                "everything": nullable({"type": "boolean", "description": "Default true."}),
+                "specificEvents": nullable({"type": "array", "items": ref("WebhookEventType")}),
+            }, description="Default: everything.")),
+            "secret": nullable({"type": "string", "maxLength": MAX_SECRET_LENGTH, "description":
+                                secret_text + " On create, left out, null or empty: one is "
+                                "generated; on update: the secret is kept."}),
+        }, required=("url",), description="A webhook to create, or the full new state of one "
+                                          "(update). Unknown fields are refused (422)."),
+        "WebhookDeliveryStatus": enum(DELIVERY_STATUSES, (
+            "`HttpSuccess`: a 2xx answer; `HttpError`: another HTTP status (see `httpCode`); "
+            "`Failed`: no HTTP answer (see `errorMessage`). `Pending` (not in Greenfield): "
+            "not attempted yet. A delivery waiting for a retry shows its last attempt.")),
+        "WebhookDeliveryData": obj({
+            "id": ref("WebhookDeliveryId"),
+            "timestamp": {**ref("UnixTimestamp"), "description": "When the delivery was created."},
+            "deliveryTime": nullable({**ref("UnixTimestamp"),
+                                      "description": "When it was last attempted."}),
+            "httpCode": {"type": ["integer", "null"],
+                         "description": "The last attempt's HTTP status, if it got one."},
+            "errorMessage": {"type": ["string", "null"],
+                             "description": "Why the last attempt failed, if it did."},
+            "status": ref("WebhookDeliveryStatus"),
+        }, required=True, description="One event sent (or to send) to one webhook."),
+        "WebhookDeliveryList": {"type": "array", "items": ref("WebhookDeliveryData")},
+        "WebhookEvent": obj({
+            "deliveryId": ref("WebhookDeliveryId"),
+            "webhookId": ref("WebhookId"),
+            "originalDeliveryId": {**ref("WebhookDeliveryId"), "description":
+                                   "The first delivery of this event; receivers deduplicate "
+                                   "by `deliveryId` (at-least-once delivery)."},
+            "isRedelivery": {"type": "boolean"},
+            "type": ref("WebhookEventType"),
+            "timestamp": ref("UnixTimestamp"),
+            "storeId": ref("StoreId"),
+            "invoiceId": ref("InvoiceId"),
+            "metadata": {"type": "object"},
+        }, required=True, closed=False, description=(
+            "The JSON body POSTed to the webhook URL with `Content-Type: application/json` and "
+            "`BTCPay-Sig: sha256=<hex HMAC-SHA256(secret, raw body)>`; events add their own "
+            "fields (`manuallyMarked`, `overPaid`, `partiallyPaid`, `afterExpiration`, "
+            "`payment`, …).")),
+    }
+
+
+def webhook_params(*names: str) -> list[dict]:
+    params = {
+        "storeId": ref("StoreId", "parameters"),
+        "webhookId": path_param("webhookId", "The webhook (of this store).", ref("WebhookId")),
+        "deliveryId": path_param("deliveryId", "The delivery (of this webhook).",
+                                 ref("WebhookDeliveryId")),
+    }
+    return [params[n] for n in names]
+
+
+def webhook_operation(operation_id: str, summary: str, *, not_found: tuple[str, ...] = (),
+                      **kwargs) -> dict:
+    from merchants.service import CAN_MODIFY_WEBHOOKS
+
+    op = operation(operation_id, summary, permission=CAN_MODIFY_WEBHOOKS, tag="Webhooks",
+                   **kwargs)
+    if not_found:
+        op["responses"]["404"] = problem("No such webhook in this store, or no such delivery "
+                                         "of it.", *not_found)
+        op["responses"] = dict(sorted(op["responses"].items()))
+    return op
+
+
+def webhook_paths() -> dict:
+    from webhooks.rules import DEFAULT_DELIVERY_COUNT, MAX_DELIVERY_COUNT
+
+    hook, delivery = ("webhook-not-found",), ("webhook-not-found", "webhookdelivery-not-found")
+    webhook_ok = json_body(ref("WebhookData"), "The webhook.")
+    body = request_body(ref("WebhookDataRequest"), "The webhook.")
+    return {
+        WEBHOOKS: {
+            "get": webhook_operation("Webhooks_GetWebhooks", "List the store's webhooks",
+                                     parameters=webhook_params("storeId"),
+                                     ok=json_body(ref("WebhookDataList"), "Oldest first.")),
+            "post": webhook_operation(
+                "Webhooks_CreateWebhook", "Create a webhook", parameters=webhook_params("storeId"),
+                description="Events from now on are POSTed to `url`, signed with the secret.",
+                body=body, ok=json_body(ref("WebhookDataCreateResult"), "The new webhook."),
+                errors=("400", "413", "422")),
+        },
+        f"{WEBHOOKS}/{{webhookId}}": {
+            "get": webhook_operation("Webhooks_GetWebhook", "Get a webhook", not_found=hook,
+                                     parameters=webhook_params("storeId", "webhookId"),
+                                     ok=webhook_ok),
+            "put": webhook_operation(
+                "Webhooks_UpdateWebhook", "Update a webhook", not_found=hook,
+                parameters=webhook_params("storeId", "webhookId"),
+                description="Replaces the webhook's settings; the secret changes only when a "
+                            "new one is sent.",
+                body=body, ok=json_body(ref("WebhookData"), "The updated webhook."),
+                errors=("400", "413", "422")),
+            "delete": webhook_operation(
+                "Webhooks_DeleteWebhook", "Delete a webhook", not_found=hook,
+                parameters=webhook_params("storeId", "webhookId"),
+                description="Deletes the webhook and its delivery log.",
+                ok={"description": "Deleted (empty body)."}),
+        },
+        f"{WEBHOOKS}/{{webhookId}}/deliveries": {"get": webhook_operation(
+            "Webhooks_GetWebhookDeliveries", "List a webhook's deliveries", not_found=hook,
+            parameters=[*webhook_params("storeId", "webhookId"), query_param(
+                "count", "How many of the latest deliveries to return.",
+                {"type": "integer", "minimum": 0, "maximum": MAX_DELIVERY_COUNT,
+                 "default": DEFAULT_DELIVERY_COUNT})],
+            ok=json_body(ref("WebhookDeliveryList"), "Newest first."), errors=("422",))},
+        f"{WEBHOOKS}/{{webhookId}}/deliveries/{{deliveryId}}": {"get": webhook_operation(
+            "Webhooks_GetWebhookDelivery", "Get a delivery", not_found=delivery,
+            parameters=webhook_params("storeId", "webhookId", "deliveryId"),
+            ok=json_body(ref("WebhookDeliveryData"), "The delivery."))},
+        f"{WEBHOOKS}/{{webhookId}}/deliveries/{{deliveryId}}/request": {"get": webhook_operation(
+            "Webhooks_GetWebhookDeliveryRequest", "Get the body a delivery sends",
+            not_found=delivery, parameters=webhook_params("storeId", "webhookId", "deliveryId"),
+            ok=json_body({**ref("WebhookEvent"), "description": "The exact bytes POSTed."},
+                         "The delivery's JSON body."))},
+        f"{WEBHOOKS}/{{webhookId}}/deliveries/{{deliveryId}}/redeliver": {"post": webhook_operation(
+            "Webhooks_RedeliverWebhookDelivery", "Send a delivery again", not_found=delivery,
+            parameters=webhook_params("storeId", "webhookId", "deliveryId"),
+            description="Creates a new delivery of the same event (`isRedelivery: true`, "
+                        "`originalDeliveryId` = the first delivery), sent shortly after.",
+            body=request_body({}, "Ignored; may be empty or `null`.", required=False),
+            ok=json_body(ref("WebhookDeliveryId"), "The new delivery's id."),
+            errors=("400?", "413"))},
+    }
+
+
 # Each group returns {path: {method: operation}}; add a function here for new routes.
 ROUTE_GROUPS: list[Callable[[], dict]] = [
     store_invoice_paths,
     invoice_paths,
     invoice_action_paths,
+    webhook_paths,
     document_paths,
 ]
 
@@ -527,6 +706,7 @@ def build_document(*, max_body_bytes: int | None = None, max_invoice_krw: int | 
         },
         "servers": [{"url": "/"}],
         "tags": [{"name": "Invoices", "description": "Create, read and manage invoices."},
+                 {"name": "Webhooks", "description": "Signed event notifications to a URL."},
                  {"name": "Meta", "description": "About the API itself."}],
         "security": [{"API_Key": []}],
         "paths": build_paths(),

@@ -243,3 +243,24 @@ def _chunks(items, size):
     items = list(items)
     for start in range(0, len(items), size):
         yield items[start:start + size]
+
+
+def lock(session, name: str) -> None:
+    """A transaction-scoped named lock (PostgreSQL advisory lock; SQLite writers are already
+    serialised by BEGIN IMMEDIATE)."""
+    from sqlalchemy import text
+
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": name})
+
+
+def insert_new(session, table, values: dict, *, conflict: list[str]) -> bool:
+    """INSERT … ON CONFLICT DO NOTHING; True when the row was new.
+
+    Like `database.insert_ignore`, but asks SQLAlchemy to keep the row count: with
+    SQLAlchemy 2.1 and psycopg an INSERT's `rowcount` is -1 unless `preserve_rowcount`
+    is set, which would make every insert look like a duplicate on PostgreSQL.
+    """
+    stmt = _insert(session, table).values(**values).on_conflict_do_nothing(index_elements=conflict)
+    result = session.execute(stmt.execution_options(preserve_rowcount=True))
+    return (result.rowcount or 0) > 0

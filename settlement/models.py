@@ -78,6 +78,20 @@ class LedgerEventDone(SQLModel, table=True):
     done_at: datetime = Field(default_factory=utc_now, sa_column=_utc("done_at"))
 
 
+class LedgerInvoice(SQLModel, table=True):
+    """Per invoice the ledger has seen: the fee rate fixed when it was first posted, and
+    the row each poster locks so one invoice is reconciled by one worker at a time."""
+
+    __tablename__ = "ledger_invoice"
+
+    invoice_id: str = Field(sa_column=Column("invoice_id", String(32), ForeignKey("invoice.id"),
+                                             primary_key=True))
+    store_id: str = Field(max_length=48)
+    fee_bps: int = Field()
+    entries: int = Field(default=0)
+    updated_at: datetime = Field(default_factory=utc_now, sa_column=_utc("updated_at"))
+
+
 class LedgerCursor(SQLModel, table=True):
     """Named low watermarks (every outbox event at or below `value` is handled)."""
 

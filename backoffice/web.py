@@ -1,0 +1,306 @@
+"""The merchant owner's back office at ``/merchant`` (role ``owner``), a thin web edge over
+:mod:`backoffice.service`. Owners see and change only their own store."""
+from __future__ import annotations
+
+import csv
+import importlib.util
+import io
+from datetime import date, timedelta
+
+from babel.dates import format_date, format_datetime
+from flask import (Blueprint, Response, abort, current_app, flash, redirect, render_template,
+                   request, url_for)
+from flask_babel import get_locale, gettext as _
+from flask_login import current_user
+
+from accounts.web import require_roles
+from backoffice import service
+from merchants.models import Store
+from merchants.service import (CAN_CREATE_INVOICE, CAN_MODIFY_INVOICES, CAN_MODIFY_STORE,
+                               CAN_MODIFY_WEBHOOKS, CAN_VIEW_INVOICES, SPEED_POLICIES)
+from pos import sales
+
+bp = Blueprint("backoffice", __name__, url_prefix="/merchant")
+
+PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+            "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+
+
+def _gateway():
+    return current_app.extensions["busanpay"]
+
+
+def _locale() -> str:
+    return str(get_locale() or "ko")
+
+
+def won(amount) -> str:
+    return "" if amount is None else f"₩{int(amount):,}"
+
+
+def seoul_time(moment) -> str:
+    return format_datetime(moment, "short", tzinfo=sales.SEOUL, locale=_locale()) if moment else ""
+
+
+def _store() -> Store:
+    store_id = current_user.store_id
+    if not store_id:
+        abort(403)
+    with _gateway().db.read() as session:
+        store = session.get(Store, store_id)
+    if store is None:
+        abort(404)
+    return store
+
+
+@bp.after_request
+def _headers(response: Response) -> Response:
+    if response.mimetype in ("text/html", "text/csv"):
+        response.headers.setdefault("Cache-Control", "no-store")
+    if response.mimetype == "text/html":
+        response.headers.setdefault("Content-Security-Policy", PAGE_CSP)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    return response
+
+
+def speed_texts() -> dict:
+    return {
+        "HighSpeed": _("High speed — accept unconfirmed payments (0 confirmations), only up to the 0-conf limit"),
+        "MediumSpeed": _("Medium — 1 confirmation (about 10 minutes)"),
+        "LowMediumSpeed": _("Low-medium — 2 confirmations (about 20 minutes)"),
+        "LowSpeed": _("Low — 6 confirmations (about an hour)"),
+    }
+
+
+def permission_texts() -> dict:
+    return {
+        CAN_CREATE_INVOICE: _("Create invoices"),
+        CAN_VIEW_INVOICES: _("View invoices"),
+        CAN_MODIFY_INVOICES: _("Modify invoices (mark paid or invalid, archive)"),
+        CAN_MODIFY_WEBHOOKS: _("Manage webhooks"),
+        CAN_MODIFY_STORE: _("Manage store settings (includes all of the above)"),
+    }
+
+
+def problem_text(problem: service.Problem) -> str:
+    p = problem.params
+    texts = {
+        "speed.unknown": _("Choose one of the listed speed policies."),
+        "tolerance.number": _("Enter the tolerance as a percentage, e.g. 0 or 1.5."),
+        "tolerance.range": _("The tolerance is a percentage from 0 to 100."),
+        "tolerance.places": _("Use at most %(places)s decimal places.", places=p.get("places")),
+        "limit.number": _("Enter the 0-conf limit as a whole number of won, e.g. 30000."),
+        "limit.city": _("The city allows unconfirmed payments only up to %(max)s per invoice.",
+                        max=won(p.get("max"))),
+        "language.unknown": _("Choose one of the listed languages."),
+        "name.length": _("Enter a name of 1 to %(max)s characters.", max=p.get("max")),
+        "name.taken": _("Another cashier of this store has that name."),
+        "pin.format": _("A PIN is 4 to 8 digits."),
+        "pin.weak": _("Choose a less obvious PIN: not one digit repeated and not a straight run like 1234."),
+        "pin.mismatch": _("The two PINs differ."),
+        "pin.taken": _("Another cashier of this store has that PIN."),
+        "account.refused": _("The account could not be created."),
+        "label.length": _("Enter a label of 1 to %(max)s characters.", max=p.get("max")),
+        "permissions.none": _("Choose at least one permission."),
+        "permissions.unknown": _("Choose permissions from the list."),
+    }
+    return texts.get(problem.code, problem.code)
+
+
+def _errors(refused: service.Refused) -> dict:
+    return {p.field: problem_text(p) for p in refused.problems}
+
+
+# -- pages ----------------------------------------------------------------------------------
+@bp.get("/")
+@require_roles("owner")
+def overview():
+    store = _store()
+    gateway = _gateway()
+    today = sales.seoul_day(gateway.clock())
+    with gateway.db.read() as session:
+        invoices = sales.day_invoices(session, store.id, today)
+        exceptions = sales.recent_invoices(session, store.id, exceptions_only=True, limit=10)
+    return render_template("backoffice/overview.html", store=store, totals=sales.totals(invoices),
+                           exceptions=exceptions, won=won, seoul_time=seoul_time,
+                           day_text=format_date(today, "full", locale=_locale()),
+                           exception_code=sales.exception_code)
+
+
+@bp.route("/settings", methods=["GET", "POST"])
+@require_roles("owner")
+def settings():
+    store = _store()
+    gateway = _gateway()
+    city_limit = gateway.settings.zero_conf_limit_krw
+    errors, form = {}, None
+    if request.method == "POST":
+        form = request.form
+        try:
+            new = service.parse_settings(form, city_zero_conf_limit=city_limit)
+            with gateway.db.write() as session:
+                changes = service.update_settings(session, store.id, new, current_user.actor())
+            flash(_("Settings saved.") if changes else _("Nothing changed."), "ok")
+            return redirect(url_for("backoffice.settings"))
+        except service.Refused as refused:
+            errors = _errors(refused)
+    return render_template("backoffice/settings.html", store=store, form=form, errors=errors,
+                           speed_policies=SPEED_POLICIES, speed_texts=speed_texts(),
+                           city_limit=city_limit, won=won), (422 if errors else 200)
+
+
+@bp.get("/staff")
+@require_roles("owner")
+def staff():
+    return _staff_page({}, None)
+
+
+def _staff_page(errors: dict, form, status: int = 200):
+    store = _store()
+    with _gateway().db.read() as session:
+        people = service.staff(session, store.id)
+    return render_template("backoffice/staff.html", store=store, people=people, errors=errors,
+                           form=form, seoul_time=seoul_time), status
+
+
+@bp.post("/staff")
+@require_roles("owner")
+def staff_create():
+    store = _store()
+    form = request.form
+    try:
+        with _gateway().db.write() as session:
+            service.add_cashier(session, store.id, name=form.get("name", ""),
+                                pin=form.get("pin", ""), pin_again=form.get("pin_again", ""),
+                                actor=current_user.actor())
+    except service.Refused as refused:
+        return _staff_page(_errors(refused), form, 422)
+    flash(_("Cashier %(name)s added. They sign in on the POS with the store code and their PIN.",
+            name=form.get("name", "").strip()), "ok")
+    return redirect(url_for("backoffice.staff"))
+
+
+@bp.post("/staff/<user_id>/<any(disable, enable):action>")
+@require_roles("owner")
+def staff_toggle(user_id: str, action: str):
+    store = _store()
+    try:
+        with _gateway().db.write() as session:
+            user = service.set_disabled(session, store.id, user_id, action == "disable",
+                                        current_user.actor())
+            name = user.display_name
+    except service.NotFound:
+        abort(404)
+    flash(_("%(name)s can no longer sign in.", name=name) if action == "disable"
+          else _("%(name)s can sign in again.", name=name), "ok")
+    return redirect(url_for("backoffice.staff"))
+
+
+def _keys_page(errors: dict, form, new_token: str | None = None, new_key=None, status: int = 200):
+    store = _store()
+    with _gateway().db.read() as session:
+        keys = service.api_keys(session, store.id)
+    return render_template("backoffice/api_keys.html", store=store, keys=keys, errors=errors,
+                           form=form, new_token=new_token, new_key=new_key,
+                           permission_texts=permission_texts(), seoul_time=seoul_time), status
+
+
+@bp.get("/api-keys")
+@require_roles("owner")
+def api_keys():
+    return _keys_page({}, None)
+
+
+@bp.post("/api-keys")
+@require_roles("owner")
+def api_key_create():
+    store = _store()
+    form = request.form
+    try:
+        with _gateway().db.write() as session:
+            issued = service.create_key(session, store.id, label=form.get("label", ""),
+                                        permissions=form.getlist("permissions"),
+                                        actor=current_user.actor())
+            session.expunge(issued.key)
+    except service.Refused as refused:
+        return _keys_page(_errors(refused), form, status=422)
+    # The token is shown in this answer only (never stored, never cached).
+    return _keys_page({}, None, new_token=issued.token, new_key=issued.key, status=201)
+
+
+@bp.post("/api-keys/<key_id>/revoke")
+@require_roles("owner")
+def api_key_revoke(key_id: str):
+    store = _store()
+    try:
+        with _gateway().db.write() as session:
+            service.revoke_key(session, store.id, key_id, current_user.actor())
+    except service.NotFound:
+        abort(404)
+    flash(_("The key was revoked: requests with it are refused from now on."), "ok")
+    return redirect(url_for("backoffice.api_keys"))
+
+
+@bp.get("/webhooks")
+@require_roles("owner")
+def webhooks():
+    store = _store()
+    available = importlib.util.find_spec("webhooks") is not None
+    return render_template("backoffice/webhooks.html", store=store, available=available,
+                           api_path=f"/api/v1/stores/{store.id}/webhooks")
+
+
+def _month(raw: str | None, today: date) -> date:
+    try:
+        year, month = (int(x) for x in (raw or "").split("-"))
+        return date(year, month, 1)
+    except (ValueError, TypeError):
+        return today.replace(day=1)
+
+
+def _month_lines(store_id: str, first: date):
+    last = (first.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
+    with _gateway().db.read() as session:
+        return sales.daily_sales(session, store_id, first, last)
+
+
+@bp.get("/payouts")
+@require_roles("owner")
+def payouts():
+    store = _store()
+    gateway = _gateway()
+    today = sales.seoul_day(gateway.clock())
+    first = _month(request.args.get("month"), today)
+    lines = [line for line in _month_lines(store.id, first) if line.day <= today]
+    with gateway.db.read() as session:
+        rows = service.payouts(session, store.id)
+    previous = (first - timedelta(days=1)).replace(day=1)
+    following = (first + timedelta(days=32)).replace(day=1)
+    return render_template(
+        "backoffice/payouts.html", store=store, payouts=rows, lines=lines, won=won,
+        month=first, month_text=format_date(first, "yyyy-MM", locale=_locale()),
+        previous=previous, following=following if following <= today else None,
+        total_paid=sum(x.paid_krw for x in lines), total_count=sum(x.paid_count for x in lines),
+        total_tips=sum(x.tips_krw for x in lines), seoul_time=seoul_time,
+        day_text=lambda d: format_date(d, "medium", locale=_locale()))
+
+
+@bp.get("/statements/<int:year>-<int:month>.csv")
+@require_roles("owner")
+def statement_csv(year: int, month: int):
+    store = _store()
+    try:
+        first = date(year, month, 1)
+    except ValueError:
+        abort(404)
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["day_kst", "invoices", "paid_count", "paid_krw", "tips_krw"])
+    for line in _month_lines(store.id, first):
+        writer.writerow([line.day.isoformat(), line.invoices, line.paid_count, line.paid_krw,
+                         line.tips_krw])
+    response = Response(out.getvalue(), mimetype="text/csv")
+    response.headers["Content-Disposition"] = \
+        f'attachment; filename="statement-{first:%Y-%m}.csv"'
+    return response

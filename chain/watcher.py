@@ -1,0 +1,808 @@
+"""The chain watcher: follows blocks and the mempool, records payments, feeds the decision.
+
+One pass (`Watcher.run_once`):
+
+1. **Blocks.** From the last processed block to the backend's tip. A stored block hash
+   that the backend no longer has at its height is a reorg: walk back to the fork
+   (`chain.logic.find_fork`), mark the blocks after it orphaned, and take their payments
+   out of their blocks (back to the mempool, or ``orphaned`` when the backend no longer
+   knows them). Then each new block in ONE transaction with its ``chain_block`` row: the
+   outputs it pays to invoice addresses (looked up in chunks of ``address IN (…)`` on the
+   unique index, so the cost follows the block, not the number of open invoices), the
+   conflicts it confirms against pending payments (double spends), confirmations and
+   ``InvoicePaymentSettled``, and the re-decided invoices with their events. A block is
+   processed only by a transaction that finds its parent as the stored cursor (fencing),
+   so a second watcher or a restart after SIGKILL can never process a block twice.
+2. **Mempool.** `mempool_txs(watched)` for the addresses of invoices still monitored;
+   pending payments missing from the answer are asked for by txid (`tx_status`):
+   gone means ``replaced`` (``double_spent`` once a conflicting transaction confirms).
+3. **Time.** In the same transaction as the mempool results: invoices whose expiry or
+   monitoring end has come are re-decided.
+
+Rule for time-based transitions (never expire or invalidate because the backend was
+down): expiry and end of monitoring are decided only at the start time of a pass whose
+chain catch-up AND mempool scan both succeeded (``covered_at``). Block and reorg
+transactions decide at the previous ``covered_at``, so they never apply a time
+transition that no successful scan has covered. A payment found after a gap (backend
+or watcher down) is dated just after the last complete scan (`chain.logic.arrival_time`):
+it may have arrived then, so an outage never turns an on-time payment late. A payment seen
+after its invoice's monitoring ended is recorded and flagged (``late``, incident
+``paid-after-monitoring``), never credited.
+
+Backend failures: the pass stops, the error and a back-off (at least the server's
+Retry-After) are stored in ``chain_watcher_state``; other passes skip until it ends.
+Everything is kept; nothing is decided from missing data. `health(gateway)` reads it.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Iterable
+
+from sqlalchemy import and_, delete, func, or_, select, text, update
+
+from chain.backends import BackendError, BackendUnavailable, Block, ChainTx
+from chain.logic import (Match, arrival_time, backoff_seconds,
+                         candidate_addresses, chunks, classify, confirmations,
+                         conflicting_spends, find_fork, outputs_paying, watch_done)
+from chain.models import ChainBlock, ChainPaymentTrack, ChainTxInput, ChainWatcherState
+from database import insert_ignore
+from payments.bip21 import format_btc
+from payments.invoice_json import unix
+from payments.invoice_status import (AdditionalStatus, InvoiceFacts, PaymentFact,
+                                     PaymentState, confirmations_required, decide,
+                                     full_threshold_sats)
+from payments.models import Invoice, Payment
+from payments.service import record_event
+
+log = logging.getLogger(__name__)
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+STATE_ID = 1
+INCIDENT_DEEP_REORG = "deep-reorg"
+INCIDENT_AFTER_MONITORING = "paid-after-monitoring"
+EVENT_RECEIVED = "InvoiceReceivedPayment"
+EVENT_PAYMENT_SETTLED = "InvoicePaymentSettled"
+#: Seconds between re-asking the backend about replaced/orphaned payments (every new
+#: block also triggers it).
+SLOW_CHECK_SECONDS = 30.0
+#: Advisory lock key on PostgreSQL ("BUSANWAT").
+PG_LOCK_KEY = 0x4255_5341_4E57_4154
+
+_P = Payment.__table__
+_T = ChainPaymentTrack.__table__
+_I = ChainTxInput.__table__
+_B = ChainBlock.__table__
+_INV = Invoice.__table__
+
+
+class Fenced(Exception):
+    """Another watcher moved the cursor since this pass read it: stop, retry next pass."""
+
+
+# --------------------------------------------------------------------------- the lock
+
+class PassLock:
+    """Only one watcher pass at a time, across threads and processes; released by the OS
+    or the server when its holder dies (no lease to wait out after a SIGKILL).
+
+    PostgreSQL: a session advisory lock on a dedicated connection. SQLite: an flock on a
+    file beside the database. Correctness never rests on it alone: every write is fenced.
+    """
+
+    def __init__(self, db):
+        self.db = db
+        self._conn = None
+        self._file = None
+        self._thread_lock: threading.Lock | None = None
+        path = db.engine.url.database if db.is_sqlite else None
+        self._path = f"{path}.watcher.lock" if path and path != ":memory:" else None
+        if db.is_sqlite and self._path is None:
+            self._thread_lock = threading.Lock()
+
+    def acquire(self, wait: float = 0.0) -> bool:
+        deadline = time.monotonic() + max(0.0, wait)
+        while True:
+            if self._try():
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+
+    def _try(self) -> bool:
+        if self._thread_lock is not None:
+            return self._thread_lock.acquire(blocking=False)
+        if self._path is not None:
+            handle = open(self._path, "a+")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                handle.close()
+                return False
+            self._file = handle
+            return True
+        conn = self.db.engine.connect()
+        try:
+            got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": PG_LOCK_KEY}).scalar()
+            conn.commit()
+        except Exception:
+            conn.close()
+            raise
+        if not got:
+            conn.close()
+            return False
+        self._conn = conn
+        return True
+
+    def release(self) -> None:
+        if self._thread_lock is not None:
+            if self._thread_lock.locked():
+                self._thread_lock.release()
+            return
+        if self._file is not None:
+            try:
+                fcntl.flock(self._file, fcntl.LOCK_UN)
+            finally:
+                self._file.close()
+                self._file = None
+            return
+        if self._conn is not None:
+            try:
+                self._conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": PG_LOCK_KEY})
+                self._conn.commit()
+            except Exception:  # the connection died: the server released the lock with it
+                log.warning("could not release the watcher lock cleanly", exc_info=True)
+            finally:
+                self._conn.close()
+                self._conn = None
+
+
+# --------------------------------------------------------------------------- watched set
+
+class WatchedAddresses:
+    """Addresses of invoices still monitored (New, Processing, Expired until its
+    monitoring ends), for `mempool_txs`. A full reload at most every `full_every`
+    seconds; in between only invoices created since are added, found by their key index
+    (allocated in commit order per key) on the unique (key_id, key_index) index."""
+
+    def __init__(self, full_every: float = 60.0):
+        self.full_every = full_every
+        self._addresses: set[str] = set()
+        self._max_index: dict[int, int] = {}
+        self._loaded_at: float | None = None
+
+    @staticmethod
+    def _monitored(now: datetime):
+        return or_(_INV.c.status.in_(("New", "Processing")),
+                   and_(_INV.c.status == "Expired", _INV.c.monitoring_expires_at > now))
+
+    def get(self, session, now: datetime) -> set[str]:
+        fresh = time.monotonic()
+        if self._loaded_at is None or fresh - self._loaded_at >= self.full_every:
+            rows = session.execute(select(_INV.c.address).where(self._monitored(now))).all()
+            self._addresses = {r[0] for r in rows}
+            self._max_index = {k: i for k, i in session.execute(
+                select(_INV.c.key_id, func.max(_INV.c.key_index)).group_by(_INV.c.key_id)).all()}
+            self._loaded_at = fresh
+            return set(self._addresses)
+        from payments.models import ExtendedKeyRecord
+
+        for (key_id,) in session.execute(select(ExtendedKeyRecord.id)).all():
+            since = self._max_index.get(key_id, -1)
+            rows = session.execute(select(_INV.c.address, _INV.c.key_index, _INV.c.status,
+                                          _INV.c.monitoring_expires_at)
+                                   .where(_INV.c.key_id == key_id, _INV.c.key_index > since)).all()
+            for address, index, status, monitoring_end in rows:
+                self._max_index[key_id] = max(self._max_index.get(key_id, -1), index)
+                if status in ("New", "Processing") or (status == "Expired" and monitoring_end > now):
+                    self._addresses.add(address)
+        return set(self._addresses)
+
+    def forget(self) -> None:
+        self._loaded_at = None
+
+
+# --------------------------------------------------------------------------- the watcher
+
+@dataclass
+class _InvoiceRow:
+    id: str
+    address: str
+    created_at: datetime
+    expires_at: datetime
+    monitoring_expires_at: datetime
+    required: int
+
+
+class Watcher:
+    def __init__(self, gateway, backend, *, lookback: int = 12, chunk_size: int = 2000,
+                 lock_wait: float = 0.0, holder: str | None = None):
+        self.gateway = gateway
+        self.db = gateway.db
+        self.backend = backend
+        self.clock = gateway.clock
+        self.lookback = lookback
+        self.chunk_size = chunk_size
+        self.lock_wait = lock_wait
+        self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.lock = PassLock(self.db)
+        self.watched = WatchedAddresses()
+        self._last_slow_check = 0.0
+        self._state_ready = False
+
+    # -- the pass --------------------------------------------------------------------------
+    def run_once(self, *, force: bool = False, wait: float | None = None) -> dict:
+        started = time.monotonic()
+        start = self.clock()
+        summary: dict = {"ok": False, "backend": getattr(self.backend, "name", "?"),
+                         "blocks": 0, "reorgs": [], "payments": 0, "events": 0,
+                         "invoicesChanged": 0, "mempoolTxs": 0, "timeTransitions": False,
+                         "tip": None, "processed": None, "error": None, "skipped": None}
+        self._ensure_state()
+        state = self._state()
+        if not force and state.backoff_until is not None and start < state.backoff_until:
+            summary["skipped"] = "backoff"
+            summary["backoffUntil"] = unix(state.backoff_until)
+            summary["error"] = state.last_error
+            return summary
+        if not self.lock.acquire(self.lock_wait if wait is None else wait):
+            summary["skipped"] = "another watcher is running"
+            return summary
+        try:
+            tip = self.backend.tip()
+            summary["tip"] = tip.height
+            new_block = self._sync_chain(tip, summary)
+            self._mempool_and_time(start, tip, new_block, summary)
+            summary["ok"] = True
+        except BackendError as err:
+            summary["error"] = f"{type(err).__name__}: {err}"
+            self._record_failure(err)
+        except Fenced as err:
+            summary["skipped"] = f"fenced: {err}"
+        finally:
+            self.lock.release()
+        summary["processed"] = self._state().best_height
+        summary["seconds"] = round(time.monotonic() - started, 4)
+        return summary
+
+    # -- state -----------------------------------------------------------------------------
+    def _ensure_state(self) -> None:
+        if self._state_ready:
+            return
+        with self.db.write() as s:
+            insert_ignore(s, ChainWatcherState.__table__, {
+                "id": STATE_ID, "backend": getattr(self.backend, "name", "?")[:64],
+                "failures": 0, "updated_at": self.clock()}, conflict=["id"])
+        self._state_ready = True
+
+    def _state(self) -> ChainWatcherState:
+        with self.db.read() as s:
+            return s.get(ChainWatcherState, STATE_ID)
+
+    @staticmethod
+    def _lock_state(s) -> ChainWatcherState:
+        return s.execute(select(ChainWatcherState).where(ChainWatcherState.id == STATE_ID)
+                         .with_for_update()).scalar_one()
+
+    def _record_failure(self, err: BaseException) -> None:
+        now = self.clock()
+        try:
+            with self.db.write() as s:
+                st = self._lock_state(s)
+                st.failures = (st.failures or 0) + 1
+                st.last_error = f"{type(err).__name__}: {err}"[:2000]
+                st.last_error_at = now
+                delay = backoff_seconds(st.failures, getattr(err, "retry_after", None))
+                st.backoff_until = now + timedelta(seconds=delay)
+                st.holder = self.holder
+                st.updated_at = now
+        except Exception:  # the database is down too: nothing to keep
+            log.exception("could not record the watcher failure")
+        log.warning("chain backend failed: %s", err)
+
+    # -- blocks ----------------------------------------------------------------------------
+    def _sync_chain(self, tip, summary: dict) -> bool:
+        """Reorgs, then every block up to `tip`. True when a block was processed."""
+        processed = False
+        for _ in range(4):  # a reorg, then the catch-up; more only if the chain moves under us
+            st = self._state()
+            if st.best_hash is not None and self.backend.block_hash_at(st.best_height) != st.best_hash:
+                summary["reorgs"].append(self._handle_reorg(st))
+                processed = True
+                continue
+            next_height = (st.best_height + 1) if st.best_hash is not None else \
+                max(0, tip.height - self.lookback)
+            parent = st.best_hash
+            moved = False
+            for height in range(next_height, tip.height + 1):
+                block_hash = self.backend.block_hash_at(height)
+                if block_hash is None:
+                    moved = True
+                    break
+                block = self.backend.block(block_hash)
+                if parent is not None and block.header.prev_hash != parent:
+                    moved = True  # the chain changed between our calls: re-check from the top
+                    break
+                summary["payments"] += self._process_block(block, parent, summary)
+                summary["blocks"] += 1
+                parent = block.header.hash
+                processed = True
+            if not moved:
+                return processed
+        return processed
+
+    def _handle_reorg(self, st: ChainWatcherState) -> dict:
+        best_hash, best_height = st.best_hash, st.best_height
+        with self.db.read() as s:
+            stored = [(h, bh) for h, bh in s.execute(
+                select(_B.c.height, _B.c.hash).where(_B.c.orphaned == False)  # noqa: E712
+                .order_by(_B.c.height.desc())).all()]
+        fork = find_fork(stored, self.backend.block_hash_at)
+        if fork is None:
+            lowest = min(stored) if stored else None
+            fork_height = lowest[0] - 1 if lowest else -1
+            with self.db.read() as s:
+                fork_hash = s.execute(select(_B.c.prev_hash).where(_B.c.hash == lowest[1])).scalar() \
+                    if lowest else None
+            deep = True
+        else:
+            fork_height, fork_hash = fork, dict(stored)[fork]
+            deep = False
+        orphaned = [bh for h, bh in stored if h > fork_height]
+        with self.db.read() as s:
+            hit = []
+            for part in chunks(orphaned, self.chunk_size):
+                hit += s.execute(select(_T.c.txid, _T.c.vout, _T.c.invoice_id)
+                                 .where(_T.c.block_hash.in_(part))).all()
+        statuses = {txid: self.backend.tx_status(txid) for txid in {r[0] for r in hit}}
+        now = self.clock()
+        with self.db.write() as s:
+            st = self._lock_state(s)
+            if st.best_hash != best_hash:
+                raise Fenced("the cursor moved during the reorg")
+            for part in chunks(orphaned, self.chunk_size):
+                s.execute(update(_B).where(_B.c.hash.in_(part)).values(orphaned=True,
+                                                                        orphaned_at=now))
+            touched: set[str] = set()
+            for txid, vout, invoice_id in hit:
+                state = classify(statuses[txid], lost_block=True)
+                s.execute(update(_P).where(_P.c.txid == txid, _P.c.vout == vout)
+                          .values(state=state.value, block_height=None, block_hash=None))
+                s.execute(update(_T).where(_T.c.txid == txid, _T.c.vout == vout)
+                          .values(block_height=None, block_hash=None, active=True))
+                touched.add(invoice_id)
+            st.best_height = fork_height if fork_height >= 0 else None
+            st.best_hash = fork_hash
+            if deep:
+                st.incident = f"reorg below the first processed block at {best_height}"[:200]
+            st.updated_at = now
+            decision_time = st.covered_at or EPOCH
+            changed, events = self._redecide(s, touched, decision_time, now, st.best_height,
+                                             touched_payments=touched, reorg_hit=touched)
+        log.warning("reorg: %d block(s) orphaned above height %s; %d payment(s) moved",
+                    len(orphaned), fork_height, len(hit))
+        return {"fork": fork_height, "orphaned": len(orphaned), "payments": len(hit),
+                "invoicesChanged": changed, "events": events, "deep": deep}
+
+    def _lookup_invoices(self, s, addresses: Iterable[str]) -> dict[str, _InvoiceRow]:
+        found: dict[str, _InvoiceRow] = {}
+        wanted = sorted(addresses)
+        cols = (_INV.c.id, _INV.c.address, _INV.c.created_at, _INV.c.expires_at,
+                _INV.c.monitoring_expires_at, _INV.c.speed_policy, _INV.c.amount_krw,
+                _INV.c.zero_conf_limit_krw)
+        for part in chunks(wanted, self.chunk_size):
+            for row in s.execute(select(*cols).where(_INV.c.address.in_(part))).all():
+                found[row.address] = _InvoiceRow(
+                    row.id, row.address, row.created_at, row.expires_at,
+                    row.monitoring_expires_at,
+                    confirmations_required(row.speed_policy, row.amount_krw,
+                                           row.zero_conf_limit_krw))
+        return found
+
+    def _watched_inputs(self, s, txs: Iterable[ChainTx]) -> dict[tuple[str, int], set[str]]:
+        prev = sorted({i.txid for tx in txs for i in tx.inputs})
+        if not prev:
+            return {}
+        watched: dict[tuple[str, int], set[str]] = {}
+        if s.execute(select(_I.c.txid).limit(1)).first() is None:
+            return watched  # nothing pending: skip the lookups
+        for part in chunks(prev, self.chunk_size):
+            for prev_txid, prev_vout, txid in s.execute(
+                    select(_I.c.prev_txid, _I.c.prev_vout, _I.c.txid)
+                    .where(_I.c.prev_txid.in_(part))).all():
+                watched.setdefault((prev_txid, prev_vout), set()).add(txid)
+        return watched
+
+    def _process_block(self, block: Block, parent: str | None, summary: dict) -> int:
+        header = block.header
+        addresses = candidate_addresses(block.txs)
+        now = self.clock()
+        with self.db.write() as s:
+            st = self._lock_state(s)
+            if st.best_hash != parent:
+                raise Fenced(f"block {header.height} was processed by another watcher")
+            invoices = self._lookup_invoices(s, addresses)
+            matches = outputs_paying(block.txs, invoices)
+            seen_at = arrival_time(now, st.covered_at)
+            new, touched = self._record_payments(s, matches, invoices, block.txs, seen_at, now,
+                                                 block_height=header.height,
+                                                 block_hash=header.hash)
+            # Double spends: a confirmed transaction spending what a pending payment spent.
+            in_block = {tx.txid for tx in block.txs}
+            conflicted = conflicting_spends(block.txs, self._watched_inputs(s, block.txs)) - in_block
+            if conflicted:
+                for part in chunks(sorted(conflicted), self.chunk_size):
+                    rows = s.execute(select(_P.c.txid, _P.c.vout, _P.c.invoice_id)
+                                     .where(_P.c.txid.in_(part), _P.c.block_hash.is_(None),
+                                            _P.c.state != PaymentState.DOUBLE_SPENT.value)).all()
+                    for txid, vout, invoice_id in rows:
+                        s.execute(update(_P).where(_P.c.txid == txid, _P.c.vout == vout)
+                                  .values(state=PaymentState.DOUBLE_SPENT.value))
+                        touched.add(invoice_id)
+            existing = s.get(ChainBlock, header.hash)
+            if existing is None:
+                s.add(ChainBlock(hash=header.hash, height=header.height,
+                                 prev_hash=header.prev_hash, orphaned=False,
+                                 tx_count=len(block.txs), matched_outputs=len(matches),
+                                 processed_at=now))
+            else:  # back on the active chain after a reorg and its undoing
+                existing.orphaned, existing.orphaned_at = False, None
+                existing.processed_at = now
+            st.best_height, st.best_hash = header.height, header.hash
+            st.tip_height, st.tip_hash = header.height, header.hash
+            st.updated_at = now
+            s.flush()
+            settled_invoices, confirmed_invoices, events = self._advance_tracked(
+                s, header.height, now)
+            decision_time = st.covered_at or EPOCH
+            changed, decided_events = self._redecide(
+                s, touched | settled_invoices | confirmed_invoices, decision_time, now,
+                header.height, touched_payments=touched | settled_invoices)
+        summary["events"] += events + decided_events + new
+        summary["invoicesChanged"] += changed
+        return new
+
+    # -- payments --------------------------------------------------------------------------
+    def _record_payments(self, s, matches: list[Match], invoices: dict[str, _InvoiceRow],
+                         txs: Iterable[ChainTx], seen_at: datetime, now: datetime, *,
+                         block_height: int | None, block_hash: str | None
+                         ) -> tuple[int, set[str]]:
+        """Insert each matched output once; put known ones (back) into this block or the
+        mempool. Returns (payments new, invoice ids whose payments changed)."""
+        if not matches:
+            return 0, set()
+        touched: set[str] = set()
+        rows = []
+        for m in matches:
+            inv = invoices[m.address]
+            seen = min(now, max(seen_at, inv.created_at))
+            rows.append({"invoice_id": inv.id, "txid": m.txid, "vout": m.vout,
+                         "address": m.address, "value_sats": m.value_sats,
+                         "state": PaymentState.SEEN.value, "block_height": block_height,
+                         "block_hash": block_hash, "seen_at": seen,
+                         "late": seen > inv.expires_at})
+        inserted: set[tuple[str, int]] = set()
+        for part in chunks(rows, 500):
+            stmt = _dialect_insert(s, _P).values(list(part)).on_conflict_do_nothing(
+                index_elements=["txid", "vout"]).returning(_P.c.txid, _P.c.vout)
+            inserted.update((r[0], r[1]) for r in s.execute(stmt).all())
+        by_key = {(r["txid"], r["vout"]): r for r in rows}
+        by_invoice = {inv.id: inv for inv in invoices.values()}
+        new_rows = [by_key[k] for k in by_key if k in inserted]
+        # Bookkeeping for the new ones: tracking, inputs, the payment event.
+        track_rows, input_rows = [], []
+        new_txids = {r["txid"] for r in new_rows}
+        for r in new_rows:
+            inv = by_invoice[r["invoice_id"]]
+            after = r["seen_at"] > inv.monitoring_expires_at
+            track_rows.append({"txid": r["txid"], "vout": r["vout"], "invoice_id": inv.id,
+                               "required_confs": inv.required, "block_height": block_height,
+                               "block_hash": block_hash, "active": True,
+                               "settled_event": False, "after_monitoring": after,
+                               "watch_until": max(inv.monitoring_expires_at, r["seen_at"])
+                               + timedelta(days=1)})
+            touched.add(inv.id)
+        for tx in txs:
+            if tx.txid in new_txids:
+                input_rows += [{"prev_txid": i.txid, "prev_vout": i.vout, "txid": tx.txid}
+                               for i in tx.inputs]
+        for part in chunks(track_rows, 500):
+            s.execute(_dialect_insert(s, _T).values(list(part)).on_conflict_do_nothing(
+                index_elements=["txid", "vout"]))
+        for part in chunks(input_rows, 500):
+            s.execute(_dialect_insert(s, _I).values(list(part)).on_conflict_do_nothing(
+                index_elements=["prev_txid", "prev_vout", "txid"]))
+        if new_rows:
+            self._received_events(s, new_rows, by_invoice, now)
+        # Known payments: into this block (or back to seen from the mempool).
+        known = [r for k, r in by_key.items() if k not in inserted]
+        for part in chunks(known, 500):
+            keys = [(r["txid"], r["vout"]) for r in part]
+            current = s.execute(select(_P.c.txid, _P.c.vout, _P.c.invoice_id, _P.c.state,
+                                       _P.c.block_hash)
+                                .where(_P.c.txid.in_({k[0] for k in keys}))).all()
+            wanted = set(keys)
+            for txid, vout, invoice_id, state, old_hash in current:
+                if (txid, vout) not in wanted:
+                    continue
+                if block_hash is not None:
+                    if old_hash == block_hash and state == PaymentState.SEEN.value:
+                        continue
+                    s.execute(update(_P).where(_P.c.txid == txid, _P.c.vout == vout).values(
+                        state=PaymentState.SEEN.value, block_height=block_height,
+                        block_hash=block_hash))
+                    s.execute(update(_T).where(_T.c.txid == txid, _T.c.vout == vout).values(
+                        block_height=block_height, block_hash=block_hash, active=True))
+                    touched.add(invoice_id)
+                elif old_hash is None and state != PaymentState.SEEN.value:
+                    s.execute(update(_P).where(_P.c.txid == txid, _P.c.vout == vout)
+                              .values(state=PaymentState.SEEN.value))
+                    touched.add(invoice_id)
+        return len(new_rows), touched
+
+    def _received_events(self, s, new_rows: list[dict], by_invoice: dict, now: datetime) -> None:
+        invoices = {i.id: i for i in s.execute(select(Invoice).where(
+            Invoice.id.in_({r["invoice_id"] for r in new_rows}))).scalars()}
+        for r in new_rows:
+            inv = invoices[r["invoice_id"]]
+            if r["seen_at"] > by_invoice[inv.id].monitoring_expires_at:
+                continue  # recorded and flagged, never credited: no payment event
+            record_event(s, inv, EVENT_RECEIVED, now, dedupe=f"paid:{r['txid']}:{r['vout']}",
+                         afterExpiration=bool(r["late"]), paymentMethodId="BTC-CHAIN",
+                         payment=_payment_json(r, "Processing"))
+
+    def _advance_tracked(self, s, tip_height: int | None, now: datetime
+                         ) -> tuple[set[str], set[str], int]:
+        """Per active payment: InvoicePaymentSettled once it has the confirmations its
+        invoice needs; retire it from per-block work once deep enough (or, unconfirmed,
+        after its watch window). Returns (invoices with a payment newly settled, invoices
+        with confirmed active payments, events written)."""
+        rows = s.execute(
+            select(_T.c.txid, _T.c.vout, _T.c.invoice_id, _T.c.required_confs,
+                   _T.c.block_height, _T.c.settled_event, _T.c.after_monitoring,
+                   _T.c.watch_until, _P.c.state, _P.c.value_sats, _P.c.address,
+                   _P.c.seen_at, _P.c.late)
+            .join(_P, and_(_P.c.txid == _T.c.txid, _P.c.vout == _T.c.vout))
+            .where(_T.c.active == True)).all()  # noqa: E712
+        settled: set[str] = set()
+        confirmed: set[str] = set()
+        events = 0
+        retire: list[tuple[str, int]] = []
+        to_settle = []
+        for r in rows:
+            confs = confirmations(tip_height, r.block_height)
+            if r.block_height is not None:
+                confirmed.add(r.invoice_id)
+            if (r.state == PaymentState.SEEN.value and not r.settled_event
+                    and not r.after_monitoring and confs >= r.required_confs):
+                to_settle.append(r)
+            if r.block_height is not None and watch_done(confs, r.required_confs):
+                retire.append((r.txid, r.vout))
+            elif r.block_height is None and r.state != PaymentState.SEEN.value \
+                    and now > r.watch_until:
+                retire.append((r.txid, r.vout))
+        if to_settle:
+            invoices = {i.id: i for i in s.execute(select(Invoice).where(
+                Invoice.id.in_({r.invoice_id for r in to_settle}))).scalars()}
+            for r in to_settle:
+                inv = invoices[r.invoice_id]
+                payment = {"txid": r.txid, "vout": r.vout, "seen_at": r.seen_at,
+                           "value_sats": r.value_sats, "address": r.address}
+                if record_event(s, inv, EVENT_PAYMENT_SETTLED, now,
+                                dedupe=f"settled:{r.txid}:{r.vout}",
+                                afterExpiration=bool(r.late), paymentMethodId="BTC-CHAIN",
+                                payment=_payment_json(payment, "Settled")):
+                    events += 1
+                s.execute(update(_T).where(_T.c.txid == r.txid, _T.c.vout == r.vout)
+                          .values(settled_event=True))
+                settled.add(r.invoice_id)
+        for txid, vout in retire:
+            s.execute(update(_T).where(_T.c.txid == txid, _T.c.vout == vout).values(active=False))
+        for txid in {t for t, _ in retire}:
+            s.execute(delete(_I).where(_I.c.txid == txid))
+        return settled, confirmed, events
+
+    # -- decisions -------------------------------------------------------------------------
+    def _redecide(self, s, invoice_ids: Iterable[str], decision_time: datetime, now: datetime,
+                  tip_height: int | None, *, touched_payments: set[str] = frozenset(),
+                  reorg_hit: set[str] = frozenset()) -> tuple[int, int]:
+        """Re-decide these invoices over their payments; store the result and its events.
+        Returns (invoices changed, events written)."""
+        ids = sorted(set(invoice_ids))
+        changed = events = 0
+        for part in chunks(ids, 500):
+            invoices = list(s.execute(select(Invoice).where(Invoice.id.in_(part))
+                                      .order_by(Invoice.id).with_for_update()).scalars())
+            payments: dict[str, list] = {}
+            for p in s.execute(select(_P.c.invoice_id, _P.c.txid, _P.c.vout, _P.c.value_sats,
+                                      _P.c.state, _P.c.block_height, _P.c.seen_at)
+                               .where(_P.c.invoice_id.in_(part))).all():
+                payments.setdefault(p.invoice_id, []).append(p)
+            for inv in invoices:
+                c, e = self._decide_one(s, inv, payments.get(inv.id, []), decision_time, now,
+                                        tip_height, inv.id in touched_payments,
+                                        inv.id in reorg_hit)
+                changed += c
+                events += e
+        return changed, events
+
+    def _decide_one(self, s, inv: Invoice, rows: list, decision_time: datetime,
+                    now: datetime, tip_height: int | None, touched: bool,
+                    reorg_hit: bool) -> tuple[int, int]:
+        facts = InvoiceFacts(
+            status=inv.status, additional_status=inv.additional_status, due_sats=inv.due_sats,
+            amount_krw=inv.amount_krw, expires_at=inv.expires_at,
+            monitoring_expires_at=inv.monitoring_expires_at, speed_policy=inv.speed_policy,
+            zero_conf_limit_krw=inv.zero_conf_limit_krw, payment_tolerance=inv.payment_tolerance)
+        credited = [r for r in rows if r.seen_at <= inv.monitoring_expires_at]
+        pfacts = [PaymentFact(txid=r.txid, vout=r.vout, value_sats=r.value_sats,
+                              confirmations=confirmations(tip_height, r.block_height),
+                              state=r.state, seen_at=r.seen_at) for r in credited]
+        decision = decide(facts, pfacts, decision_time)
+        incident = inv.incident
+        if incident is None:
+            if decision.incident:
+                incident = decision.incident
+            elif reorg_hit and inv.status == "Settled" and \
+                    inv.additional_status != AdditionalStatus.MARKED.value and \
+                    not settlement_still_confirmed(facts, pfacts):
+                incident = INCIDENT_DEEP_REORG  # settled on confirmations a reorg took away
+            elif len(credited) < len(rows):
+                incident = INCIDENT_AFTER_MONITORING
+        visible = (decision.status.value != inv.status
+                   or decision.additional_status.value != inv.additional_status
+                   or decision.paid_sats != inv.paid_sats or incident != inv.incident or touched)
+        if not visible:
+            return 0, 0
+        inv.status = decision.status.value
+        inv.additional_status = decision.additional_status.value
+        inv.paid_sats = decision.paid_sats
+        inv.incident = incident
+        inv.updated_at = now
+        inv.version = inv.version + 1
+        s.flush()
+        events = 0
+        over = decision.additional_status == AdditionalStatus.PAID_OVER
+        for event in decision.events:
+            extra: dict = {}
+            dedupe = None
+            if event == "InvoiceProcessing":
+                extra = {"overPaid": over}
+                dedupe = f"InvoiceProcessing:v{inv.version}"  # may recur after Processing -> New
+            elif event == "InvoiceSettled":
+                extra = {"manuallyMarked": False, "overPaid": over}
+            elif event == "InvoiceInvalid":
+                extra = {"manuallyMarked": False}
+            elif event == "InvoiceExpired":
+                extra = {"partiallyPaid": decision.paid_sats > 0}
+            if record_event(s, inv, event, now, dedupe=dedupe, **extra):
+                events += 1
+        return 1, events
+
+    # -- mempool and time ------------------------------------------------------------------
+    def _mempool_and_time(self, start: datetime, tip, new_block: bool, summary: dict) -> None:
+        st = self._state()
+        best_hash = st.best_hash
+        with self.db.read() as s:
+            watched = self.watched.get(s, start)
+            pending = s.execute(
+                select(_T.c.txid, _T.c.vout, _T.c.invoice_id, _P.c.state)
+                .join(_P, and_(_P.c.txid == _T.c.txid, _P.c.vout == _T.c.vout))
+                .where(_T.c.active == True, _T.c.block_hash.is_(None))).all()  # noqa: E712
+        txs = self.backend.mempool_txs(watched)
+        summary["mempoolTxs"] = len(txs)
+        in_mempool = {tx.txid for tx in txs}
+        slow_due = new_block or time.monotonic() - self._last_slow_check >= SLOW_CHECK_SECONDS
+        ask = sorted({r.txid for r in pending if r.txid not in in_mempool and
+                      (r.state == PaymentState.SEEN.value or slow_due)})
+        statuses = {txid: self.backend.tx_status(txid) for txid in ask}
+        if slow_due:
+            self._last_slow_check = time.monotonic()
+        matches = outputs_paying(txs, watched)
+        now = self.clock()
+        with self.db.write() as s:
+            st = self._lock_state(s)
+            if st.best_hash != best_hash:
+                raise Fenced("a block was processed during the mempool scan")
+            invoices = self._lookup_invoices(s, {m.address for m in matches})
+            matches = [m for m in matches if m.address in invoices]
+            seen_at = arrival_time(start, st.covered_at)
+            new, touched = self._record_payments(s, matches, invoices, txs, seen_at, now,
+                                                 block_height=None, block_hash=None)
+            summary["payments"] += new
+            summary["events"] += new
+            for r in pending:
+                status = statuses.get(r.txid)
+                if status is None or status.confirmed:
+                    continue  # in the mempool answer, or in a block we will process
+                state = classify(status, lost_block=r.state == PaymentState.ORPHANED.value,
+                                 conflict_confirmed=r.state == PaymentState.DOUBLE_SPENT.value)
+                if state.value != r.state:
+                    s.execute(update(_P).where(_P.c.txid == r.txid, _P.c.vout == r.vout,
+                                               _P.c.block_hash.is_(None)).values(state=state.value))
+                    touched.add(r.invoice_id)
+            settled, _confirmed, events = self._advance_tracked(s, st.best_height, now)
+            # Time: the chain and the mempool were just scanned, so expiry and the end of
+            # monitoring may be decided as of this pass's start.
+            due = {r[0] for r in s.execute(select(_INV.c.id).where(or_(
+                and_(_INV.c.status == "New", _INV.c.expires_at <= start),
+                and_(_INV.c.status == "Processing", _INV.c.monitoring_expires_at <= start))))}
+            changed, decided_events = self._redecide(
+                s, touched | settled | due, start, now, st.best_height,
+                touched_payments=touched | settled)
+            st.covered_at = start
+            st.last_success_at = now
+            st.failures = 0
+            st.backoff_until = None
+            st.tip_height, st.tip_hash = tip.height, tip.hash
+            st.holder = self.holder
+            st.updated_at = now
+        summary["timeTransitions"] = True
+        summary["events"] += events + decided_events
+        summary["invoicesChanged"] += changed
+
+
+def settlement_still_confirmed(facts: InvoiceFacts, payments: list[PaymentFact]) -> bool:
+    """Would the confirmed on-time value still settle this invoice? (After a reorg: a
+    settled invoice whose confirmations were taken away is an incident.)"""
+    required = confirmations_required(facts.speed_policy, facts.amount_krw,
+                                      facts.zero_conf_limit_krw)
+    needed = max(1, full_threshold_sats(facts.due_sats, facts.payment_tolerance))
+    confirmed = sum(p.value_sats for p in payments
+                    if p.state == PaymentState.SEEN and p.seen_at <= facts.expires_at
+                    and p.confirmations >= required)
+    return confirmed >= needed
+
+
+def _payment_json(row: dict, status: str) -> dict:
+    return {"id": f"{row['txid']}-{row['vout']}", "receivedDate": unix(row["seen_at"]),
+            "value": format_btc(row["value_sats"]), "fee": "0", "status": status,
+            "destination": row["address"]}
+
+
+def _dialect_insert(s, table):
+    if s.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table)
+
+
+# --------------------------------------------------------------------------- health
+
+def health(gateway) -> dict:
+    """The watcher's health for dashboards (from the shared state row: any process)."""
+    with gateway.db.read() as s:
+        st = s.get(ChainWatcherState, STATE_ID)
+    now = gateway.clock()
+    if st is None:
+        return {"status": "starting", "backend": gateway.settings.chain}
+    if st.failures:
+        status = "down"
+    elif st.last_success_at is None:
+        status = "starting"
+    elif now - st.last_success_at > timedelta(seconds=60):
+        status = "stale"
+    else:
+        status = "ok"
+    behind = (st.tip_height - st.best_height) if st.tip_height is not None and \
+        st.best_height is not None else None
+    stamp = lambda moment: unix(moment) if moment else None  # noqa: E731
+    return {"status": status, "backend": st.backend, "tipHeight": st.tip_height,
+            "processedHeight": st.best_height, "behindBlocks": behind,
+            "lastSuccess": stamp(st.last_success_at), "coveredUntil": stamp(st.covered_at),
+            "lastError": st.last_error, "lastErrorTime": stamp(st.last_error_at),
+            "failures": st.failures, "backoffUntil": stamp(st.backoff_until),
+            "holder": st.holder, "incident": st.incident}
+
+
+def summary_json(summary: dict) -> str:
+    return json.dumps(summary, sort_keys=True)

@@ -1,0 +1,234 @@
+"""Conversion: the treasury sells recognised BTC for won at a venue behind an interface.
+
+`Exchange.sell_btc(sats, identifier)` returns the fill (sats sold, won received net of the
+venue's fee, average executed rate). `UpbitClient` speaks the Upbit-compatible private
+API: JWT HS256 bearer tokens carrying `access_key`, a fresh `nonce` and `query_hash`
+(SHA-512 of the query string, `query_hash_alg` SHA512); `POST /v1/orders` with
+`market=KRW-BTC, side=ask, ord_type=market, volume, identifier`; `GET /v1/order` by
+`uuid` or `identifier`. The identifier is our conversion id, so a retry after a lost
+answer finds the first order instead of selling twice.
+
+`convert(gateway)` creates the conversion row first (crash-safe), sells, then posts the
+`conversion:<id>` entry: the locked won value of the sats sold (their share of the
+unconverted pool, half up) leaves `conversion:krw`, the executed won lands in
+`exchange:krw`, the difference is FX gain (credit) or loss (debit) on `fx:krw`.
+Rounding: the won received is floored to whole won (never book won we do not have).
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from decimal import ROUND_FLOOR, Decimal
+from typing import Protocol
+from urllib.parse import unquote, urlencode
+
+import requests
+from sqlalchemy import select
+
+from database import utc_now
+from merchants.service import random_id
+from payments.bip21 import format_btc
+from settlement.ledger import balance, lock, post
+from settlement.models import Conversion
+from settlement.rules import CONVERSION_BTC, CONVERSION_KRW, conversion_entry, locked_share
+
+SATS_PER_BTC = 100_000_000
+LOCK = "busanpay:conversion"
+
+
+class ExchangeError(RuntimeError):
+    pass
+
+
+class ExchangeUnavailable(ExchangeError):
+    """The venue did not answer (or answered 5xx): try again later, same identifier."""
+
+
+@dataclass(frozen=True)
+class Fill:
+    order_id: str
+    sats: int
+    krw: int  # whole won received, net of the venue's fee (floored)
+    rate: Decimal  # average executed KRW/BTC, before fees
+    fee_krw: Decimal
+
+
+class Exchange(Protocol):
+    name: str
+
+    def sell_btc(self, sats: int, identifier: str) -> Fill: ...
+
+
+# -- JWT (HS256) ------------------------------------------------------------------------
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def jwt_hs256(payload: dict, secret: str) -> str:
+    header = _b64url(json.dumps({"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode())
+    body = _b64url(json.dumps(payload, separators=(",", ":")).encode())
+    signature = hmac.new(secret.encode(), f"{header}.{body}".encode(), hashlib.sha256).digest()
+    return f"{header}.{body}.{_b64url(signature)}"
+
+
+def query_string(params: dict) -> str:
+    """The string Upbit hashes: the urlencoded parameters, unquoted."""
+    return unquote(urlencode(params, doseq=True))
+
+
+def query_hash(params: dict) -> str:
+    return hashlib.sha512(query_string(params).encode("utf-8")).hexdigest()
+
+
+class UpbitClient:
+    """An Upbit-compatible private API client (market sells of BTC for KRW)."""
+
+    def __init__(self, base_url: str, access_key: str, secret_key: str, *, name: str = "upbit",
+                 timeout: float = 10.0, poll_seconds: float = 0.2, poll_tries: int = 25,
+                 session: requests.Session | None = None):
+        if not (base_url and access_key and secret_key):
+            raise ExchangeError("the exchange needs a URL, an access key and a secret key")
+        self.base_url = base_url.rstrip("/")
+        self.access_key, self.secret_key = access_key, secret_key
+        self.name, self.timeout = name, timeout
+        self.poll_seconds, self.poll_tries = poll_seconds, poll_tries
+        self.http = session or requests.Session()
+
+    def _headers(self, params: dict | None) -> dict:
+        payload = {"access_key": self.access_key, "nonce": str(uuid.uuid4())}
+        if params:
+            payload.update(query_hash=query_hash(params), query_hash_alg="SHA512")
+        return {"Authorization": f"Bearer {jwt_hs256(payload, self.secret_key)}",
+                "Content-Type": "application/json; charset=utf-8", "Accept": "application/json"}
+
+    def _call(self, method: str, path: str, params: dict) -> requests.Response:
+        try:
+            if method == "GET":
+                return self.http.get(self.base_url + path, params=params,
+                                     headers=self._headers(params), timeout=self.timeout)
+            return self.http.post(self.base_url + path, json=params,
+                                  headers=self._headers(params), timeout=self.timeout)
+        except requests.RequestException as err:
+            raise ExchangeUnavailable(f"{self.name}: {type(err).__name__}: {err}") from None
+
+    def order(self, *, uuid_: str | None = None, identifier: str | None = None) -> dict | None:
+        params = {"uuid": uuid_} if uuid_ else {"identifier": identifier}
+        res = self._call("GET", "/v1/order", params)
+        if res.status_code == 404:
+            return None
+        if res.status_code >= 500:
+            raise ExchangeUnavailable(f"{self.name}: HTTP {res.status_code}")
+        if res.status_code != 200:
+            raise ExchangeError(f"{self.name}: HTTP {res.status_code}: {res.text[:200]}")
+        return res.json()
+
+    def sell_btc(self, sats: int, identifier: str) -> Fill:
+        if sats <= 0:
+            raise ExchangeError("sell a positive number of sats")
+        order = self.order(identifier=identifier)
+        if order is None:
+            params = {"market": "KRW-BTC", "side": "ask", "volume": format_btc(sats),
+                      "ord_type": "market", "identifier": identifier}
+            try:
+                res = self._call("POST", "/v1/orders", params)
+                if res.status_code >= 500:
+                    raise ExchangeUnavailable(f"{self.name}: HTTP {res.status_code}")
+                if res.status_code not in (200, 201):
+                    raise ExchangeError(f"{self.name}: HTTP {res.status_code}: {res.text[:200]}")
+                order = res.json()
+            except ExchangeUnavailable:
+                order = self.order(identifier=identifier)  # did it go through anyway?
+                if order is None:
+                    raise
+        for _ in range(self.poll_tries):
+            if order.get("state") in ("done", "cancel") and order.get("trades") is not None:
+                return self._fill(order)
+            time.sleep(self.poll_seconds)
+            order = self.order(uuid_=order["uuid"]) or order
+        raise ExchangeUnavailable(f"{self.name}: order {order['uuid']} not filled yet")
+
+    @staticmethod
+    def _fill(order: dict) -> Fill:
+        trades = order.get("trades") or []
+        funds = sum((Decimal(str(t["funds"])) for t in trades), Decimal(0))
+        volume = sum((Decimal(str(t["volume"])) for t in trades), Decimal(0))
+        fee = Decimal(str(order.get("paid_fee") or "0"))
+        sats = int((volume * SATS_PER_BTC).to_integral_value())
+        if sats == 0:
+            raise ExchangeError(f"order {order.get('uuid')} executed nothing")
+        krw = int((funds - fee).to_integral_value(rounding=ROUND_FLOOR))
+        rate = (funds / volume).quantize(Decimal("0.01"))
+        return Fill(order["uuid"], sats, krw, rate, fee)
+
+
+def exchange_for(gateway) -> Exchange | None:
+    from settlement.config import settlement_config
+
+    if "exchange" in gateway.extras:
+        return gateway.extras["exchange"]
+    cfg = settlement_config(gateway)
+    exchange = None
+    if cfg.exchange_url:
+        exchange = UpbitClient(cfg.exchange_url, cfg.exchange_access_key, cfg.exchange_secret_key,
+                               name=cfg.exchange_name)
+    gateway.extras["exchange"] = exchange
+    return exchange
+
+
+def unconverted(session) -> tuple[int, int]:
+    """(sats recognised and not yet sold, their locked won value)."""
+    return -balance(session, CONVERSION_BTC), balance(session, CONVERSION_KRW)
+
+
+def convert(gateway, exchange: Exchange | None = None, *, min_sats: int | None = None) -> dict:
+    """Sell the unconverted pool (or finish a sale a crash interrupted). Returns a summary."""
+    from settlement.config import settlement_config
+
+    exchange = exchange or exchange_for(gateway)
+    if exchange is None:
+        return {"converted": None, "reason": "no exchange configured"}
+    min_sats = settlement_config(gateway).conversion_min_sats if min_sats is None else min_sats
+    with gateway.db.write() as session:
+        lock(session, LOCK)
+        conv = session.execute(select(Conversion).where(Conversion.status == "created")
+                               .order_by(Conversion.created_at)).scalars().first()
+        if conv is None:
+            sats, _ = unconverted(session)
+            if sats < max(min_sats, 1):
+                return {"converted": None, "reason": f"{sats} sats to sell"}
+            now = gateway.clock()
+            conv = Conversion(id=random_id(24), venue=exchange.name, sats=sats, status="created",
+                              created_at=now, updated_at=now)
+            session.add(conv)
+    try:
+        fill = exchange.sell_btc(conv.sats, conv.id)
+    except ExchangeError as err:
+        with gateway.db.write() as session:
+            row = session.get(Conversion, conv.id)
+            row.attempts += 1
+            row.last_error = f"{type(err).__name__}: {err}"[:1000]
+            row.updated_at = gateway.clock()
+            session.add(row)
+        return {"converted": None, "conversionId": conv.id, "error": row.last_error}
+    with gateway.db.write() as session:
+        lock(session, LOCK)
+        row = session.get(Conversion, conv.id, populate_existing=True)
+        if row.status == "done":
+            return {"converted": row.id, "duplicate": True}
+        pool_sats, pool_krw = unconverted(session)
+        locked = locked_share(fill.sats, pool_sats, pool_krw)
+        now = gateway.clock()
+        post(session, conversion_entry(row.id, fill.sats, fill.krw, locked, fill.rate, moment=now))
+        row.status, row.sats, row.executed_krw = "done", fill.sats, fill.krw
+        row.rate, row.locked_krw, row.external_id = fill.rate, locked, fill.order_id
+        row.attempts += 1
+        row.updated_at = now
+        session.add(row)
+        return {"converted": row.id, "sats": fill.sats, "executedKrw": str(fill.krw),
+                "lockedKrw": str(locked), "fx": str(fill.krw - locked), "rate": str(fill.rate)}

@@ -1,0 +1,140 @@
+"""Refund claims: BTC owed back to a payer (paid over, paid late, paid part then expired).
+
+1. `open_claim` makes a claim for what the ledger owes the payer on that invoice and a
+   random token for the payer's link (only its SHA-256 is stored);
+2. the payer submits a refund address (`submit_address`, validated for the network);
+3. the treasury operator approves (`approve`), sends from the offline wallet and records
+   the txid (`record_sent`) — ledger: refunds owed → treasury BTC;
+4. or a person credits the sats to the merchant instead (`credit_to_merchant`) — ledger:
+   refunds owed → conversion at the invoice's locked rate, less the fee.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from datetime import datetime
+
+from sqlalchemy import func, select
+
+from merchants.service import random_id
+from settlement.ledger import post
+from settlement.models import JournalEntry, LedgerAccount, LedgerInvoice, Posting, RefundClaim
+from settlement.rules import REFUNDS_OWED, overpayment_credit_entry, refund_sent_entry
+
+ACTIVE = ("open", "submitted", "approved")
+
+
+class RefundError(ValueError):
+    pass
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def owed_sats(session, invoice_id: str) -> int:
+    """Sats the ledger owes the payer of this invoice (all its entries)."""
+    total = session.execute(
+        select(func.coalesce(func.sum(Posting.amount), 0)).select_from(Posting)
+        .join(JournalEntry, JournalEntry.id == Posting.entry_id)
+        .join(LedgerAccount, LedgerAccount.id == Posting.account_id)
+        .where(JournalEntry.invoice_id == invoice_id, LedgerAccount.code == REFUNDS_OWED)
+    ).scalar_one()
+    return -int(total)
+
+
+def open_claim(session, invoice_id: str, moment: datetime) -> tuple[RefundClaim, str]:
+    from payments.models import Invoice
+
+    invoice = session.get(Invoice, invoice_id)
+    if invoice is None:
+        raise RefundError("unknown invoice")
+    active = session.execute(select(RefundClaim).where(
+        RefundClaim.invoice_id == invoice_id, RefundClaim.status.in_(ACTIVE))).scalars().first()
+    if active is not None:
+        raise RefundError(f"invoice {invoice_id} already has an open refund claim {active.id}")
+    owed = owed_sats(session, invoice_id)
+    if owed <= 0:
+        raise RefundError("nothing is owed to the payer of this invoice")
+    token = secrets.token_urlsafe(32)
+    claim = RefundClaim(id=random_id(24), token_hash=_hash(token), invoice_id=invoice_id,
+                        store_id=invoice.store_id, amount_sats=owed, status="open",
+                        created_at=moment, updated_at=moment)
+    session.add(claim)
+    session.flush()
+    return claim, token
+
+
+def claim_by_token(session, token: str) -> RefundClaim | None:
+    return session.execute(select(RefundClaim).where(
+        RefundClaim.token_hash == _hash(token))).scalar_one_or_none()
+
+
+def submit_address(session, token: str, address: str, network: str, moment: datetime) -> RefundClaim:
+    from payments.addresses import InvalidAddress, validate_address
+
+    claim = claim_by_token(session, token)
+    if claim is None:
+        raise RefundError("unknown refund link")
+    if claim.status not in ("open", "submitted"):
+        raise RefundError(f"this refund is already {claim.status}")
+    try:
+        claim.address = validate_address(address.strip(), network)
+    except InvalidAddress as err:
+        raise RefundError(f"not a valid {network} address: {err}") from None
+    claim.status, claim.updated_at = "submitted", moment
+    session.add(claim)
+    return claim
+
+
+def _claim(session, claim_id: str) -> RefundClaim:
+    claim = session.get(RefundClaim, claim_id)
+    if claim is None:
+        raise RefundError("unknown refund claim")
+    return claim
+
+
+def approve(session, claim_id: str, by: str, moment: datetime) -> RefundClaim:
+    claim = _claim(session, claim_id)
+    if claim.status != "submitted":
+        raise RefundError(f"only a claim with an address can be approved (it is {claim.status})")
+    claim.status, claim.decided_by, claim.updated_at = "approved", by, moment
+    session.add(claim)
+    return claim
+
+
+def record_sent(session, claim_id: str, txid: str, moment: datetime, fee_sats: int = 0) -> RefundClaim:
+    claim = _claim(session, claim_id)
+    if not re.fullmatch(r"[0-9a-fA-F]{64}", txid or ""):
+        raise RefundError("a txid is 64 hex characters")
+    if claim.status == "sent" and claim.txid == txid.lower():
+        return claim
+    if claim.status != "approved":
+        raise RefundError(f"only an approved claim can be sent (it is {claim.status})")
+    post(session, refund_sent_entry(claim.id, claim.invoice_id, claim.store_id, claim.amount_sats,
+                                    txid.lower(), moment=moment))
+    claim.status, claim.txid, claim.fee_sats, claim.updated_at = "sent", txid.lower(), fee_sats, moment
+    session.add(claim)
+    return claim
+
+
+def credit_to_merchant(session, invoice_id: str, sats: int, by: str, moment: datetime,
+                       default_bps: int) -> None:
+    """A person decides the payer's extra sats go to the merchant (e.g. a tip)."""
+    from payments.models import Invoice
+    from settlement.posting_job import facts_for
+
+    invoice = session.get(Invoice, invoice_id)
+    if invoice is None:
+        raise RefundError("unknown invoice")
+    if sats <= 0 or sats > owed_sats(session, invoice_id):
+        raise RefundError("credit at most what is owed to the payer")
+    row = session.get(LedgerInvoice, invoice_id)
+    facts = facts_for(session, invoice, row.fee_bps if row else default_bps)
+    decision = random_id(12)
+    post(session, overpayment_credit_entry(facts, sats, decision, moment=moment, by=by))
+    for claim in session.execute(select(RefundClaim).where(
+            RefundClaim.invoice_id == invoice_id, RefundClaim.status.in_(ACTIVE))).scalars():
+        claim.status, claim.decided_by, claim.updated_at = "credited", by, moment
+        session.add(claim)

@@ -1,0 +1,107 @@
+"""Posting invoices to the ledger from the outbox, on SQLite and PostgreSQL."""
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from sqlalchemy import func, select
+
+from settlement.ledger import Entry, Line, UnbalancedEntry, balance, post, trial_balance
+from settlement.models import JournalEntry, Posting
+from tests.integration.test_settlement_support import (balance_of, create_invoice, new_store,
+                                                       post_all, set_invoice, settled_invoice,
+                                                       sgateway)  # noqa: F401
+
+pytestmark = pytest.mark.usefixtures("sgateway")
+
+
+def test_a_settled_invoice_credits_the_merchant_payable_the_exact_won(app, sgateway):
+    store = new_store(app)
+    settled_invoice(sgateway, store, 15_000)
+    assert post_all(sgateway)["entries"] == 1
+    assert balance_of(sgateway, f"merchant_payable:{store}") == -14_850
+    assert balance_of(sgateway, "city_fees:krw") == -150
+    assert balance_of(sgateway, "treasury:btc") == 10_000
+    assert balance_of(sgateway, "conversion:btc") == -10_000
+    assert balance_of(sgateway, "conversion:krw") == 15_000
+
+
+def test_posting_the_outbox_twice_posts_each_invoice_once(app, sgateway):
+    store = new_store(app)
+    for amount in (15_000, 2_550, 99_999):
+        settled_invoice(sgateway, store, amount)
+    post_all(sgateway)
+    again = post_all(sgateway)
+    assert again["entries"] == 0
+    with sgateway.db.read() as session:
+        assert session.execute(select(func.count()).select_from(JournalEntry)).scalar_one() == 3
+    # 15,000-150 + 2,550-26 (25.5 rounds up) + 99,999-1,000
+    assert balance_of(sgateway, f"merchant_payable:{store}") == -(14_850 + 2_524 + 98_999)
+
+
+def test_a_category_fee_rule_overrides_the_default_fee(app, sgateway):
+    from settlement.posting_job import set_fee_rule
+
+    store = new_store(app, category="food")
+    with sgateway.db.write() as session:
+        set_fee_rule(session, "food", 50)
+    settled_invoice(sgateway, store, 15_000)
+    post_all(sgateway)
+    assert balance_of(sgateway, f"merchant_payable:{store}") == -14_925
+
+
+def test_an_unbalanced_entry_never_reaches_the_database(sgateway):
+    with pytest.raises(UnbalancedEntry):
+        with sgateway.db.write() as session:
+            post(session, Entry("bad", "test", [Line("a:krw", "KRW", 1), Line("b:krw", "KRW", -1)]
+                                + [Line("c:krw", "KRW", 1)]))
+    with sgateway.db.read() as session:
+        assert session.execute(select(func.count()).select_from(JournalEntry)).scalar_one() == 0
+
+
+def test_a_late_payment_on_an_expired_invoice_is_owed_to_the_payer(app, sgateway):
+    store = new_store(app)
+    invoice = create_invoice(sgateway, store)
+    set_invoice(sgateway, invoice, status="Expired", additional="PaidPartial", paid_sats=4_000)
+    post_all(sgateway)
+    assert balance_of(sgateway, "refunds_owed:btc") == -4_000
+    # the rest arrives late: no status event, the sweep finds it
+    set_invoice(sgateway, invoice, status="Expired", additional="PaidLate", paid_sats=10_000,
+                event="")
+    from settlement.posting_job import sweep
+
+    assert sweep(sgateway) == 1 and sweep(sgateway) == 0
+    assert balance_of(sgateway, "refunds_owed:btc") == -10_000
+    assert balance_of(sgateway, f"merchant_payable:{store}") == 0
+
+
+def test_a_deep_reorg_after_settlement_reverses_the_credit_in_a_flagged_entry(app, sgateway):
+    store = new_store(app)
+    invoice = settled_invoice(sgateway, store)
+    post_all(sgateway)
+    set_invoice(sgateway, invoice, status="Settled", paid_sats=0, incident="deep-reorg", event="")
+    from settlement.posting_job import sweep
+
+    sweep(sgateway)
+    assert balance_of(sgateway, f"merchant_payable:{store}") == 0
+    assert balance_of(sgateway, "treasury:btc") == 0
+    with sgateway.db.read() as session:
+        kinds = session.execute(select(JournalEntry.kind, JournalEntry.flags)
+                                .order_by(JournalEntry.id)).all()
+    assert kinds == [("invoice_settled", ""), ("invoice_reversal", "incident")]
+
+
+def test_events_in_any_order_reach_the_same_position(app, sgateway):
+    """A person marks a settled invoice Invalid, then Settled again: the ledger follows."""
+    store = new_store(app)
+    invoice = settled_invoice(sgateway, store)
+    set_invoice(sgateway, invoice, status="Invalid", additional="Marked", dedupe="InvoiceInvalid:m1")
+    post_all(sgateway)  # both events in one pass: only the final facts count
+    assert balance_of(sgateway, f"merchant_payable:{store}") == 0
+    assert balance_of(sgateway, "refunds_owed:btc") == -10_000
+    set_invoice(sgateway, invoice, status="Settled", additional="Marked", dedupe="InvoiceSettled:m2")
+    post_all(sgateway)
+    assert balance_of(sgateway, f"merchant_payable:{store}") == -14_850
+    with sgateway.db.read() as session:
+        assert all(row["balance"] is not None for row in trial_balance(session))

@@ -1,0 +1,175 @@
+"""Posting rules: fees rounded half up, and the entries each invoice outcome makes."""
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from settlement import rules
+from settlement.rules import InvoiceFacts, city_fee, invoice_entry, invoice_position
+
+RATE = Decimal("150000000")
+
+
+def facts(**changes) -> InvoiceFacts:
+    base = dict(invoice_id="inv1", store_id="s1", settlement_mode="krw", status="Settled",
+                additional_status="None", incident=None, amount_krw=15_000, due_sats=10_000,
+                paid_sats=10_000, rate=RATE, fee_bps=100)
+    base.update(changes)
+    return InvoiceFacts(**base)
+
+
+def lines(entry) -> dict:
+    return {(l.account, l.currency): l.amount for l in entry.lines}
+
+
+@pytest.mark.parametrize("price,bps,fee", [
+    (15_000, 100, 150),   # the worked example
+    (50, 100, 1),         # 0.5 won rounds up
+    (49, 100, 0),         # 0.49 won rounds down
+    (150, 100, 2),        # 1.5 rounds up
+    (250, 100, 3),        # 2.5 rounds up (half up, not to even)
+    (1_005, 50, 5),       # 5.025 rounds down
+    (1_010, 50, 5),       # 5.05 → 5
+    (1_100, 50, 6),       # 5.5 → 6
+    (0, 100, 0),
+    (99_999_999, 10_000, 99_999_999),
+    (12_345, 0, 0),
+])
+def test_the_city_fee_is_price_times_bps_over_ten_thousand_rounded_half_up(price, bps, fee):
+    assert city_fee(price, bps) == fee
+
+
+def test_fee_inputs_that_are_not_whole_won_or_sane_bps_are_refused():
+    with pytest.raises(ValueError):
+        city_fee(-1, 100)
+    with pytest.raises(ValueError):
+        city_fee(100, 10_001)
+    with pytest.raises(ValueError):
+        city_fee(Decimal("100"), 100)
+
+
+def test_a_settled_invoice_credits_the_merchant_the_price_less_the_fee():
+    entry = invoice_entry(facts(), {}, seq=0)
+    assert entry.business_key == "invoice:inv1:settled" and entry.kind == "invoice_settled"
+    assert lines(entry) == {
+        ("treasury:btc", "BTC"): 10_000, ("conversion:btc", "BTC"): -10_000,
+        ("conversion:krw", "KRW"): 15_000, ("merchant_payable:s1", "KRW"): -14_850,
+        ("city_fees:krw", "KRW"): -150}
+
+
+def test_posting_the_same_facts_again_makes_no_entry():
+    posted = invoice_position(facts())
+    assert invoice_entry(facts(), posted, seq=1) is None
+
+
+def test_an_overpayment_is_owed_to_the_payer_not_the_merchant():
+    entry = invoice_entry(facts(paid_sats=12_500, additional_status="PaidOver"), {}, seq=0)
+    got = lines(entry)
+    assert got[("treasury:btc", "BTC")] == 12_500
+    assert got[("conversion:btc", "BTC")] == -10_000
+    assert got[("refunds_owed:btc", "BTC")] == -2_500
+    assert got[("merchant_payable:s1", "KRW")] == -14_850
+
+
+def test_an_extra_payment_after_settlement_adds_only_what_is_owed_to_the_payer():
+    posted = invoice_position(facts())
+    entry = invoice_entry(facts(paid_sats=11_000, additional_status="PaidOver"), posted, seq=1)
+    assert entry.business_key == "invoice:inv1:adj:1" and entry.kind == "invoice_adjustment"
+    assert lines(entry) == {("treasury:btc", "BTC"): 1_000, ("refunds_owed:btc", "BTC"): -1_000}
+
+
+def test_an_underpayment_within_tolerance_still_credits_the_full_price():
+    got = lines(invoice_entry(facts(paid_sats=9_900), {}, seq=0))
+    assert got[("treasury:btc", "BTC")] == 9_900 and got[("conversion:btc", "BTC")] == -9_900
+    assert got[("merchant_payable:s1", "KRW")] == -14_850
+
+
+@pytest.mark.parametrize("status,additional", [("Expired", "PaidLate"), ("Expired", "PaidPartial"),
+                                               ("Invalid", "Marked")])
+def test_money_on_an_unsettled_invoice_is_owed_to_the_payer(status, additional):
+    entry = invoice_entry(facts(status=status, additional_status=additional, paid_sats=4_000), {}, seq=0)
+    assert entry.business_key == "invoice:inv1:owed" and entry.kind == "invoice_payer_owed"
+    assert lines(entry) == {("treasury:btc", "BTC"): 4_000, ("refunds_owed:btc", "BTC"): -4_000}
+
+
+def test_an_invoice_invalid_because_never_confirmed_posts_nothing():
+    assert invoice_entry(facts(status="Invalid", paid_sats=10_000), {}, seq=0) is None
+    assert invoice_entry(facts(status="Processing"), {}, seq=0) is None
+    assert invoice_entry(facts(status="Expired", paid_sats=0), {}, seq=0) is None
+
+
+def test_a_deep_reorg_reverses_the_credit_in_a_flagged_entry():
+    posted = invoice_position(facts())
+    entry = invoice_entry(facts(incident="deep-reorg", paid_sats=0), posted, seq=1)
+    assert entry.kind == "invoice_reversal" and "incident" in entry.flags
+    assert lines(entry) == {
+        ("treasury:btc", "BTC"): -10_000, ("conversion:btc", "BTC"): 10_000,
+        ("conversion:krw", "KRW"): -15_000, ("merchant_payable:s1", "KRW"): 14_850,
+        ("city_fees:krw", "KRW"): 150}
+
+
+def test_sats_still_there_after_a_reorg_incident_are_held_for_the_payer():
+    posted = invoice_position(facts())
+    entry = invoice_entry(facts(incident="deep-reorg", paid_sats=4_000), posted, seq=1)
+    got = lines(entry)
+    assert got[("treasury:btc", "BTC")] == -6_000 and got[("refunds_owed:btc", "BTC")] == -4_000
+    assert got[("merchant_payable:s1", "KRW")] == 14_850
+
+
+def test_a_btc_direct_store_gets_no_conversion_only_a_fee_receivable():
+    entry = invoice_entry(facts(settlement_mode="btc"), {}, seq=0)
+    assert entry.kind == "invoice_settled"
+    assert lines(entry) == {("fee_receivable:s1", "KRW"): 150, ("city_fees:krw", "KRW"): -150}
+    assert "10000 sats to the store's own wallet" in entry.memo
+
+
+def test_a_top_up_is_worth_the_sats_paid_at_the_locked_rate_rounded_half_up():
+    f = facts(amount_krw=None, due_sats=0, paid_sats=3, rate=Decimal("150000000"))
+    assert f.price_krw == 5  # 4.5 won → 5
+    got = lines(invoice_entry(f, {}, seq=0))
+    assert got[("conversion:btc", "BTC")] == -3 and ("refunds_owed:btc", "BTC") not in got
+    assert got[("merchant_payable:s1", "KRW")] == -5
+
+
+def test_a_manually_marked_settlement_is_flagged_manual():
+    entry = invoice_entry(facts(additional_status="Marked", paid_sats=0), {}, seq=0)
+    assert "manual" in entry.flags
+    assert lines(entry)[("merchant_payable:s1", "KRW")] == -14_850
+    assert ("treasury:btc", "BTC") not in lines(entry)
+
+
+def test_conversion_books_the_difference_from_the_locked_value_as_fx():
+    entry = rules.conversion_entry("c1", 10_000, 15_040, 15_000, Decimal("150400000"))
+    assert lines(entry) == {("conversion:btc", "BTC"): 10_000, ("treasury:btc", "BTC"): -10_000,
+                            ("exchange:krw", "KRW"): 15_040, ("conversion:krw", "KRW"): -15_000,
+                            ("fx:krw", "KRW"): -40}
+    loss = rules.conversion_entry("c2", 10_000, 14_900, 15_000, Decimal("149000000"))
+    assert lines(loss)[("fx:krw", "KRW")] == 100
+
+
+def test_the_locked_share_of_a_partial_sale_is_proportional_and_rounded_half_up():
+    assert rules.locked_share(1, 3, 10) == 3     # 3.33
+    assert rules.locked_share(1, 2, 5) == 3      # 2.5 → 3
+    assert rules.locked_share(3, 3, 10) == 10    # the whole pool takes all of it
+    assert rules.locked_share(5, 0, 10) == 0
+
+
+def test_payout_entries_move_money_through_in_transit():
+    init = rules.payout_initiated_entry("p1", "s1", 14_850, "2026-11-23")
+    assert lines(init) == {("merchant_payable:s1", "KRW"): 14_850,
+                           ("payouts_in_transit:krw", "KRW"): -14_850}
+    paid = rules.payout_paid_entry("p1", "s1", 14_850)
+    assert lines(paid) == {("payouts_in_transit:krw", "KRW"): 14_850, ("treasury:krw", "KRW"): -14_850}
+    back = rules.payout_returned_entry("p1", "s1", 14_850, after_paid=False)
+    assert lines(back) == {("payouts_in_transit:krw", "KRW"): 14_850,
+                           ("merchant_payable:s1", "KRW"): -14_850}
+    with pytest.raises(ValueError):
+        rules.payout_initiated_entry("p2", "s1", 0, "2026-11-23")
+
+
+def test_a_person_crediting_an_overpayment_pays_the_merchant_less_the_fee():
+    entry = rules.overpayment_credit_entry(facts(), 2_500, "d1")
+    assert lines(entry) == {("refunds_owed:btc", "BTC"): 2_500, ("conversion:btc", "BTC"): -2_500,
+                            ("conversion:krw", "KRW"): 3_750, ("merchant_payable:s1", "KRW"): -3_712,
+                            ("city_fees:krw", "KRW"): -38}
