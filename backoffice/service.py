@@ -214,3 +214,25 @@ def payouts(session: Session, store_id: str, limit: int = 60) -> list | None:
         return None
     return list(session.exec(select(Payout).where(Payout.store_id == store_id)
                              .order_by(Payout.day.desc()).limit(limit)))
+
+
+def mask(account_number: str) -> str:
+    """Only the last four characters of a bank account are shown."""
+    text = (account_number or "").strip()
+    return ("•" * max(0, len(text) - 4) + text[-4:]) if text else ""
+
+
+def payout_account(session: Session, store_id: str) -> dict | None:
+    """Where payouts go (rail, bank, masked account), or None when none is recorded."""
+    try:
+        from settlement.models import MerchantPayoutAccount
+    except ImportError:
+        return None
+    if not inspect(session.get_bind()).has_table(MerchantPayoutAccount.__tablename__):
+        return None
+    account = session.get(MerchantPayoutAccount, store_id)
+    if account is None:
+        return None
+    return {"rail": account.rail or "", "bank": account.bank_name,
+            "account": mask(account.bank_account), "holder": account.account_holder,
+            "stripe": bool(account.stripe_account_id)}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import io
+import json
 from datetime import date, timedelta
 
 from babel.dates import format_date, format_datetime
@@ -13,6 +14,7 @@ from flask import (Blueprint, Response, abort, current_app, flash, redirect, ren
 from flask_babel import get_locale, gettext as _
 from flask_login import current_user
 
+from accounts.service import audit
 from accounts.web import require_roles
 from backoffice import service
 from merchants.models import Store
@@ -242,13 +244,141 @@ def api_key_revoke(key_id: str):
     return redirect(url_for("backoffice.api_keys"))
 
 
+def _webhooks():
+    """The webhooks package's service, or None while that package is not installed."""
+    if importlib.util.find_spec("webhooks") is None:
+        return None
+    from webhooks.worker import service_for
+
+    return service_for(_gateway())
+
+
+def event_texts() -> dict:
+    return {
+        "InvoiceCreated": _("Invoice created"),
+        "InvoiceReceivedPayment": _("Payment received"),
+        "InvoiceProcessing": _("Paid in full, waiting for confirmation"),
+        "InvoiceSettled": _("Settled"),
+        "InvoicePaymentSettled": _("Payment confirmed"),
+        "InvoiceExpired": _("Expired"),
+        "InvoiceInvalid": _("Invalid"),
+    }
+
+
+def _webhooks_page(errors: dict | None = None, form=None, new_secret: str | None = None,
+                   new_hook=None, status: int = 200):
+    store = _store()
+    hooks = _webhooks()
+    rows = []
+    if hooks is not None:
+        for hook in hooks.list(store.id):
+            rows.append((hook, hooks.deliveries(store.id, hook.id, 20)))
+    return render_template("backoffice/webhooks.html", store=store, available=hooks is not None,
+                           rows=rows, errors=errors or {}, form=form, new_secret=new_secret,
+                           new_hook=new_hook, event_texts=event_texts(), seoul_time=seoul_time,
+                           api_path=f"/api/v1/stores/{store.id}/webhooks",
+                           json_loads=json.loads), status
+
+
 @bp.get("/webhooks")
 @require_roles("owner")
 def webhooks():
     store = _store()
-    available = importlib.util.find_spec("webhooks") is not None
-    return render_template("backoffice/webhooks.html", store=store, available=available,
-                           api_path=f"/api/v1/stores/{store.id}/webhooks")
+    if _webhooks() is None:
+        return render_template("backoffice/webhooks.html", store=store, available=False,
+                               api_path=f"/api/v1/stores/{store.id}/webhooks")
+    return _webhooks_page()
+
+
+def _require_webhooks():
+    hooks = _webhooks()
+    if hooks is None:
+        abort(404)
+    return hooks
+
+
+@bp.post("/webhooks")
+@require_roles("owner")
+def webhook_create():
+    from payments.invoice_request import InvalidRequest
+    from webhooks.rules import parse_webhook
+
+    store = _store()
+    hooks = _require_webhooks()
+    form = request.form
+    specific = form.getlist("events")
+    everything = form.get("scope", "everything") == "everything"
+    body = {"url": form.get("url", ""), "automaticRedelivery": form.get("automatic") == "on",
+            "authorizedEvents": {"everything": everything, "specificEvents": specific}}
+    errors = {}
+    if not everything and not specific:
+        errors["events"] = _("Choose at least one event, or “every event”.")
+    try:
+        spec = parse_webhook(body)
+    except InvalidRequest as err:
+        for problem in err.errors:
+            if problem.path == "url":
+                errors["url"] = _("Enter an absolute http or https URL (at most 2,000 characters, no spaces).")
+            else:
+                errors.setdefault("events", _("Choose events from the list."))
+    if errors:
+        return _webhooks_page(errors, form, status=422)
+    hook, secret = hooks.create(store.id, spec)
+    with _gateway().db.write() as session:
+        audit(session, current_user.actor(), "webhook.create", target=hook.id,
+                      store_id=store.id, url=hook.url, everything=spec.everything,
+                      events=list(spec.events))
+    return _webhooks_page(new_secret=secret, new_hook=hook, status=201)
+
+
+def _hook_or_404(hooks, store_id: str, webhook_id: str):
+    from webhooks.service import WebhookNotFound
+
+    try:
+        return hooks.get(store_id, webhook_id)
+    except WebhookNotFound:
+        abort(404)
+
+
+@bp.post("/webhooks/<webhook_id>/<any(enable, disable, delete):action>")
+@require_roles("owner")
+def webhook_change(webhook_id: str, action: str):
+    from webhooks.rules import WebhookSpec
+
+    store = _store()
+    hooks = _require_webhooks()
+    hook = _hook_or_404(hooks, store.id, webhook_id)
+    if action == "delete":
+        hooks.delete(store.id, webhook_id)
+        flash(_("The webhook was deleted."), "ok")
+    else:
+        hooks.update(store.id, webhook_id, WebhookSpec(
+            url=hook.url, enabled=action == "enable",
+            automatic_redelivery=hook.automatic_redelivery, everything=hook.everything,
+            events=tuple(json.loads(hook.events))))
+        flash(_("The webhook is on.") if action == "enable" else _("The webhook is off."), "ok")
+    with _gateway().db.write() as session:
+        audit(session, current_user.actor(), f"webhook.{action}", target=webhook_id,
+                      store_id=store.id, url=hook.url)
+    return redirect(url_for("backoffice.webhooks"))
+
+
+@bp.post("/webhooks/<webhook_id>/deliveries/<delivery_id>/redeliver")
+@require_roles("owner")
+def webhook_redeliver(webhook_id: str, delivery_id: str):
+    from webhooks.service import DeliveryNotFound, WebhookNotFound
+
+    store = _store()
+    hooks = _require_webhooks()
+    try:
+        new_id = hooks.redeliver(store.id, webhook_id, delivery_id)
+    except (WebhookNotFound, DeliveryNotFound):
+        abort(404)
+    with _gateway().db.write() as session:
+        audit(session, current_user.actor(), "webhook.redeliver", target=webhook_id,
+                      store_id=store.id, delivery=delivery_id, redelivery=new_id)
+    flash(_("The event will be sent again."), "ok")
+    return redirect(url_for("backoffice.webhooks"))
 
 
 def _month(raw: str | None, today: date) -> date:
@@ -275,6 +405,7 @@ def payouts():
     lines = [line for line in _month_lines(store.id, first) if line.day <= today]
     with gateway.db.read() as session:
         rows = service.payouts(session, store.id)
+        account = service.payout_account(session, store.id)
     previous = (first - timedelta(days=1)).replace(day=1)
     following = (first + timedelta(days=32)).replace(day=1)
     return render_template(
@@ -282,7 +413,8 @@ def payouts():
         month=first, month_text=format_date(first, "yyyy-MM", locale=_locale()),
         previous=previous, following=following if following <= today else None,
         total_paid=sum(x.paid_krw for x in lines), total_count=sum(x.paid_count for x in lines),
-        total_tips=sum(x.tips_krw for x in lines), seoul_time=seoul_time,
+        total_tips=sum(x.tips_krw for x in lines), seoul_time=seoul_time, account=account,
+        ledger_statements=_ledger_statements() is not None,
         day_text=lambda d: format_date(d, "medium", locale=_locale()))
 
 
@@ -303,4 +435,32 @@ def statement_csv(year: int, month: int):
     response = Response(out.getvalue(), mimetype="text/csv")
     response.headers["Content-Disposition"] = \
         f'attachment; filename="statement-{first:%Y-%m}.csv"'
+    return response
+
+
+def _ledger_statements():
+    """settlement.reconcile.statement_csv when the settlement package provides it."""
+    if importlib.util.find_spec("settlement.reconcile") is None:
+        return None
+    from settlement.reconcile import statement_csv
+
+    return statement_csv
+
+
+@bp.get("/statements/<int:year>-<int:month>-<int:day>.csv")
+@require_roles("owner")
+def ledger_statement_csv(year: int, month: int, day: int):
+    """One business day of the ledger: opening balance, each sale (gross, city fee, net),
+    payouts, closing balance (from the settlement package)."""
+    store = _store()
+    statement = _ledger_statements()
+    try:
+        wanted = date(year, month, day)
+    except ValueError:
+        abort(404)
+    if statement is None:
+        abort(404)
+    response = Response(statement(_gateway(), store.id, wanted), mimetype="text/csv")
+    response.headers["Content-Disposition"] = \
+        f'attachment; filename="ledger-statement-{wanted.isoformat()}.csv"'
     return response

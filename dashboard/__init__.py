@@ -1,0 +1,13 @@
+"""The city's settlement dashboard (/city): figures, exceptions, exposure, settlement, audit.
+
+`init_dashboard(app)` registers the blueprint once (safe to call twice); the CLI group
+`flask city …` comes from `dashboard.cli.register_dashboard_cli(app)`.
+"""
+from __future__ import annotations
+
+
+def init_dashboard(app) -> None:
+    from dashboard.web import bp
+
+    if "city" not in app.blueprints:
+        app.register_blueprint(bp)

@@ -371,7 +371,8 @@ class ExceptionRow:
 
 
 def _reviewed():
-    return exists().where(CityExceptionReview.invoice_id == Invoice.id)
+    return exists(select(CityExceptionReview.invoice_id)
+                  .where(CityExceptionReview.invoice_id == Invoice.id).correlate(Invoice))
 
 
 def exception_counts(session, *, store_id: str | None = None) -> dict[str, int]:

@@ -32,7 +32,8 @@ from merchants.service import random_id
 from settlement.config import settlement_config
 from settlement.ledger import lock, post_many
 from settlement.models import JournalEntry, LedgerAccount, MerchantPayoutAccount, Payout, Posting
-from settlement.payouts import (PayoutOrder, choose_rail, payout_json, rails_for, record_send)
+from settlement.payouts import (PayoutOrder, choose_rail, payout_json, rails_for, record_send,
+                                record_sent_many)
 from settlement.rules import payout_initiated_entry
 
 log = logging.getLogger(__name__)
@@ -163,13 +164,12 @@ def send_created(gateway, *, only: set[str] | None = None) -> dict[str, Payout]:
             continue
         orders = [PayoutOrder(p.id, p.store_id, p.day, p.amount_krw, p.destination, p.rail)
                   for p in group]
-        if rail_name == "bankfile":
+        if rail_name == "bankfile":  # one file for the batch, one bulk update
             sent = rail.send_many(orders)
             with gateway.db.write() as session:
-                for result in sent:
-                    payout = record_send(session, result, gateway.clock(), cfg.max_payout_attempts)
-                    if payout is not None:
-                        results[payout.id] = payout
+                record_sent_many(session, sent, gateway.clock())
+            for payout in group:
+                results[payout.id] = payout
             continue
         for order in orders:  # one at a time: each result is recorded before the next send
             result = rail.send(order)

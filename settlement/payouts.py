@@ -271,6 +271,25 @@ def record_send(session, result: SendResult, moment: datetime, max_attempts: int
     return payout
 
 
+def record_sent_many(session, results: list[SendResult], moment: datetime) -> None:
+    """Bulk form of `record_send` for rails that send a whole batch at once (bank file)."""
+    from sqlalchemy import update
+
+    table = Payout.__table__
+    for result in results:
+        if result.status not in ("sent", "paid"):
+            raise PayoutError("record_sent_many records sent payouts only")
+    by_external: dict[str | None, list[str]] = {}
+    for result in results:
+        by_external.setdefault(result.external_id, []).append(result.payout_id)
+    for external_id, ids in by_external.items():
+        for start in range(0, len(ids), 1000):
+            session.execute(update(table).where(table.c.id.in_(ids[start:start + 1000]),
+                                                table.c.status == "created")
+                            .values(status="sent", external_id=external_id, last_error=None,
+                                    attempts=table.c.attempts + 1, updated_at=moment))
+
+
 def mark_sent(session, payout_id: str, external_id: str, moment: datetime) -> Payout | None:
     payout = _locked(session, payout_id)
     if payout is not None and payout.status == "created":

@@ -57,16 +57,16 @@ def check_ledger(gateway, *, limit: int = 200) -> dict:
                                  "sum": str(total)})
 
         # -- invoices --------------------------------------------------------------
+        codes = dict(session.execute(select(LedgerAccount.id, LedgerAccount.code)).all())
         posted: dict[str, dict[tuple[str, str], int]] = defaultdict(dict)
-        for invoice_id, code, currency, total in session.execute(
-                select(JournalEntry.invoice_id, LedgerAccount.code, Posting.currency,
+        for invoice_id, account_id, currency, total in session.execute(
+                select(JournalEntry.invoice_id, Posting.account_id, Posting.currency,
                        func.sum(Posting.amount))
                 .select_from(Posting).join(JournalEntry, JournalEntry.id == Posting.entry_id)
-                .join(LedgerAccount, LedgerAccount.id == Posting.account_id)
                 .where(JournalEntry.kind.in_(INVOICE_KINDS))
-                .group_by(JournalEntry.invoice_id, LedgerAccount.code, Posting.currency)):
+                .group_by(JournalEntry.invoice_id, Posting.account_id, Posting.currency)):
             if total:
-                posted[invoice_id][(code, currency)] = int(total)
+                posted[invoice_id][(codes[account_id], currency)] = int(total)
         fee_rules = {r.category: r.fee_bps for r in session.execute(select(FeeRule)).scalars()}
         fixed_bps = dict(session.execute(select(LedgerInvoice.invoice_id, LedgerInvoice.fee_bps)).all())
         chain = dict(session.execute(select(Payment.invoice_id, func.sum(Payment.value_sats))

@@ -166,7 +166,8 @@ class WebhookService:
     def attempts(self, delivery_id: str) -> list[WebhookDeliveryAttempt]:
         with self.db.read() as session:
             return list(session.exec(
-                select(WebhookDeliveryAttempt).where(WebhookDeliveryAttempt.delivery_id == delivery_id)
+                select(WebhookDeliveryAttempt)
+                .where(WebhookDeliveryAttempt.delivery_id == delivery_id)
                 .order_by(WebhookDeliveryAttempt.number)))
 
     def redeliver(self, store_id: str, webhook_id: str, delivery_id: str) -> str:
@@ -193,7 +194,8 @@ class WebhookService:
                                         is_redelivery=True),
                         next_attempt_at=now, created_at=now))
                     session.flush()
-                log.info("webhook %s delivery %s redelivered as %s", webhook_id, delivery_id, new_id)
+                log.info("webhook %s delivery %s redelivered as %s", webhook_id, delivery_id,
+                         new_id)
                 return new_id
             except IntegrityError:
                 continue
@@ -318,6 +320,16 @@ class WebhookService:
                                 .values(lease_owner=c.token, lease_until=wall + LEASE))
         return claims
 
+    def adopt(self, claim: Claim) -> Claim | None:
+        """Swap the claim's token for a fresh one: if the same claim is run twice (a Huey task
+        delivered twice), only one run holds the lease, so one request at a time per webhook."""
+        mine = Claim(claim.webhook_id, f"{self.worker_id}:{uuid.uuid4().hex[:12]}")
+        with self.db.write() as session:
+            swapped = session.execute(update(Webhook).where(
+                Webhook.id == claim.webhook_id, Webhook.lease_owner == claim.token)
+                .values(lease_owner=mine.token, lease_until=self.wall() + LEASE))
+        return mine if swapped.rowcount == 1 else None
+
     def release(self, claim: Claim) -> None:
         with self.db.write() as session:
             session.execute(update(Webhook).where(Webhook.id == claim.webhook_id,
@@ -326,7 +338,11 @@ class WebhookService:
 
     def deliver_claimed(self, claim: Claim, *, max_sends: int = 20) -> int:
         """Send the claimed webhook's due deliveries one after another (oldest first), then
-        give the lease back. Returns how many requests were made."""
+        give the lease back; stop early at `max_sends` or when the endpoint does not answer,
+        so other webhooks get the thread. Returns how many requests were made."""
+        claim = self.adopt(claim)
+        if claim is None:
+            return 0
         sent = 0
         try:
             while sent < max_sends:
@@ -336,6 +352,8 @@ class WebhookService:
                 result = self.sender.send(job.url, job.body, sign(job.secret, job.body))
                 self.finish_attempt(job, result)
                 sent += 1
+                if result.status == FAILED:
+                    break  # no answer: give the thread back rather than wait out each timeout
         finally:
             self.release(claim)
         return sent
@@ -417,11 +435,9 @@ class WebhookService:
                 WebhookDelivery.id == job.delivery_id, WebhookDelivery.attempts == job.number)
                 .values(status=result.status, http_code=result.http_code,
                         error_message=result.error, next_attempt_at=next_at))
-        log.info("webhook %s delivery %s attempt %d: %s%s%s", job.webhook_id, job.delivery_id,
-                 job.number, result.status,
-                 f" {result.http_code}" if result.http_code else "",
-                 f" ({result.error})" if result.error and not result.http_code else "",
-                 )
+        detail = f" {result.http_code}" if result.http_code else f" ({result.error})"
+        log.info("webhook %s delivery %s attempt %d: %s%s in %d ms", job.webhook_id,
+                 job.delivery_id, job.number, result.status, detail, result.duration_ms)
         if next_at is not None:
             log.info("webhook %s delivery %s: next attempt in %ds", job.webhook_id,
                      job.delivery_id, int((next_at - now).total_seconds()))

@@ -182,11 +182,10 @@ class BitcoindBackend:
         try:
             return loads(response.content)
         except ValueError:
-            if response.status_code >= 500 or response.status_code in (502, 503, 504):
-                raise BackendUnavailable(
-                    f"bitcoind HTTP {response.status_code}: {response.text[:200].strip()}") from None
+            # An empty 500 (e.g. a work queue overflow), a proxy's HTML page, a cut answer.
             raise BackendUnavailable(
-                f"bitcoind sent something that is not JSON (HTTP {response.status_code})") from None
+                f"bitcoind HTTP {response.status_code} without JSON: {response.text[:120].strip()!r}"
+            ) from None
 
     @staticmethod
     def _check(reply, method: str, status: int):

@@ -57,6 +57,7 @@
     $("[data-total]").textContent = won(sub + tip);
     chargeButton.textContent = busy ? t("charging") : t("charge").replace("{amount}", won(sub + tip));
     chargeButton.disabled = busy || sub <= 0;
+    root.classList.toggle("has-tip", tipPercent > 0);
   }
 
   function press(key) {

@@ -49,6 +49,7 @@ class StripeFake:
         self._faults: list[str] = []
         self._lock = threading.Lock()
         self.hang_seconds = 3.0
+        self.delay = 0.0  # seconds each POST takes (gives a chaos test time to kill mid-run)
         self.balance_krw: int | None = None  # None: unlimited
         self._release = threading.Event()
         self._server: ThreadingHTTPServer | None = None
@@ -155,6 +156,8 @@ class StripeFake:
                                                                     "Idempotency-Key": key})
                 self._running.add(key)
         try:
+            if self.delay:
+                time.sleep(self.delay)
             fault = None
             if parts.path == "/v1/transfers":
                 with self._lock:

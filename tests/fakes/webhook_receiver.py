@@ -44,7 +44,7 @@ class _Mode:
     delay: float = 0.0        # seconds before answering (ok and status modes)
 
 
-@dataclass
+@dataclass(eq=False)
 class WebhookReceiver:
     secret: str | None = None
     path: str = "/hook"
@@ -132,8 +132,8 @@ class WebhookReceiver:
         server.daemon_threads = True
         self.port = server.server_address[1]
         self._server = server
-        threading.Thread(target=server.serve_forever, name=f"webhook-receiver-{self.port}",
-                         daemon=True).start()
+        threading.Thread(target=server.serve_forever, args=(0.05,),
+                         name=f"webhook-receiver-{self.port}", daemon=True).start()
 
     def _verify(self, body: bytes, header: str | None) -> bool | None:
         if self.secret is None:

@@ -62,7 +62,8 @@ def test_urls_that_cannot_be_posted_to_are_refused(url):
 
 
 @pytest.mark.parametrize("url", ["https://shop.example/btcpay?key=1", "http://127.0.0.1:8080/h",
-                                 "HTTPS://SHOP.EXAMPLE", "http://[::1]:8000/", "http://u:p@h.example/"])
+                                 "HTTPS://SHOP.EXAMPLE", "http://[::1]:8000/",
+                                 "http://u:p@h.example/"])
 def test_absolute_http_and_https_urls_are_accepted(url):
     assert check_url(url) is None
 
