@@ -413,6 +413,7 @@ def payouts():
         month=first, month_text=format_date(first, "yyyy-MM", locale=_locale()),
         previous=previous, following=following if following <= today else None,
         total_paid=sum(x.paid_krw for x in lines), total_count=sum(x.paid_count for x in lines),
+        total_invoices=sum(x.invoices for x in lines),
         total_tips=sum(x.tips_krw for x in lines), seoul_time=seoul_time, account=account,
         ledger_statements=_ledger_statements() is not None,
         day_text=lambda d: format_date(d, "medium", locale=_locale()))

@@ -321,6 +321,9 @@ def main(argv=None) -> int:
     parser.add_argument("--keep", action="store_true",
                         help="leave servers and database up (prints how to reach them)")
     args = parser.parse_args(argv)
+    # a SIGTERM (or a closed terminal) still runs the clean-up below
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda signum, _frame: sys.exit(128 + signum))
 
     db_name = f"busanpay_bench_http_{os.getpid()}_{secrets.token_hex(3)}"
     dsn = f"{args.pg}/{db_name}"

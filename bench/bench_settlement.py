@@ -13,7 +13,6 @@ Results and the command live in bench/README.md ("Settlement").
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import platform
 import random

@@ -8,7 +8,7 @@ import threading
 
 from chain.backends import backend_from_spec
 
-_lock = threading.Lock()
+_lock = threading.RLock()
 
 
 class NotDemoChain(RuntimeError):

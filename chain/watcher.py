@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Iterable
 
-from sqlalchemy import and_, delete, func, or_, select, text, update
+from sqlalchemy import and_, bindparam, delete, func, or_, select, text, update
 
 from chain.backends import BackendError, BackendUnavailable, Block, ChainTx
 from chain.logic import (Match, arrival_time, backoff_seconds,
@@ -56,12 +56,11 @@ from chain.logic import (Match, arrival_time, backoff_seconds,
 from chain.models import ChainBlock, ChainPaymentTrack, ChainTxInput, ChainWatcherState
 from database import insert_ignore
 from payments.bip21 import format_btc
-from payments.invoice_json import unix
+from payments.invoice_json import event_payload, unix
 from payments.invoice_status import (AdditionalStatus, InvoiceFacts, PaymentFact,
                                      PaymentState, confirmations_required, decide,
                                      full_threshold_sats)
-from payments.models import Invoice, Payment
-from payments.service import record_event
+from payments.models import Invoice, InvoiceEvent, Payment
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +81,51 @@ _T = ChainPaymentTrack.__table__
 _I = ChainTxInput.__table__
 _B = ChainBlock.__table__
 _INV = Invoice.__table__
+_E = InvoiceEvent.__table__
+
+
+def _by_key(table):
+    return and_(table.c.txid == bindparam("k_txid"), table.c.vout == bindparam("k_vout"))
+
+
+def _many(s, stmt, rows: list[dict]) -> None:
+    """One executemany (compiled once, cached), nothing when there is nothing to do."""
+    if rows:
+        s.execute(stmt, rows)
+
+
+class _Outbox:
+    """Outbox events of one transaction, written together at its end, in order.
+
+    Same rows and keys as `payments.service.record_event` (``<invoice id>:<dedupe>``,
+    insert-once on the unique key), batched: a block with hundreds of payments writes its
+    events in one executemany instead of one statement each."""
+
+    def __init__(self):
+        self.rows: list[dict] = []
+        self._keys: set[str] = set()
+
+    def add(self, invoice, event_type: str, moment: datetime, dedupe: str | None = None,
+            **extra) -> None:
+        key = f"{invoice.id}:{dedupe or event_type}"
+        if key in self._keys:
+            return
+        self._keys.add(key)
+        self.rows.append({"dedupe_key": key, "invoice_id": invoice.id,
+                          "store_id": invoice.store_id, "event_type": event_type,
+                          "payload_json": json.dumps(event_payload(invoice, event_type, moment,
+                                                                   **extra)),
+                          "created_at": moment})
+
+    def flush(self, s) -> int:
+        """Write the new ones; returns how many were new."""
+        if not self.rows:
+            return 0
+        stmt = _dialect_insert(s, _E).on_conflict_do_nothing(
+            index_elements=["dedupe_key"]).returning(_E.c.dedupe_key)
+        written = len(s.execute(stmt, self.rows).all())
+        self.rows, self._keys = [], set()
+        return written
 
 
 class Fenced(Exception):
@@ -371,22 +415,24 @@ class Watcher:
             for part in chunks(orphaned, self.chunk_size):
                 s.execute(update(_B).where(_B.c.hash.in_(part)).values(orphaned=True,
                                                                         orphaned_at=now))
-            touched: set[str] = set()
-            for txid, vout, invoice_id in hit:
-                state = classify(statuses[txid], lost_block=True)
-                s.execute(update(_P).where(_P.c.txid == txid, _P.c.vout == vout)
-                          .values(state=state.value, block_height=None, block_hash=None))
-                s.execute(update(_T).where(_T.c.txid == txid, _T.c.vout == vout)
-                          .values(block_height=None, block_hash=None, active=True))
-                touched.add(invoice_id)
+            touched = {invoice_id for _, _, invoice_id in hit}
+            keys = [{"k_txid": txid, "k_vout": vout,
+                     "state": classify(statuses[txid], lost_block=True).value}
+                    for txid, vout, _ in hit]
+            _many(s, update(_P).where(_by_key(_P)).values(
+                state=bindparam("state"), block_height=None, block_hash=None), keys)
+            _many(s, update(_T).where(_by_key(_T)).values(
+                block_height=None, block_hash=None, active=True), keys)
             st.best_height = fork_height if fork_height >= 0 else None
             st.best_hash = fork_hash
             if deep:
                 st.incident = f"reorg below the first processed block at {best_height}"[:200]
             st.updated_at = now
             decision_time = st.covered_at or EPOCH
-            changed, events = self._redecide(s, touched, decision_time, now, st.best_height,
-                                             touched_payments=touched, reorg_hit=touched)
+            outbox = _Outbox()
+            changed = self._redecide(s, outbox, touched, decision_time, now, st.best_height,
+                                     touched_payments=touched, reorg_hit=touched)
+            events = outbox.flush(s)
         log.warning("reorg: %d block(s) orphaned above height %s; %d payment(s) moved",
                     len(orphaned), fork_height, len(hit))
         return {"fork": fork_height, "orphaned": len(orphaned), "payments": len(hit),
@@ -432,8 +478,9 @@ class Watcher:
             invoices = self._lookup_invoices(s, addresses)
             matches = outputs_paying(block.txs, invoices)
             seen_at = arrival_time(now, st.covered_at)
-            new, touched = self._record_payments(s, matches, invoices, block.txs, seen_at, now,
-                                                 block_height=header.height,
+            outbox = _Outbox()
+            new, touched = self._record_payments(s, outbox, matches, invoices, block.txs,
+                                                 seen_at, now, block_height=header.height,
                                                  block_hash=header.hash)
             # Double spends: a confirmed transaction spending what a pending payment spent.
             in_block = {tx.txid for tx in block.txs}
@@ -443,10 +490,10 @@ class Watcher:
                     rows = s.execute(select(_P.c.txid, _P.c.vout, _P.c.invoice_id)
                                      .where(_P.c.txid.in_(part), _P.c.block_hash.is_(None),
                                             _P.c.state != PaymentState.DOUBLE_SPENT.value)).all()
-                    for txid, vout, invoice_id in rows:
-                        s.execute(update(_P).where(_P.c.txid == txid, _P.c.vout == vout)
-                                  .values(state=PaymentState.DOUBLE_SPENT.value))
-                        touched.add(invoice_id)
+                    _many(s, update(_P).where(_by_key(_P)).values(
+                        state=PaymentState.DOUBLE_SPENT.value),
+                        [{"k_txid": t, "k_vout": v} for t, v, _ in rows])
+                    touched.update(invoice_id for _, _, invoice_id in rows)
             existing = s.get(ChainBlock, header.hash)
             if existing is None:
                 s.add(ChainBlock(hash=header.hash, height=header.height,
@@ -460,18 +507,20 @@ class Watcher:
             st.tip_height, st.tip_hash = header.height, header.hash
             st.updated_at = now
             s.flush()
-            settled_invoices, confirmed_invoices, events = self._advance_tracked(
-                s, header.height, now)
+            settled_invoices, confirmed_invoices = self._advance_tracked(s, outbox,
+                                                                          header.height, now)
             decision_time = st.covered_at or EPOCH
-            changed, decided_events = self._redecide(
-                s, touched | settled_invoices | confirmed_invoices, decision_time, now,
+            changed = self._redecide(
+                s, outbox, touched | settled_invoices | confirmed_invoices, decision_time, now,
                 header.height, touched_payments=touched | settled_invoices)
-        summary["events"] += events + decided_events + new
+            events = outbox.flush(s)
+        summary["events"] += events
         summary["invoicesChanged"] += changed
         return new
 
     # -- payments --------------------------------------------------------------------------
-    def _record_payments(self, s, matches: list[Match], invoices: dict[str, _InvoiceRow],
+    def _record_payments(self, s, outbox: _Outbox, matches: list[Match],
+                         invoices: dict[str, _InvoiceRow],
                          txs: Iterable[ChainTx], seen_at: datetime, now: datetime, *,
                          block_height: int | None, block_hash: str | None
                          ) -> tuple[int, set[str]]:
@@ -489,11 +538,9 @@ class Watcher:
                          "state": PaymentState.SEEN.value, "block_height": block_height,
                          "block_hash": block_hash, "seen_at": seen,
                          "late": seen > inv.expires_at})
-        inserted: set[tuple[str, int]] = set()
-        for part in chunks(rows, 500):
-            stmt = _dialect_insert(s, _P).values(list(part)).on_conflict_do_nothing(
-                index_elements=["txid", "vout"]).returning(_P.c.txid, _P.c.vout)
-            inserted.update((r[0], r[1]) for r in s.execute(stmt).all())
+        stmt = _dialect_insert(s, _P).on_conflict_do_nothing(
+            index_elements=["txid", "vout"]).returning(_P.c.txid, _P.c.vout)
+        inserted = {(r[0], r[1]) for r in s.execute(stmt, rows).all()}
         by_key = {(r["txid"], r["vout"]): r for r in rows}
         by_invoice = {inv.id: inv for inv in invoices.values()}
         new_rows = [by_key[k] for k in by_key if k in inserted]
@@ -514,14 +561,12 @@ class Watcher:
             if tx.txid in new_txids:
                 input_rows += [{"prev_txid": i.txid, "prev_vout": i.vout, "txid": tx.txid}
                                for i in tx.inputs]
-        for part in chunks(track_rows, 500):
-            s.execute(_dialect_insert(s, _T).values(list(part)).on_conflict_do_nothing(
-                index_elements=["txid", "vout"]))
-        for part in chunks(input_rows, 500):
-            s.execute(_dialect_insert(s, _I).values(list(part)).on_conflict_do_nothing(
-                index_elements=["prev_txid", "prev_vout", "txid"]))
+        _many(s, _dialect_insert(s, _T).on_conflict_do_nothing(index_elements=["txid", "vout"]),
+              track_rows)
+        _many(s, _dialect_insert(s, _I).on_conflict_do_nothing(
+            index_elements=["prev_txid", "prev_vout", "txid"]), input_rows)
         if new_rows:
-            self._received_events(s, new_rows, by_invoice, now)
+            self._received_events(s, outbox, new_rows, by_invoice, now)
         # Known payments: into this block (or back to seen from the mempool).
         known = [r for k, r in by_key.items() if k not in inserted]
         for part in chunks(known, 500):
@@ -530,41 +575,44 @@ class Watcher:
                                        _P.c.block_hash)
                                 .where(_P.c.txid.in_({k[0] for k in keys}))).all()
             wanted = set(keys)
+            confirm, revive = [], []
             for txid, vout, invoice_id, state, old_hash in current:
                 if (txid, vout) not in wanted:
                     continue
                 if block_hash is not None:
                     if old_hash == block_hash and state == PaymentState.SEEN.value:
                         continue
-                    s.execute(update(_P).where(_P.c.txid == txid, _P.c.vout == vout).values(
-                        state=PaymentState.SEEN.value, block_height=block_height,
-                        block_hash=block_hash))
-                    s.execute(update(_T).where(_T.c.txid == txid, _T.c.vout == vout).values(
-                        block_height=block_height, block_hash=block_hash, active=True))
+                    confirm.append({"k_txid": txid, "k_vout": vout})
                     touched.add(invoice_id)
                 elif old_hash is None and state != PaymentState.SEEN.value:
-                    s.execute(update(_P).where(_P.c.txid == txid, _P.c.vout == vout)
-                              .values(state=PaymentState.SEEN.value))
+                    revive.append({"k_txid": txid, "k_vout": vout})
                     touched.add(invoice_id)
+            _many(s, update(_P).where(_by_key(_P)).values(
+                state=PaymentState.SEEN.value, block_height=block_height, block_hash=block_hash),
+                confirm)
+            _many(s, update(_T).where(_by_key(_T)).values(
+                block_height=block_height, block_hash=block_hash, active=True), confirm)
+            _many(s, update(_P).where(_by_key(_P)).values(state=PaymentState.SEEN.value), revive)
         return len(new_rows), touched
 
-    def _received_events(self, s, new_rows: list[dict], by_invoice: dict, now: datetime) -> None:
+    def _received_events(self, s, outbox: _Outbox, new_rows: list[dict], by_invoice: dict,
+                         now: datetime) -> None:
         invoices = {i.id: i for i in s.execute(select(Invoice).where(
             Invoice.id.in_({r["invoice_id"] for r in new_rows}))).scalars()}
         for r in new_rows:
             inv = invoices[r["invoice_id"]]
             if r["seen_at"] > by_invoice[inv.id].monitoring_expires_at:
                 continue  # recorded and flagged, never credited: no payment event
-            record_event(s, inv, EVENT_RECEIVED, now, dedupe=f"paid:{r['txid']}:{r['vout']}",
-                         afterExpiration=bool(r["late"]), paymentMethodId="BTC-CHAIN",
-                         payment=_payment_json(r, "Processing"))
+            outbox.add(inv, EVENT_RECEIVED, now, dedupe=f"paid:{r['txid']}:{r['vout']}",
+                       afterExpiration=bool(r["late"]), paymentMethodId="BTC-CHAIN",
+                       payment=_payment_json(r, "Processing"))
 
-    def _advance_tracked(self, s, tip_height: int | None, now: datetime
-                         ) -> tuple[set[str], set[str], int]:
+    def _advance_tracked(self, s, outbox: _Outbox, tip_height: int | None, now: datetime
+                         ) -> tuple[set[str], set[str]]:
         """Per active payment: InvoicePaymentSettled once it has the confirmations its
         invoice needs; retire it from per-block work once deep enough (or, unconfirmed,
         after its watch window). Returns (invoices with a payment newly settled, invoices
-        with confirmed active payments, events written)."""
+        with confirmed active payments)."""
         rows = s.execute(
             select(_T.c.txid, _T.c.vout, _T.c.invoice_id, _T.c.required_confs,
                    _T.c.block_height, _T.c.settled_event, _T.c.after_monitoring,
@@ -574,7 +622,6 @@ class Watcher:
             .where(_T.c.active == True)).all()  # noqa: E712
         settled: set[str] = set()
         confirmed: set[str] = set()
-        events = 0
         retire: list[tuple[str, int]] = []
         to_settle = []
         for r in rows:
@@ -593,31 +640,29 @@ class Watcher:
             invoices = {i.id: i for i in s.execute(select(Invoice).where(
                 Invoice.id.in_({r.invoice_id for r in to_settle}))).scalars()}
             for r in to_settle:
-                inv = invoices[r.invoice_id]
                 payment = {"txid": r.txid, "vout": r.vout, "seen_at": r.seen_at,
                            "value_sats": r.value_sats, "address": r.address}
-                if record_event(s, inv, EVENT_PAYMENT_SETTLED, now,
-                                dedupe=f"settled:{r.txid}:{r.vout}",
-                                afterExpiration=bool(r.late), paymentMethodId="BTC-CHAIN",
-                                payment=_payment_json(payment, "Settled")):
-                    events += 1
-                s.execute(update(_T).where(_T.c.txid == r.txid, _T.c.vout == r.vout)
-                          .values(settled_event=True))
+                outbox.add(invoices[r.invoice_id], EVENT_PAYMENT_SETTLED, now,
+                           dedupe=f"settled:{r.txid}:{r.vout}", afterExpiration=bool(r.late),
+                           paymentMethodId="BTC-CHAIN", payment=_payment_json(payment, "Settled"))
                 settled.add(r.invoice_id)
-        for txid, vout in retire:
-            s.execute(update(_T).where(_T.c.txid == txid, _T.c.vout == vout).values(active=False))
-        for txid in {t for t, _ in retire}:
-            s.execute(delete(_I).where(_I.c.txid == txid))
-        return settled, confirmed, events
+            _many(s, update(_T).where(_by_key(_T)).values(settled_event=True),
+                  [{"k_txid": r.txid, "k_vout": r.vout} for r in to_settle])
+        _many(s, update(_T).where(_by_key(_T)).values(active=False),
+              [{"k_txid": t, "k_vout": v} for t, v in retire])
+        _many(s, delete(_I).where(_I.c.txid == bindparam("k_txid")),
+              [{"k_txid": t} for t in sorted({t for t, _ in retire})])
+        return settled, confirmed
 
     # -- decisions -------------------------------------------------------------------------
-    def _redecide(self, s, invoice_ids: Iterable[str], decision_time: datetime, now: datetime,
-                  tip_height: int | None, *, touched_payments: set[str] = frozenset(),
-                  reorg_hit: set[str] = frozenset()) -> tuple[int, int]:
-        """Re-decide these invoices over their payments; store the result and its events.
-        Returns (invoices changed, events written)."""
+    def _redecide(self, s, outbox: _Outbox, invoice_ids: Iterable[str], decision_time: datetime,
+                  now: datetime, tip_height: int | None, *,
+                  touched_payments: set[str] = frozenset(),
+                  reorg_hit: set[str] = frozenset()) -> int:
+        """Re-decide these invoices over their payments; store the result, queue its events.
+        Returns how many invoices changed."""
         ids = sorted(set(invoice_ids))
-        changed = events = 0
+        changed = 0
         for part in chunks(ids, 500):
             invoices = list(s.execute(select(Invoice).where(Invoice.id.in_(part))
                                       .order_by(Invoice.id).with_for_update()).scalars())
@@ -627,16 +672,14 @@ class Watcher:
                                .where(_P.c.invoice_id.in_(part))).all():
                 payments.setdefault(p.invoice_id, []).append(p)
             for inv in invoices:
-                c, e = self._decide_one(s, inv, payments.get(inv.id, []), decision_time, now,
-                                        tip_height, inv.id in touched_payments,
-                                        inv.id in reorg_hit)
-                changed += c
-                events += e
-        return changed, events
+                changed += self._decide_one(outbox, inv, payments.get(inv.id, []),
+                                            decision_time, now, tip_height,
+                                            inv.id in touched_payments, inv.id in reorg_hit)
+        return changed
 
-    def _decide_one(self, s, inv: Invoice, rows: list, decision_time: datetime,
+    def _decide_one(self, outbox: _Outbox, inv: Invoice, rows: list, decision_time: datetime,
                     now: datetime, tip_height: int | None, touched: bool,
-                    reorg_hit: bool) -> tuple[int, int]:
+                    reorg_hit: bool) -> int:
         facts = InvoiceFacts(
             status=inv.status, additional_status=inv.additional_status, due_sats=inv.due_sats,
             amount_krw=inv.amount_krw, expires_at=inv.expires_at,
@@ -661,15 +704,13 @@ class Watcher:
                    or decision.additional_status.value != inv.additional_status
                    or decision.paid_sats != inv.paid_sats or incident != inv.incident or touched)
         if not visible:
-            return 0, 0
+            return 0
         inv.status = decision.status.value
         inv.additional_status = decision.additional_status.value
         inv.paid_sats = decision.paid_sats
         inv.incident = incident
         inv.updated_at = now
         inv.version = inv.version + 1
-        s.flush()
-        events = 0
         over = decision.additional_status == AdditionalStatus.PAID_OVER
         for event in decision.events:
             extra: dict = {}
@@ -683,9 +724,8 @@ class Watcher:
                 extra = {"manuallyMarked": False}
             elif event == "InvoiceExpired":
                 extra = {"partiallyPaid": decision.paid_sats > 0}
-            if record_event(s, inv, event, now, dedupe=dedupe, **extra):
-                events += 1
-        return 1, events
+            outbox.add(inv, event, now, dedupe=dedupe, **extra)
+        return 1
 
     # -- mempool and time ------------------------------------------------------------------
     def _mempool_and_time(self, start: datetime, tip, new_block: bool, summary: dict) -> None:
@@ -715,10 +755,10 @@ class Watcher:
             invoices = self._lookup_invoices(s, {m.address for m in matches})
             matches = [m for m in matches if m.address in invoices]
             seen_at = arrival_time(start, st.covered_at)
-            new, touched = self._record_payments(s, matches, invoices, txs, seen_at, now,
+            outbox = _Outbox()
+            new, touched = self._record_payments(s, outbox, matches, invoices, txs, seen_at, now,
                                                  block_height=None, block_hash=None)
             summary["payments"] += new
-            summary["events"] += new
             for r in pending:
                 status = statuses.get(r.txid)
                 if status is None or status.confirmed:
@@ -729,15 +769,15 @@ class Watcher:
                     s.execute(update(_P).where(_P.c.txid == r.txid, _P.c.vout == r.vout,
                                                _P.c.block_hash.is_(None)).values(state=state.value))
                     touched.add(r.invoice_id)
-            settled, _confirmed, events = self._advance_tracked(s, st.best_height, now)
+            settled, _confirmed = self._advance_tracked(s, outbox, st.best_height, now)
             # Time: the chain and the mempool were just scanned, so expiry and the end of
             # monitoring may be decided as of this pass's start.
             due = {r[0] for r in s.execute(select(_INV.c.id).where(or_(
                 and_(_INV.c.status == "New", _INV.c.expires_at <= start),
                 and_(_INV.c.status == "Processing", _INV.c.monitoring_expires_at <= start))))}
-            changed, decided_events = self._redecide(
-                s, touched | settled | due, start, now, st.best_height,
-                touched_payments=touched | settled)
+            changed = self._redecide(s, outbox, touched | settled | due, start, now,
+                                     st.best_height, touched_payments=touched | settled)
+            events = outbox.flush(s)
             st.covered_at = start
             st.last_success_at = now
             st.failures = 0
@@ -746,7 +786,7 @@ class Watcher:
             st.holder = self.holder
             st.updated_at = now
         summary["timeTransitions"] = True
-        summary["events"] += events + decided_events
+        summary["events"] += events
         summary["invoicesChanged"] += changed
 
 

@@ -248,6 +248,18 @@ STORE_HEADER = ["store_id", "name", "district", "district_ko", "district_en", "c
 
 # -- pages ---------------------------------------------------------------------------------
 
+@bp.route("/<path:_rest>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+def _anything_else(_rest):
+    """Unknown /city paths: 404 to read, 405 to change (after the guard above, so an
+    auditor's PUT/PATCH/DELETE anywhere under /city is a 403 like any other change)."""
+    abort(404 if request.method == "GET" else 405)
+
+
+@bp.route("/", methods=["PUT", "PATCH", "DELETE", "POST"], endpoint="overview_changes")
+def _overview_changes():
+    abort(405)
+
+
 @bp.get("/")
 def overview():
     _fold_if_needed()

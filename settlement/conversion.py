@@ -30,7 +30,6 @@ from urllib.parse import unquote, urlencode
 import requests
 from sqlalchemy import select
 
-from database import utc_now
 from merchants.service import random_id
 from payments.bip21 import format_btc
 from settlement.ledger import balance, lock, post

@@ -27,7 +27,6 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import case, func, select
 
-from database import utc_now
 from merchants.service import random_id
 from settlement.config import settlement_config
 from settlement.ledger import lock, post_many

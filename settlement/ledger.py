@@ -11,7 +11,7 @@ Nothing here updates or deletes: a correction is a new entry.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Iterable, Mapping
 

@@ -172,16 +172,21 @@ def post_pending(gateway, *, limit: int = 500) -> dict:
     by_invoice: OrderedDict[str, list[tuple[int, datetime]]] = OrderedDict()
     for event_id, invoice_id, at in events:
         by_invoice.setdefault(invoice_id, []).append((event_id, at))
-    posted = 0
+    posted = failed = 0
     for invoice_id, items in by_invoice.items():
         moment = max(at for _, at in items)
-        with gateway.db.write() as session:
-            if reconcile_invoice(session, invoice_id, default_bps=default_bps, moment=moment):
-                posted += 1
-            for event_id, _ in items:
-                insert_ignore(session, LedgerEventDone.__table__, {
-                    "event_id": event_id, "done_at": utc_now()}, conflict=["event_id"])
-    return {"events": len(events), "invoices": len(by_invoice), "entries": posted}
+        try:
+            with gateway.db.write() as session:
+                if reconcile_invoice(session, invoice_id, default_bps=default_bps, moment=moment):
+                    posted += 1
+                for event_id, _ in items:
+                    insert_ignore(session, LedgerEventDone.__table__, {
+                        "event_id": event_id, "done_at": utc_now()}, conflict=["event_id"])
+        except Exception:  # one bad invoice must not hold up the others; retried next pass
+            failed += 1
+            log.exception("could not post invoice %s; will retry", invoice_id)
+    return {"events": len(events), "invoices": len(by_invoice), "entries": posted,
+            "failed": failed}
 
 
 def sweep(gateway, *, window: timedelta = SWEEP_WINDOW) -> int:
@@ -208,12 +213,12 @@ def sweep(gateway, *, window: timedelta = SWEEP_WINDOW) -> int:
 
 def run_once(gateway) -> dict:
     """The job body: drain the outbox, then move the watermark."""
-    total = {"events": 0, "invoices": 0, "entries": 0}
+    total = {"events": 0, "invoices": 0, "entries": 0, "failed": 0}
     while True:
         result = post_pending(gateway)
         for k in total:
             total[k] += result[k]
-        if result["events"] < 500:
+        if result["events"] < 500 or result["failed"] == result["invoices"]:
             break
     advance_watermark(gateway)
     return total

@@ -16,11 +16,12 @@ from __future__ import annotations
 import csv
 import io
 from collections import defaultdict
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
+from functools import lru_cache
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import case, func, or_, select
 
-from settlement.ledger import trial_balance, unbalanced_entries
+from settlement.ledger import account_kind, trial_balance, unbalanced_entries
 from settlement.models import (Conversion, FeeRule, JournalEntry, LedgerAccount, LedgerInvoice,
                                Payout, Posting)
 from settlement.rules import (CITY_FEES, IN_TRANSIT, INVOICE_KINDS, InvoiceFacts, invoice_position,
@@ -57,16 +58,7 @@ def check_ledger(gateway, *, limit: int = 200) -> dict:
                                  "sum": str(total)})
 
         # -- invoices --------------------------------------------------------------
-        codes = dict(session.execute(select(LedgerAccount.id, LedgerAccount.code)).all())
-        posted: dict[str, dict[tuple[str, str], int]] = defaultdict(dict)
-        for invoice_id, account_id, currency, total in session.execute(
-                select(JournalEntry.invoice_id, Posting.account_id, Posting.currency,
-                       func.sum(Posting.amount))
-                .select_from(Posting).join(JournalEntry, JournalEntry.id == Posting.entry_id)
-                .where(JournalEntry.kind.in_(INVOICE_KINDS))
-                .group_by(JournalEntry.invoice_id, Posting.account_id, Posting.currency)):
-            if total:
-                posted[invoice_id][(codes[account_id], currency)] = int(total)
+        posted = _posted_vectors(session)
         fee_rules = {r.category: r.fee_bps for r in session.execute(select(FeeRule)).scalars()}
         fixed_bps = dict(session.execute(select(LedgerInvoice.invoice_id, LedgerInvoice.fee_bps)).all())
         chain = dict(session.execute(select(Payment.invoice_id, func.sum(Payment.value_sats))
@@ -87,11 +79,11 @@ def check_ledger(gateway, *, limit: int = 200) -> dict:
             bps = fixed_bps.get(r.id, fee_rules.get(r.category, gateway.settings.fee_bps))
             facts = InvoiceFacts(r.id, r.store_id, r.settlement_mode, r.status, r.additional_status,
                                  r.incident, r.amount_krw, r.due_sats, r.paid_sats, r.rate, bps)
-            want = invoice_position(facts)
-            have = posted.get(r.id, {})
+            want = _vector(invoice_position(facts), r.store_id)
+            have = posted.get(r.id, _ZERO)
             if want != have:
                 item = {"problem": "invoice position differs", "invoiceId": r.id,
-                        "expected": _pos_json(want), "posted": _pos_json(have)}
+                        "expected": _vector_json(want), "posted": _vector_json(have)}
                 if r.updated_at and r.updated_at > now - PENDING_GRACE:
                     pending.append(item)
                 else:
@@ -102,9 +94,9 @@ def check_ledger(gateway, *, limit: int = 200) -> dict:
                                  "invoiceId": r.id, "chainSats": str(int(chain.get(r.id) or 0)),
                                  "creditedSats": str(r.paid_sats)})
         for invoice_id in set(posted) - seen_invoices:
-            if posted[invoice_id]:
+            if posted[invoice_id] != _ZERO:
                 problems.append({"problem": "ledger position for an invoice with no money",
-                                 "invoiceId": invoice_id, "posted": _pos_json(posted[invoice_id])})
+                                 "invoiceId": invoice_id, "posted": _vector_json(posted[invoice_id])})
 
         # -- payouts ---------------------------------------------------------------
         kinds: dict[str, dict[str, int]] = defaultdict(dict)
@@ -152,8 +144,59 @@ def check_ledger(gateway, *, limit: int = 200) -> dict:
     }
 
 
-def _pos_json(position) -> dict:
-    return {f"{acct} {cur}": str(v) for (acct, cur), v in sorted(position.items())}
+# An invoice's position as a vector over the accounts an invoice can touch (its own store's
+# payable/receivable; anything else is "other", which must stay zero), so the check can
+# aggregate postings per invoice in SQL instead of per account in Python.
+_SLOTS = (("treasury:btc", "BTC"), ("conversion:btc", "BTC"), ("refunds_owed:btc", "BTC"),
+          ("conversion:krw", "KRW"), ("merchant_payable", "KRW"), ("city_fees:krw", "KRW"),
+          ("fee_receivable", "KRW"), ("other", "any"))
+_ZERO = (0,) * len(_SLOTS)
+
+
+_SLOT_INDEX = {slot: i for i, slot in enumerate(_SLOTS)}
+
+
+@lru_cache(maxsize=65_536)
+def _kind(code: str) -> tuple[str, str | None]:
+    return account_kind(code)
+
+
+def _vector(position, store_id: str) -> tuple[int, ...]:
+    out = [0] * len(_SLOTS)
+    for (account, currency), amount in position.items():
+        kind, store = _kind(account)
+        slot = _SLOT_INDEX.get((kind, currency)) if store in (None, store_id) else None
+        if slot is None:
+            out[-1] += abs(amount)
+        else:
+            out[slot] += amount
+    return tuple(out)
+
+
+def _posted_vectors(session) -> dict[str, tuple[int, ...]]:
+    """Per invoice, the sums its entries (of INVOICE_KINDS) posted, as `_vector`s."""
+    ids = {code: i for i, code in session.execute(select(LedgerAccount.id, LedgerAccount.code))}
+    own = LedgerAccount.store_id == JournalEntry.store_id
+    columns = []
+    known = []
+    for name, _ in _SLOTS[:-1]:
+        if name in ("merchant_payable", "fee_receivable"):
+            cond = (LedgerAccount.kind == name) & own
+        else:
+            cond = Posting.account_id == ids.get(name, -1)
+        known.append(cond)
+        columns.append(func.sum(case((cond, Posting.amount), else_=0)))
+    columns.append(func.sum(case((or_(*known), 0), else_=func.abs(Posting.amount))))
+    rows = session.execute(
+        select(JournalEntry.invoice_id, *columns).select_from(Posting)
+        .join(JournalEntry, JournalEntry.id == Posting.entry_id)
+        .join(LedgerAccount, LedgerAccount.id == Posting.account_id)
+        .where(JournalEntry.kind.in_(INVOICE_KINDS)).group_by(JournalEntry.invoice_id))
+    return {row[0]: tuple(int(v or 0) for v in row[1:]) for row in rows}
+
+
+def _vector_json(vector) -> dict:
+    return {f"{name} {cur}": str(v) for (name, cur), v in zip(_SLOTS, vector) if v}
 
 
 STATEMENT_COLUMNS = ("time_kst", "entry", "kind", "invoice_id", "payout_id", "gross_krw",

@@ -157,8 +157,12 @@ def assert_accessible(page, what: str) -> None:
 
 
 def assert_fits(page) -> None:
+    wide = page.evaluate("""() => [...document.querySelectorAll('body *')]
+        .filter(e => e.getBoundingClientRect().right > window.innerWidth + 1 &&
+                     true)
+        .slice(0, 5).map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right))""")
     assert page.evaluate("document.scrollingElement.scrollWidth <= window.innerWidth"), \
-        "the page scrolls sideways"
+        f"the page scrolls sideways: {wide}"
 
 
 def assert_touch_targets(page, selector: str, minimum: int = 48) -> None:
@@ -425,6 +429,7 @@ def test_the_pos_in_korean(browser, server, app, store):
         assert page.get_attribute("html", "lang") == "ko"
         type_amount(page, "15000")
         assert page.text_content("#amount") == "₩15,000"
+        assert page.text_content("[data-charge]").strip() == "₩15,000 결제"
         # Without a Hangul font the picture would show empty boxes: no screenshot then.
         korean_font = has_font_for("ko")
         if korean_font:

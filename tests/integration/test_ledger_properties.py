@@ -11,8 +11,7 @@ from sqlalchemy import select
 from settlement.models import Payout
 from settlement.rules import city_fee
 from tests.integration.test_settlement_support import (balance_of, create_invoice, new_store,
-                                                       post_all, set_invoice, settled_invoice,
-                                                       sgateway)  # noqa: F401
+                                                       post_all, set_invoice, sgateway)  # noqa: F401
 
 ops = st.one_of(
     st.tuples(st.just("settle"), st.integers(0, 2), st.integers(1_000, 300_000),

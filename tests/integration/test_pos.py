@@ -41,6 +41,7 @@ def page_token(client) -> str:
 
 
 def sign_in_cashier(client, store_id: str, pin: str = CASHIER_PIN) -> str:
+    client.set_cookie("lang", "en")  # the tests read English; the default is Korean
     res = client.post("/pos/login", data={"store": store_id, "pin": pin,
                                           "csrf_token": form_token(client, "/pos/login")})
     assert res.status_code == 302, res.get_data(as_text=True)
@@ -48,6 +49,7 @@ def sign_in_cashier(client, store_id: str, pin: str = CASHIER_PIN) -> str:
 
 
 def sign_in_with_email(client, email: str, password: str) -> None:
+    client.set_cookie("lang", "en")
     res = client.post("/login", data={"email": email, "password": password,
                                       "csrf_token": form_token(client, "/login")})
     assert res.status_code == 302
@@ -374,12 +376,17 @@ def test_recent_invoices_flag_the_exceptions(client, app, shop):
     assert shop["other_invoice"] not in everything
 
 
-def test_the_pos_speaks_korean_and_english(client, shop):
+def test_the_pos_speaks_korean_english_chinese_and_japanese(client, shop):
     sign_in_cashier(client, shop["store"])
     english = client.get("/pos?lang=en").get_data(as_text=True)
     assert '<html lang="en">' in english and "Charge" in english
     korean = client.get("/pos?lang=ko").get_data(as_text=True)
-    assert '<html lang="ko">' in korean
+    assert '<html lang="ko">' in korean and "₩0 결제" in korean and "팁 없음" in korean
+    assert "收款 ₩0" in client.get("/pos?lang=zh").get_data(as_text=True)
+    assert "₩0 を請求" in client.get("/pos?lang=ja").get_data(as_text=True)
+    csrf = page_token(client)
+    res = client.post("/pos/charge?lang=ko", json={"amount": "1.5"}, headers={"X-CSRFToken": csrf})
+    assert res.get_json()["message"] == "원화에는 소수점이 없습니다. 원 단위 정수를 입력하세요."
 
 
 def test_the_pwa_shell_is_public_and_the_worker_never_caches_live_data(client):

@@ -6,12 +6,11 @@ import io
 import json
 from datetime import date
 
-from sqlalchemy import func, select, text
+from sqlalchemy import select, text
 
 from settlement.models import Payout
-from tests.integration.test_settlement_support import (balance_of, create_invoice, new_store,
-                                                       post_all, set_invoice, settled_invoice,
-                                                       sgateway)  # noqa: F401
+from tests.integration.test_settlement_support import (balance_of, new_store, post_all,
+                                                       settled_invoice, sgateway)  # noqa: F401
 
 DAY = date(2026, 11, 23)  # the fake clock starts at 12:00 in Seoul on this day
 
@@ -77,7 +76,6 @@ def test_settling_an_earlier_day_after_a_later_one_never_pays_twice(app, sgatewa
 
 
 def test_a_btc_direct_store_is_never_paid_won(app, sgateway, clock):
-    from payments.addresses import DEMO_TREASURY_KEY  # noqa: F401
     from merchants.models import Store
 
     store = new_store(app)

@@ -6,8 +6,6 @@ event recorded with `payments.service.record_event`, as the watcher will.
 """
 from __future__ import annotations
 
-from decimal import Decimal
-
 import pytest
 
 from tests.conftest import make_merchant

@@ -1,16 +1,14 @@
 """Stripe payouts through the real stripe library over HTTP against a local Stripe double."""
 from __future__ import annotations
 
-import json
-
 import pytest
 import stripe
 
 from settlement.config import SettlementConfig
 from settlement.models import Payout
 from tests.fakes.stripe_server import StripeFake
-from tests.integration.test_settlement_support import (balance_of, new_store, post_all,
-                                                       settled_invoice, sgateway)  # noqa: F401
+from tests.integration.test_settlement_support import (balance_of, new_store, settled_invoice,
+                                                       sgateway)  # noqa: F401
 
 ACCOUNT = "acct_1BusanHaeundae01"
 
