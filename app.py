@@ -59,6 +59,11 @@ def create_app(config: dict | None = None) -> Flask:
     from accounts.web import init_accounts
 
     init_accounts(app)  # /login, /pos/login, /logout; Flask-Login sessions
+    from backoffice import init_backoffice
+    from pos import init_pos
+
+    init_pos(app)  # /pos: the cashier's POS
+    init_backoffice(app)  # /merchant: the owner's back office
     csrf = CSRFProtect(app)  # every HTML form; the token-authenticated API is exempt
     csrf.exempt(api_bp)
     app.extensions["busanpay_csrf"] = csrf

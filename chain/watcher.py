@@ -47,9 +47,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Iterable
 
-from sqlalchemy import and_, bindparam, delete, func, or_, select, text, update
+from sqlalchemy import String, and_, any_, bindparam, delete, func, or_, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY
 
-from chain.backends import BackendError, BackendUnavailable, Block, ChainTx
+from chain.backends import BackendError, Block, ChainTx
 from chain.logic import (Match, arrival_time, backoff_seconds,
                          candidate_addresses, chunks, classify, confirmations,
                          conflicting_spends, find_fork, outputs_paying, watch_done)
@@ -60,7 +61,7 @@ from payments.invoice_json import event_payload, unix
 from payments.invoice_status import (AdditionalStatus, InvoiceFacts, PaymentFact,
                                      PaymentState, confirmations_required, decide,
                                      full_threshold_sats)
-from payments.models import Invoice, InvoiceEvent, Payment
+from payments.models import ExtendedKeyRecord, Invoice, InvoiceEvent, Payment
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,8 @@ EVENT_PAYMENT_SETTLED = "InvoicePaymentSettled"
 #: Seconds between re-asking the backend about replaced/orphaned payments (every new
 #: block also triggers it).
 SLOW_CHECK_SECONDS = 30.0
+#: Pending-payment inputs read whole up to this many rows (else probed by the block's).
+PENDING_INPUTS_READ_WHOLE = 5_000
 #: Advisory lock key on PostgreSQL ("BUSANWAT").
 PG_LOCK_KEY = 0x4255_5341_4E57_4154
 
@@ -237,8 +240,6 @@ class WatchedAddresses:
                 select(_INV.c.key_id, func.max(_INV.c.key_index)).group_by(_INV.c.key_id)).all()}
             self._loaded_at = fresh
             return set(self._addresses)
-        from payments.models import ExtendedKeyRecord
-
         for (key_id,) in session.execute(select(ExtendedKeyRecord.id)).all():
             since = self._max_index.get(key_id, -1)
             rows = session.execute(select(_INV.c.address, _INV.c.key_index, _INV.c.status,
@@ -249,9 +250,6 @@ class WatchedAddresses:
                 if status in ("New", "Processing") or (status == "Expired" and monitoring_end > now):
                     self._addresses.add(address)
         return set(self._addresses)
-
-    def forget(self) -> None:
-        self._loaded_at = None
 
 
 # --------------------------------------------------------------------------- the watcher
@@ -358,7 +356,8 @@ class Watcher:
         processed = False
         for _ in range(4):  # a reorg, then the catch-up; more only if the chain moves under us
             st = self._state()
-            if st.best_hash is not None and self.backend.block_hash_at(st.best_height) != st.best_hash:
+            if st.best_hash is not None and st.best_hash != tip.hash and \
+                    self.backend.block_hash_at(st.best_height) != st.best_hash:
                 summary["reorgs"].append(self._handle_reorg(st))
                 processed = True
                 continue
@@ -431,40 +430,60 @@ class Watcher:
             decision_time = st.covered_at or EPOCH
             outbox = _Outbox()
             changed = self._redecide(s, outbox, touched, decision_time, now, st.best_height,
-                                     touched_payments=touched, reorg_hit=touched)
+                                     touched_payments=touched)
             events = outbox.flush(s)
         log.warning("reorg: %d block(s) orphaned above height %s; %d payment(s) moved",
                     len(orphaned), fork_height, len(hit))
         return {"fork": fork_height, "orphaned": len(orphaned), "payments": len(hit),
                 "invoicesChanged": changed, "events": events, "deep": deep}
 
+    def _keyed(self, s, stmt_for, column, keys: list[str]):
+        """Rows for `keys` by an index on `column`, in chunks. SQLite probes its index for
+        ``IN (…)``; PostgreSQL gets ``= ANY(array)`` with sequential scans disabled for the
+        statement: its planner would otherwise hash-filter the whole table once the key
+        list is long, a cost that grows with the table (all invoices ever), not the block."""
+        if not keys:
+            return []
+        if s.get_bind().dialect.name != "postgresql":
+            rows = []
+            for part in chunks(keys, self.chunk_size):
+                rows += s.execute(stmt_for(column.in_(part))).all()
+            return rows
+        s.execute(text("SET LOCAL enable_seqscan = off"))
+        try:
+            rows = []
+            for part in chunks(keys, 20_000):
+                rows += s.execute(stmt_for(column == any_(bindparam("keys", type_=ARRAY(String)))),
+                                  {"keys": list(part)}).all()
+            return rows
+        finally:
+            s.execute(text("SET LOCAL enable_seqscan TO DEFAULT"))
+
     def _lookup_invoices(self, s, addresses: Iterable[str]) -> dict[str, _InvoiceRow]:
-        found: dict[str, _InvoiceRow] = {}
-        wanted = sorted(addresses)
+        """The invoices of these addresses, by the unique address index."""
         cols = (_INV.c.id, _INV.c.address, _INV.c.created_at, _INV.c.expires_at,
                 _INV.c.monitoring_expires_at, _INV.c.speed_policy, _INV.c.amount_krw,
                 _INV.c.zero_conf_limit_krw)
-        for part in chunks(wanted, self.chunk_size):
-            for row in s.execute(select(*cols).where(_INV.c.address.in_(part))).all():
-                found[row.address] = _InvoiceRow(
-                    row.id, row.address, row.created_at, row.expires_at,
-                    row.monitoring_expires_at,
-                    confirmations_required(row.speed_policy, row.amount_krw,
-                                           row.zero_conf_limit_krw))
+        found: dict[str, _InvoiceRow] = {}
+        for row in self._keyed(s, lambda cond: select(*cols).where(cond), _INV.c.address,
+                               sorted(addresses)):
+            found[row.address] = _InvoiceRow(
+                row.id, row.address, row.created_at, row.expires_at, row.monitoring_expires_at,
+                confirmations_required(row.speed_policy, row.amount_krw, row.zero_conf_limit_krw))
         return found
 
     def _watched_inputs(self, s, txs: Iterable[ChainTx]) -> dict[tuple[str, int], set[str]]:
-        prev = sorted({i.txid for tx in txs for i in tx.inputs})
-        if not prev:
-            return {}
+        """Outpoints spent by pending payment transactions that `txs` also spend. The
+        table holds only payments not yet deep in the chain: usually read whole; when it is
+        large, probed by the block's spent txids."""
+        cols = select(_I.c.prev_txid, _I.c.prev_vout, _I.c.txid)
+        rows = s.execute(cols.limit(PENDING_INPUTS_READ_WHOLE + 1)).all()
+        if len(rows) > PENDING_INPUTS_READ_WHOLE:
+            prev = sorted({i.txid for tx in txs for i in tx.inputs})
+            rows = self._keyed(s, lambda cond: cols.where(cond), _I.c.prev_txid, prev)
         watched: dict[tuple[str, int], set[str]] = {}
-        if s.execute(select(_I.c.txid).limit(1)).first() is None:
-            return watched  # nothing pending: skip the lookups
-        for part in chunks(prev, self.chunk_size):
-            for prev_txid, prev_vout, txid in s.execute(
-                    select(_I.c.prev_txid, _I.c.prev_vout, _I.c.txid)
-                    .where(_I.c.prev_txid.in_(part))).all():
-                watched.setdefault((prev_txid, prev_vout), set()).add(txid)
+        for prev_txid, prev_vout, txid in rows:
+            watched.setdefault((prev_txid, prev_vout), set()).add(txid)
         return watched
 
     def _process_block(self, block: Block, parent: str | None, summary: dict) -> int:
@@ -475,6 +494,10 @@ class Watcher:
             st = self._lock_state(s)
             if st.best_hash != parent:
                 raise Fenced(f"block {header.height} was processed by another watcher")
+            # Double spends: a confirmed transaction spending what a pending payment spent
+            # (read before this block's own payments add their inputs).
+            in_block = {tx.txid for tx in block.txs}
+            conflicted = conflicting_spends(block.txs, self._watched_inputs(s, block.txs)) - in_block
             invoices = self._lookup_invoices(s, addresses)
             matches = outputs_paying(block.txs, invoices)
             seen_at = arrival_time(now, st.covered_at)
@@ -482,9 +505,6 @@ class Watcher:
             new, touched = self._record_payments(s, outbox, matches, invoices, block.txs,
                                                  seen_at, now, block_height=header.height,
                                                  block_hash=header.hash)
-            # Double spends: a confirmed transaction spending what a pending payment spent.
-            in_block = {tx.txid for tx in block.txs}
-            conflicted = conflicting_spends(block.txs, self._watched_inputs(s, block.txs)) - in_block
             if conflicted:
                 for part in chunks(sorted(conflicted), self.chunk_size):
                     rows = s.execute(select(_P.c.txid, _P.c.vout, _P.c.invoice_id)
@@ -507,8 +527,8 @@ class Watcher:
             st.tip_height, st.tip_hash = header.height, header.hash
             st.updated_at = now
             s.flush()
-            settled_invoices, confirmed_invoices = self._advance_tracked(s, outbox,
-                                                                          header.height, now)
+            settled_invoices, confirmed_invoices, _lost = self._advance_tracked(
+                s, outbox, header.height, now)
             decision_time = st.covered_at or EPOCH
             changed = self._redecide(
                 s, outbox, touched | settled_invoices | confirmed_invoices, decision_time, now,
@@ -608,11 +628,12 @@ class Watcher:
                        payment=_payment_json(r, "Processing"))
 
     def _advance_tracked(self, s, outbox: _Outbox, tip_height: int | None, now: datetime
-                         ) -> tuple[set[str], set[str]]:
+                         ) -> tuple[set[str], set[str], set[str]]:
         """Per active payment: InvoicePaymentSettled once it has the confirmations its
         invoice needs; retire it from per-block work once deep enough (or, unconfirmed,
         after its watch window). Returns (invoices with a payment newly settled, invoices
-        with confirmed active payments)."""
+        with confirmed active payments, invoices with a payment that had its confirmations
+        and lost them to a reorg)."""
         rows = s.execute(
             select(_T.c.txid, _T.c.vout, _T.c.invoice_id, _T.c.required_confs,
                    _T.c.block_height, _T.c.settled_event, _T.c.after_monitoring,
@@ -622,12 +643,16 @@ class Watcher:
             .where(_T.c.active == True)).all()  # noqa: E712
         settled: set[str] = set()
         confirmed: set[str] = set()
+        lost: set[str] = set()
         retire: list[tuple[str, int]] = []
         to_settle = []
         for r in rows:
             confs = confirmations(tip_height, r.block_height)
             if r.block_height is not None:
                 confirmed.add(r.invoice_id)
+            if r.settled_event and (r.state != PaymentState.SEEN.value
+                                    or confs < r.required_confs):
+                lost.add(r.invoice_id)
             if (r.state == PaymentState.SEEN.value and not r.settled_event
                     and not r.after_monitoring and confs >= r.required_confs):
                 to_settle.append(r)
@@ -652,7 +677,7 @@ class Watcher:
               [{"k_txid": t, "k_vout": v} for t, v in retire])
         _many(s, delete(_I).where(_I.c.txid == bindparam("k_txid")),
               [{"k_txid": t} for t in sorted({t for t, _ in retire})])
-        return settled, confirmed
+        return settled, confirmed, lost
 
     # -- decisions -------------------------------------------------------------------------
     def _redecide(self, s, outbox: _Outbox, invoice_ids: Iterable[str], decision_time: datetime,
@@ -769,14 +794,17 @@ class Watcher:
                     s.execute(update(_P).where(_P.c.txid == r.txid, _P.c.vout == r.vout,
                                                _P.c.block_hash.is_(None)).values(state=state.value))
                     touched.add(r.invoice_id)
-            settled, _confirmed = self._advance_tracked(s, outbox, st.best_height, now)
+            settled, _confirmed, lost = self._advance_tracked(s, outbox, st.best_height, now)
             # Time: the chain and the mempool were just scanned, so expiry and the end of
             # monitoring may be decided as of this pass's start.
             due = {r[0] for r in s.execute(select(_INV.c.id).where(or_(
                 and_(_INV.c.status == "New", _INV.c.expires_at <= start),
                 and_(_INV.c.status == "Processing", _INV.c.monitoring_expires_at <= start))))}
-            changed = self._redecide(s, outbox, touched | settled | due, start, now,
-                                     st.best_height, touched_payments=touched | settled)
+            # A settled invoice whose payment lost the confirmations it settled on, and did
+            # not get them back by the end of this catch-up, is a deep-reorg incident.
+            changed = self._redecide(s, outbox, touched | settled | due | lost, start, now,
+                                     st.best_height, touched_payments=touched | settled,
+                                     reorg_hit=lost)
             events = outbox.flush(s)
             st.covered_at = start
             st.last_success_at = now
@@ -784,6 +812,7 @@ class Watcher:
             st.backoff_until = None
             st.tip_height, st.tip_hash = tip.height, tip.hash
             st.holder = self.holder
+            st.backend = getattr(self.backend, "name", "?")[:64]
             st.updated_at = now
         summary["timeTransitions"] = True
         summary["events"] += events
@@ -843,6 +872,3 @@ def health(gateway) -> dict:
             "failures": st.failures, "backoffUntil": stamp(st.backoff_until),
             "holder": st.holder, "incident": st.incident}
 
-
-def summary_json(summary: dict) -> str:
-    return json.dumps(summary, sort_keys=True)

@@ -23,6 +23,11 @@ class Bar:
     highlight: bool = False
 
 
+def nice_step(peak: int, steps: int = 4) -> int:
+    """A round gridline step so that `steps` of them cover `peak` (labels stay exact)."""
+    return nice_ceiling(-(-max(peak, 1) // steps))
+
+
 def nice_ceiling(value: int) -> int:
     """Smallest 'nice' number (1, 2, 2.5, 5 × 10^k) at or above value (at least 1)."""
     if value <= 0:
@@ -40,18 +45,19 @@ def _f(x: float) -> str:
 
 
 def column_chart(chart_id: str, title: str, desc: str, bars: Sequence[Bar],
-                 axis_label: Callable[[int], str], *, width: int = 720, height: int = 260,
-                 max_labels: int = 8) -> Markup:
-    left, right, top, bottom = 70, 12, 14, 34
+                 axis_label: Callable[[int], str], *, width: int = 1000, height: int = 280,
+                 max_labels: int = 10) -> Markup:
+    left, right, top, bottom = 78, 12, 16, 40
     plot_w, plot_h = width - left - right, height - top - bottom
-    peak = nice_ceiling(max([b.value for b in bars] + [0]))
+    step_value = nice_step(max([b.value for b in bars] + [0]))
+    peak = 4 * step_value
     out = [f'<svg class="chart chart-columns" id="{chart_id}" viewBox="0 0 {width} {height}" '
            f'role="img" aria-labelledby="{chart_id}-t {chart_id}-d" '
            f'preserveAspectRatio="xMidYMid meet" focusable="false">',
            f'<title id="{chart_id}-t">{escape(title)}</title>',
            f'<desc id="{chart_id}-d">{escape(desc)}</desc>']
     for i in range(5):
-        value = peak * i // 4
+        value = step_value * i
         y = top + plot_h - plot_h * i / 4
         out.append(f'<line class="grid" x1="{left}" x2="{width - right}" y1="{_f(y)}" y2="{_f(y)}" '
                    f'stroke="#d5dbe3"/>')
@@ -71,7 +77,7 @@ def column_chart(chart_id: str, title: str, desc: str, bars: Sequence[Bar],
                    f'height="{_f(h)}" rx="2" fill="#0b4f9c"><title>{escape(bar.tooltip)}</title></rect>')
         if i % step == 0 or i == n - 1 and n <= max_labels:
             out.append(f'<text class="axis" x="{_f(left + band * i + band / 2)}" '
-                       f'y="{height - bottom + 20}" text-anchor="middle">{escape(bar.label)}</text>')
+                       f'y="{height - bottom + 26}" text-anchor="middle">{escape(bar.label)}</text>')
     out.append(f'<line class="baseline" x1="{left}" x2="{width - right}" y1="{top + plot_h}" '
                f'y2="{top + plot_h}" stroke="#6b7785"/>')
     out.append("</svg>")
@@ -79,8 +85,8 @@ def column_chart(chart_id: str, title: str, desc: str, bars: Sequence[Bar],
 
 
 def bar_list_chart(chart_id: str, title: str, desc: str, bars: Sequence[Bar],
-                   value_text: Callable[[int], str], *, width: int = 460, row: int = 26,
-                   label_width: int = 118, value_width: int = 96) -> Markup:
+                   value_text: Callable[[int], str], *, width: int = 470, row: int = 26,
+                   label_width: int = 136, value_width: int = 84) -> Markup:
     top = 6
     height = top * 2 + row * max(1, len(bars))
     plot_w = width - label_width - value_width - 8

@@ -23,6 +23,11 @@ def btc(sats: int | None) -> str:
     return f"{sign}{format_btc(abs(int(sats)))} BTC"
 
 
+def btc_number(sats: int | None) -> str:
+    """The BTC amount without its unit (a KPI shows the unit apart)."""
+    return btc(sats)[:-4] if sats is not None else "–"
+
+
 def count(n: int | None) -> str:
     return "–" if n is None else f"{int(n):,}"
 

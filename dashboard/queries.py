@@ -28,6 +28,7 @@ MAX_PERIOD_DAYS = 400
 PRESETS = ("today", "7d", "30d", "month", "last-month")
 EXPOSURE_CAP_SETTING = "zero_conf_exposure_cap_krw"
 DEFAULT_EXPOSURE_CAP_KRW = 5_000_000
+EXPOSURE_WINDOW = timedelta(days=14)  # Bitcoin Core's default mempool expiry (336 h)
 
 
 # -- period --------------------------------------------------------------------------------
@@ -146,7 +147,7 @@ class StoreFigures:
     @property
     def exceptions(self) -> int:
         c = self.counters
-        return c["invalid_n"] + c["paid_late_n"] + c["paid_over_n"] + c["paid_partial_n"]
+        return sum(c.get(k, 0) for k in ("invalid_n", "paid_late_n", "paid_over_n", "paid_partial_n"))
 
 
 @dataclass
@@ -157,12 +158,19 @@ class Overview:
     stores: list[StoreFigures] = field(default_factory=list)
 
 
-def _zero() -> dict:
-    return {c: 0 for c in ROLLUP_COLUMNS}
+# What the HTML pages show (CSV downloads take every column): summing fewer columns over a
+# month of store-days is most of the main page's database time.
+SUMMARY_COLUMNS = ("invoices", "settled_n", "processing_n", "settled_krw", "settled_sats")
+MERCHANT_COLUMNS = SUMMARY_COLUMNS + ("invalid_n", "paid_late_n", "paid_over_n", "paid_partial_n")
+DAY_COLUMNS = ("invoices", "settled_n", "settled_krw", "settled_sats")
+
+
+def _zero(columns=ROLLUP_COLUMNS) -> dict:
+    return {c: 0 for c in columns}
 
 
 def _add(target: dict, counters: dict) -> None:
-    for c in ROLLUP_COLUMNS:
+    for c in counters:
         target[c] += counters[c]
 
 
@@ -173,34 +181,34 @@ def _finish(figures: dict, active: int | None = None) -> dict:
     return figures
 
 
-def store_figures(session, period: Period) -> list[StoreFigures]:
+def store_figures(session, period: Period, columns=ROLLUP_COLUMNS) -> list[StoreFigures]:
     """Per store with invoices in the period: the summed counters (one pass over the rollup)."""
-    f = facts(period.start, period.end)
-    per_store = select(f.c.store_id, *sums(f)).group_by(f.c.store_id).subquery("per_store")
+    f = facts(period.start, period.end, columns=columns)
+    per_store = select(f.c.store_id, *sums(f, columns)).group_by(f.c.store_id).subquery("per_store")
     query = (select(Store.id, Store.name, Store.district, Store.category, Store.archived,
-                    *[per_store.c[c] for c in ROLLUP_COLUMNS])
+                    *[per_store.c[c] for c in columns])
              .join(per_store, per_store.c.store_id == Store.id))
     rows = []
     for row in session.execute(query):
         m = row._mapping
         rows.append(StoreFigures(m["id"], m["name"], m["district"], m["category"],
-                                 bool(m["archived"]), {c: int(m[c]) for c in ROLLUP_COLUMNS}))
+                                 bool(m["archived"]), {c: int(m[c]) for c in columns}))
     return rows
 
 
-def overview(session, period: Period) -> Overview:
-    stores = store_figures(session, period)
-    totals = _zero()
-    districts = {slug: _zero() for slug in DISTRICTS}
+def overview(session, period: Period, columns=ROLLUP_COLUMNS) -> Overview:
+    stores = store_figures(session, period, columns)
+    totals = _zero(columns)
+    districts = {slug: _zero(columns) for slug in DISTRICTS}
     district_active = {slug: 0 for slug in DISTRICTS}
-    categories = {c: _zero() for c in CATEGORIES}
+    categories = {c: _zero(columns) for c in CATEGORIES}
     category_active = {c: 0 for c in CATEGORIES}
     active = 0
     for s in stores:
         _add(totals, s.counters)
-        districts.setdefault(s.district, _zero())
+        districts.setdefault(s.district, _zero(columns))
         _add(districts[s.district], s.counters)
-        categories.setdefault(s.category, _zero())
+        categories.setdefault(s.category, _zero(columns))
         _add(categories[s.category], s.counters)
         if s.counters["settled_n"] > 0:
             active += 1
@@ -213,14 +221,15 @@ def overview(session, period: Period) -> Overview:
     return Overview(_finish(totals, active), by_district, by_category, stores)
 
 
-def by_day(session, period: Period, store_id: str | None = None) -> list[dict]:
-    f = facts(period.start, period.end, store_id)
+def by_day(session, period: Period, store_id: str | None = None,
+           columns=ROLLUP_COLUMNS) -> list[dict]:
+    f = facts(period.start, period.end, store_id, columns=columns)
     found = {}
-    for row in session.execute(select(f.c.day, *sums(f)).group_by(f.c.day)):
+    for row in session.execute(select(f.c.day, *sums(f, columns)).group_by(f.c.day)):
         m = row._mapping
         day = m["day"] if isinstance(m["day"], date) else date.fromisoformat(str(m["day"]))
-        found[day] = {c: int(m[c]) for c in ROLLUP_COLUMNS}
-    return [dict(_finish(found.get(d) or _zero()), day=d) for d in period.days]
+        found[day] = {c: int(m[c]) for c in columns}
+    return [dict(_finish(found.get(d) or _zero(columns)), day=d) for d in period.days]
 
 
 def period_totals(session, period: Period, store_id: str | None = None) -> dict:
@@ -247,13 +256,25 @@ class MerchantPage:
         return max(1, -(-self.total // self.per_page))
 
 
-def _merchant_query(period: Period, search: str, district: str, category: str):
-    f = facts(period.start, period.end)
-    per_store = select(f.c.store_id, *sums(f)).group_by(f.c.store_id).subquery("per_store")
-    cols = {c: func.coalesce(per_store.c[c], 0).label(c) for c in ROLLUP_COLUMNS}
+def _merchant_query(period: Period, search: str, district: str, category: str, columns):
+    conditions = _store_conditions(search, district, category)
+    f = facts(period.start, period.end, columns=columns)
+    aggregate = select(f.c.store_id, *sums(f, columns)).group_by(f.c.store_id)
+    if conditions:  # only the matching stores' rows are summed
+        aggregate = aggregate.where(f.c.store_id.in_(select(Store.id).where(and_(*conditions))))
+    # Materialized: computed once, never re-run per store by a nested loop the planner may
+    # pick when it expects a search to match one store.
+    per_store = aggregate.cte("per_store").prefix_with("MATERIALIZED", dialect="postgresql")
+    cols = {c: func.coalesce(per_store.c[c], 0).label(c) for c in columns}
     query = (select(Store.id, Store.name, Store.district, Store.category, Store.archived,
                     *cols.values())
              .select_from(Store).outerjoin(per_store, per_store.c.store_id == Store.id))
+    if conditions:
+        query = query.where(and_(*conditions))
+    return query, cols, conditions
+
+
+def _store_conditions(search: str, district: str, category: str) -> list:
     conditions = []
     search = (search or "").strip()
     if search:
@@ -264,15 +285,15 @@ def _merchant_query(period: Period, search: str, district: str, category: str):
         conditions.append(Store.district == district)
     if category:
         conditions.append(Store.category == category)
-    if conditions:
-        query = query.where(and_(*conditions))
-    return query, cols, conditions
+    return conditions
 
 
 def merchants(session, period: Period, *, search: str = "", district: str = "",
               category: str = "", sort: str = "volume", descending: bool = True,
-              page: int = 1, per_page: int = 25, everything: bool = False) -> MerchantPage:
-    query, cols, conditions = _merchant_query(period, search, district, category)
+              page: int = 1, per_page: int = 25, everything: bool = False,
+              columns=MERCHANT_COLUMNS) -> MerchantPage:
+    columns = tuple(dict.fromkeys(tuple(columns) + MERCHANT_COLUMNS))  # the sort keys need these
+    query, cols, conditions = _merchant_query(period, search, district, category, columns)
     keys = {
         "volume": cols["settled_krw"], "name": Store.name, "district": Store.district,
         "category": Store.category, "invoices": cols["invoices"], "settled": cols["settled_n"],
@@ -293,7 +314,7 @@ def merchants(session, period: Period, *, search: str = "", district: str = "",
     for row in session.execute(query):
         m = row._mapping
         rows.append(StoreFigures(m["id"], m["name"], m["district"], m["category"],
-                                 bool(m["archived"]), {c: int(m[c]) for c in ROLLUP_COLUMNS}))
+                                 bool(m["archived"]), {c: int(m[c]) for c in columns}))
     return MerchantPage(rows, total, page, per_page)
 
 
@@ -390,8 +411,8 @@ def exception_counts(session, *, store_id: str | None = None) -> dict[str, int]:
 
 
 def exceptions(session, *, kind: str = "", state: str = "open", store_id: str | None = None,
-               page: int = 1, per_page: int = 25, everything: bool = False
-               ) -> tuple[list[ExceptionRow], int]:
+               page: int = 1, per_page: int = 25, everything: bool = False,
+               with_total: bool = True) -> tuple[list[ExceptionRow], int | None]:
     query = (select(Invoice, KIND_CASE.label("kind"), Store.name, CityExceptionReview)
              .join(Store, Store.id == Invoice.store_id)
              .outerjoin(CityExceptionReview, CityExceptionReview.invoice_id == Invoice.id)
@@ -412,7 +433,7 @@ def exceptions(session, *, kind: str = "", state: str = "open", store_id: str | 
     if not everything:
         query = query.limit(per_page).offset((max(1, page) - 1) * per_page)
     rows = [ExceptionRow(inv, k, name, review) for inv, k, name, review in session.execute(query)]
-    return rows, int(session.execute(count).scalar_one())
+    return rows, (int(session.execute(count).scalar_one()) if with_total else None)
 
 
 def refund_claims_waiting(session, *, store_id: str | None = None, limit: int = 50) -> dict | None:
@@ -464,15 +485,17 @@ def exposure_cap(session) -> int:
     return int(raw) if raw.strip().isdigit() else DEFAULT_EXPOSURE_CAP_KRW
 
 
-def exposure(session, per_invoice_limit_krw: int, limit: int | None = 200) -> Exposure:
+def exposure(session, per_invoice_limit_krw: int, now: datetime, limit: int | None = 200) -> Exposure:
     """HighSpeed invoices counted as paid (Processing, or Settled at 0 confirmations) while
     none of their payments is in a block yet: the won the city stands to lose to a double
-    spend. Found through the partial index of unconfirmed payments (mempool-sized)."""
+    spend. Found through the partial index of unconfirmed payments, among payments seen in
+    the last EXPOSURE_WINDOW (nodes drop an unconfirmed transaction after two weeks)."""
     unconfirmed = aliased(Payment, name="unconf")
     confirmed = aliased(Payment, name="conf")
     pending = (select(unconfirmed.invoice_id, func.min(unconfirmed.seen_at).label("seen_at"),
                       func.sum(unconfirmed.value_sats).label("sats"))
-               .where(unconfirmed.block_height.is_(None), unconfirmed.state == literal_column("'seen'"))
+               .where(unconfirmed.block_height.is_(None), unconfirmed.state == literal_column("'seen'"),
+                      unconfirmed.seen_at >= now - EXPOSURE_WINDOW)
                .group_by(unconfirmed.invoice_id).subquery("pending"))
     query = (select(Invoice, Store.name, pending.c.seen_at, pending.c.sats)
              .join(pending, pending.c.invoice_id == Invoice.id)
@@ -495,28 +518,33 @@ PAYOUT_STATUSES = ("failed", "returned", "created", "sent", "paid")
 
 
 def payouts(session, period: Period, *, store_id: str | None = None, page: int = 1,
-            per_page: int = 25, everything: bool = False) -> dict | None:
-    """Payouts of the period's days, failures and those needing a person first."""
+            per_page: int = 25, everything: bool = False, attention_only: bool = False
+            ) -> dict | None:
+    """Payouts of the period's days, failures and those needing a person first
+    (`attention_only`: just those, found through the status index)."""
     if not available(session, "payout"):
         return None
     from settlement.models import Payout
 
     in_period = and_(Payout.day >= period.start, Payout.day <= period.end)
     base = [in_period] + ([Payout.store_id == store_id] if store_id else [])
+    needs_person = or_(Payout.needs_attention.is_(True), Payout.status.in_(("failed", "returned")))
     summary = {s: {"count": 0, "krw": 0} for s in PAYOUT_STATUSES}
-    for status, n, krw in session.execute(
-            select(Payout.status, func.count(), func.coalesce(func.sum(Payout.amount_krw), 0))
+    attention = 0
+    for status, n, krw, flagged in session.execute(   # one pass over the period's payouts
+            select(Payout.status, func.count(), func.coalesce(func.sum(Payout.amount_krw), 0),
+                   func.count().filter(needs_person))
             .where(*base).group_by(Payout.status)):
-        summary.setdefault(status, {"count": 0, "krw": 0})
         summary[status] = {"count": int(n), "krw": int(krw)}
-    attention = int(session.execute(select(func.count()).select_from(Payout).where(
-        *base, or_(Payout.needs_attention.is_(True), Payout.status.in_(("failed", "returned"))))
-    ).scalar_one())
+        attention += int(flagged)
     order = case((Payout.status.in_(("failed", "returned")), 0),
                  (Payout.needs_attention.is_(True), 1),
                  (Payout.status.in_(("created", "sent")), 2), else_=3)
     query = (select(Payout, Store.name).join(Store, Store.id == Payout.store_id).where(*base)
              .order_by(order, Payout.day.desc(), Payout.updated_at.desc(), Payout.id))
+    if attention_only:
+        query = query.where(or_(Payout.status.in_(("failed", "returned")),
+                                and_(Payout.status == "created", Payout.needs_attention.is_(True))))
     total = sum(v["count"] for v in summary.values())
     if not everything:
         query = query.limit(per_page).offset((max(1, page) - 1) * per_page)
@@ -570,7 +598,7 @@ class AuditFilter:
 
 
 def audit_entries(session, flt: AuditFilter, *, page: int = 1, per_page: int = 50,
-                  everything: bool = False):
+                  everything: bool = False, with_total: bool = True):
     query = (select(AuditEntry, User.email, User.display_name, Store.name)
              .outerjoin(User, User.id == AuditEntry.actor_id)
              .outerjoin(Store, Store.id == AuditEntry.store_id))
@@ -593,7 +621,8 @@ def audit_entries(session, flt: AuditFilter, *, page: int = 1, per_page: int = 5
     query = query.order_by(AuditEntry.at.desc(), AuditEntry.id.desc())
     if not everything:
         query = query.limit(per_page).offset((max(1, page) - 1) * per_page)
-    return list(session.execute(query)), int(session.execute(count).scalar_one())
+    rows = list(session.execute(query))
+    return rows, (int(session.execute(count).scalar_one()) if with_total else None)
 
 
 def recent_actions(session, limit: int = 2000) -> list[str]:

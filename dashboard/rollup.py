@@ -56,15 +56,9 @@ def column_expressions(r: str) -> dict[str, str]:
         "paid_over_n": _case(f"{r}.additional_status = 'PaidOver'", "1"),
         "paid_late_n": _case(f"{r}.additional_status = 'PaidLate'", "1"),
         "marked_n": _case(f"{r}.additional_status = 'Marked'", "1"),
-        "invoiced_krw": krw,
         "processing_krw": _case(f"{r}.status = 'Processing'", krw),
         "settled_krw": _case(f"{r}.status = 'Settled'", krw),
         "settled_sats": _case(f"{r}.status = 'Settled'", f"{r}.paid_sats"),
-        "settled_due_sats": _case(f"{r}.status = 'Settled'", f"{r}.due_sats"),
-        "partial_sats": _case(f"{r}.additional_status = 'PaidPartial'", f"{r}.paid_sats"),
-        "over_sats": _case(f"{r}.additional_status = 'PaidOver' AND {r}.paid_sats > {r}.due_sats",
-                           f"{r}.paid_sats - {r}.due_sats"),
-        "late_sats": _case(f"{r}.additional_status = 'PaidLate'", f"{r}.paid_sats"),
     }
 
 
@@ -210,8 +204,11 @@ def rebuild(session) -> int:
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": FOLD_LOCK})
     session.execute(text("DELETE FROM city_rollup_delta"))
     session.execute(text("DELETE FROM city_rollup"))
+    # In day order: the table then lies on disk as a fold leaves it in production (new days
+    # appended), so a period's rows are neighbours.
     session.execute(text(f"INSERT INTO city_rollup (store_id, day, {_COLS}) "
-                         + _aggregate_select(dialect, "invoice", "i")))
+                         f"SELECT * FROM ({_aggregate_select(dialect, 'invoice', 'i')}) AS agg "
+                         f"ORDER BY 2, 1"))
     return int(session.execute(text("SELECT count(*) FROM city_rollup")).scalar_one())
 
 
@@ -243,12 +240,13 @@ def _as_date(value) -> date:
 
 # -- reading -------------------------------------------------------------------------------
 
-def facts(start: date | None = None, end: date | None = None, store_id: str | None = None):
+def facts(start: date | None = None, end: date | None = None, store_id: str | None = None,
+          columns=ROLLUP_COLUMNS):
     """`city_rollup UNION ALL city_rollup_delta` for [start, end] (Seoul days), as a subquery
-    with columns store_id, day and the counters. Sum it; never count its rows."""
+    with columns store_id, day and the counters asked for. Sum it; never count its rows."""
     parts = []
     for table in (CityRollup.__table__, CityRollupDelta.__table__):
-        query = select(table.c.store_id, table.c.day, *[table.c[c] for c in ROLLUP_COLUMNS])
+        query = select(table.c.store_id, table.c.day, *[table.c[c] for c in columns])
         if start is not None:
             query = query.where(table.c.day >= start)
         if end is not None:

@@ -15,6 +15,7 @@ from flask import (Blueprint, abort, current_app, flash, redirect, render_templa
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
+from markupsafe import Markup
 from sqlalchemy import select
 
 from accounts.models import CITY_ROLES
@@ -22,7 +23,7 @@ from accounts.service import audit
 from accounts.web import login_manager, require_roles
 from dashboard import charts, queries as q
 from dashboard.csvout import csv_response
-from dashboard.fmt import btc, compact_won, count, seoul, won
+from dashboard.fmt import btc, btc_number, compact_won, count, seoul, won
 from dashboard.models import CityExceptionReview, CitySetting
 from dashboard.rollup import fold, pending_deltas
 from i18n import current_language
@@ -144,7 +145,7 @@ def sort_link(column: str, current: str, descending: bool) -> dict:
 
 @bp.context_processor
 def _helpers():
-    return {"won": won, "btc": btc, "count": count, "seoul": seoul,
+    return {"won": won, "btc": btc, "btc_number": btc_number, "count": count, "seoul": seoul,
             "district_name": district_name, "category_name": category_name,
             "kind_names": KIND_NAMES, "kind_actions": KIND_ACTIONS, "refund_actions": REFUND_ACTIONS,
             "review_outcomes": REVIEW_OUTCOMES, "status_names": STATUS_NAMES,
@@ -188,7 +189,14 @@ def _lang() -> str:
 
 # -- charts --------------------------------------------------------------------------------
 
-def day_chart(chart_id: str, days: list[dict], title: str):
+def day_chart(chart_id: str, days: list[dict], title: str, wide: int = 1000):
+    """The wide chart, and a compact one for phones (CSS shows one of them)."""
+    wide_svg = _day_chart(chart_id, days, title, width=wide, height=280, max_labels=10)
+    compact = _day_chart(chart_id + "-c", days, title, width=480, height=300, max_labels=5)
+    return Markup(f'<div class="only-wide">{wide_svg}</div><div class="only-compact">{compact}</div>')
+
+
+def _day_chart(chart_id: str, days: list[dict], title: str, **size):
     lang = _lang()
     total = sum(d["settled_krw"] for d in days)
     best = max(days, key=lambda d: d["settled_krw"]) if days else None
@@ -202,7 +210,7 @@ def day_chart(chart_id: str, days: list[dict], title: str):
                          day=d["day"].isoformat(), amount=won(d["settled_krw"]),
                          n=count(d["invoices"])))
             for d in days]
-    return charts.column_chart(chart_id, title, desc, bars, lambda v: compact_won(v, lang))
+    return charts.column_chart(chart_id, title, desc, bars, lambda v: compact_won(v, lang), **size)
 
 
 def list_chart(chart_id: str, title: str, rows: list[dict], name) -> str:
@@ -266,9 +274,9 @@ def overview():
     period = _period()
     gateway = _gateway()
     with gateway.db.read() as s:
-        ov = q.overview(s, period)
-        days = q.by_day(s, period)
         if _wants_csv():
+            ov = q.overview(s, period)
+            days = q.by_day(s, period)
             table = request.args.get("table", "days")
             name = f"busanpay-city-{table}-{period.slug()}.csv"
             if table == "totals":
@@ -289,14 +297,16 @@ def overview():
                 return csv_response(name, STORE_HEADER, [_store_cells(r) for r in rows])
             return csv_response(f"busanpay-city-days-{period.slug()}.csv", ["day"] + FIGURE_HEADER,
                                 [[d["day"]] + figure_cells(d) for d in days])
+        ov = q.overview(s, period, columns=q.SUMMARY_COLUMNS)
+        days = q.by_day(s, period, columns=q.DAY_COLUMNS)
         top = sorted(ov.stores, key=lambda r: (-r.counters["settled_krw"], r.name))[:8]
         exc_counts = q.exception_counts(s)
-        exc_rows, exc_total = q.exceptions(s, per_page=5)
+        exc_rows, exc_total = q.exceptions(s, per_page=5, with_total=False)
         refunds = q.refund_claims_waiting(s, limit=5)
-        expo = q.exposure(s, gateway.settings.zero_conf_limit_krw, limit=5)
-        payouts = q.payouts(s, period, per_page=5)
+        expo = q.exposure(s, gateway.settings.zero_conf_limit_krw, gateway.clock(), limit=5)
+        payouts = q.payouts(s, period, per_page=5, attention_only=True)
         fx = q.fx_results(s, period)
-        audit_rows, _total = q.audit_entries(s, q.AuditFilter(), per_page=6)
+        audit_rows, _total = q.audit_entries(s, q.AuditFilter(), per_page=6, with_total=False)
     charts_ = {
         "days": day_chart("chart-days", days, _("Settled volume by day")),
         "districts": list_chart("chart-districts", _("District"), ov.by_district,
@@ -332,7 +342,8 @@ def merchants():
     with _gateway().db.read() as s:
         result = q.merchants(s, period, search=search, district=district, category=category,
                              sort=sort, descending=descending, page=_page(), per_page=per_page,
-                             everything=_wants_csv())
+                             everything=_wants_csv(),
+                             columns=q.ROLLUP_COLUMNS if _wants_csv() else q.MERCHANT_COLUMNS)
     if _wants_csv():
         return csv_response(f"busanpay-city-merchants-{period.slug()}.csv", STORE_HEADER,
                             [_store_cells(r) for r in result.rows])
@@ -373,15 +384,15 @@ def merchant(store_id: str):
             return csv_response(f"busanpay-store-{store.id}-invoices-{period.slug()}.csv",
                                 INVOICE_HEADER, [_invoice_cells(i) for i in invoices])
         totals = q.period_totals(s, period, store.id)
-        days = q.by_day(s, period, store.id)
+        days = q.by_day(s, period, store.id, columns=q.DAY_COLUMNS)
         invoices, invoice_total = q.store_invoices(s, store.id, period, status=status, page=_page())
         exc_rows, exc_total = q.exceptions(s, store_id=store.id, per_page=10)
         refunds = q.refund_claims_waiting(s, store_id=store.id, limit=10)
         payouts = q.payouts(s, period, store_id=store.id, per_page=10)
         staff = q.store_staff(s, store.id)
-        audit_rows, _t = q.audit_entries(s, q.AuditFilter(store=store.id), per_page=8)
+        audit_rows, _t = q.audit_entries(s, q.AuditFilter(store=store.id), per_page=8, with_total=False)
     pages = max(1, -(-invoice_total // 25))
-    chart = day_chart("chart-store-days", days, _("Settled volume by day"))
+    chart = day_chart("chart-store-days", days, _("Settled volume by day"), wide=680)
     return render_template("dashboard/merchant.html", period=period, store=store, totals=totals,
                            days=days, invoices=invoices, invoice_total=invoice_total,
                            pages=pages, page=_page(), status=status, exc_rows=exc_rows,
@@ -462,7 +473,7 @@ EXPOSURE_HEADER = ["invoice_id", "store_id", "store_name", "status", "amount_krw
 def exposure():
     gateway = _gateway()
     with gateway.db.read() as s:
-        expo = q.exposure(s, gateway.settings.zero_conf_limit_krw, limit=None)
+        expo = q.exposure(s, gateway.settings.zero_conf_limit_krw, gateway.clock(), limit=None)
     if _wants_csv():
         limit = expo.per_invoice_limit_krw
         return csv_response("busanpay-city-exposure.csv", EXPOSURE_HEADER,
@@ -503,8 +514,9 @@ PAYOUT_HEADER = ["payout_id", "store_id", "store_name", "day", "amount_krw", "ra
 @bp.get("/settlement")
 def settlement():
     period = _period()
+    store_id = (request.args.get("store") or "").strip()[:48] or None
     with _gateway().db.read() as s:
-        payouts = q.payouts(s, period, page=_page(), everything=_wants_csv())
+        payouts = q.payouts(s, period, store_id=store_id, page=_page(), everything=_wants_csv())
         fx = q.fx_results(s, period)
         refunds = q.refund_claims_waiting(s, limit=200)
     if _wants_csv():
@@ -526,7 +538,8 @@ def settlement():
                                  for c, name in refunds["rows"]])
         if payouts is None:
             abort(404, description="payouts are not available yet")
-        return csv_response(f"busanpay-city-payouts-{period.slug()}.csv", PAYOUT_HEADER,
+        return csv_response(f"busanpay-{'store-' + store_id if store_id else 'city'}-payouts-"
+                            f"{period.slug()}.csv", PAYOUT_HEADER,
                             [[p.id, p.store_id, name, p.day, p.amount_krw, p.rail, p.status,
                               p.needs_attention, p.attempts, p.last_error, p.external_id,
                               p.updated_at] for p, name in payouts["rows"]])

@@ -61,7 +61,8 @@ def seoul_time(moment: datetime) -> str:
     '2026년 11월 23일 12:00', 'November 23, 2026 12:00', '2026年11月23日 12:00'."""
     local = moment.astimezone(SEOUL)
     locale = get_locale() or "ko"
-    return f"{format_date(local, 'long', locale=locale)} {format_time(local, 'HH:mm', locale=locale)}"
+    day = format_date(local, "long", locale=locale)
+    return f"{day} {format_time(local, 'HH:mm', locale=locale)}"
 
 
 def countdown(expires_at: datetime, now: datetime) -> str:

@@ -161,8 +161,8 @@ def send_created(gateway, *, only: set[str] | None = None) -> dict[str, Payout]:
             log.warning("%d payouts wait for the %s rail, which is not configured", len(group),
                         rail_name)
             continue
-        orders = [PayoutOrder(p.id, p.store_id, p.day, p.amount_krw, p.destination, p.rail)
-                  for p in group]
+        orders = [PayoutOrder(p.id, p.store_id, p.day, p.amount_krw, p.destination, p.rail,
+                              p.attempts) for p in group]
         if rail_name == "bankfile":  # one file for the batch, one bulk update
             sent = rail.send_many(orders)
             with gateway.db.write() as session:

@@ -48,6 +48,7 @@ class PayoutOrder:
     amount_krw: int
     destination: str
     rail: str
+    attempts: int = 0  # earlier tries (their answers may have been lost)
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,12 @@ class StripeRail(PayoutRail):
                   "metadata": {"payout_id": order.payout_id, "store_id": order.store_id,
                                "day": order.day.isoformat()}}
         try:
+            if order.attempts:
+                # Stripe forgets idempotency keys after 24 hours: on a retry, first look for
+                # the transfer an earlier attempt may have made (transfer_group = payout id).
+                found = self.client.v1.transfers.list({"transfer_group": order.payout_id, "limit": 1})
+                if found.data:
+                    return SendResult(order.payout_id, "sent", external_id=found.data[0].id)
             transfer = self.client.v1.transfers.create(
                 params, {"idempotency_key": order.payout_id})
         except stripe.IdempotencyError as err:

@@ -22,9 +22,10 @@ UNCONFIRMED_PREDICATE = "block_height IS NULL AND state = 'seen'"
 
 
 def _counters():
-    from dashboard.models import ROLLUP_COLUMNS
+    from dashboard.models import AMOUNT_COLUMNS, ROLLUP_COLUMNS
 
-    return [sa.Column(c, sa.BigInteger(), nullable=False, server_default="0") for c in ROLLUP_COLUMNS]
+    return [sa.Column(c, sa.BigInteger() if c in AMOUNT_COLUMNS else sa.Integer(), nullable=False,
+                      server_default="0") for c in ROLLUP_COLUMNS]
 
 
 def upgrade() -> None:
@@ -70,11 +71,15 @@ def upgrade() -> None:
         sa.Column("updated_at", database.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("name"),
     )
+    # (created_at, id) first: the queue pages newest first straight off the index; the other
+    # columns make its counts index-only scans.
     op.create_index("ix_invoice_exceptions", "invoice",
-                    ["created_at", "status", "additional_status", "incident", "store_id"],
+                    ["created_at", "id", "status", "additional_status", "incident", "store_id"],
                     postgresql_where=sa.text(EXCEPTION_PREDICATE),
                     sqlite_where=sa.text(EXCEPTION_PREDICATE))
-    op.create_index("ix_payment_unconfirmed", "payment", ["invoice_id"],
+    # Payments seen but in no block yet, by when they were seen: the 0-conf exposure reads
+    # the recent ones (never-confirmed payments of long-invalid invoices stay out of the way).
+    op.create_index("ix_payment_unconfirmed", "payment", ["seen_at", "invoice_id"],
                     postgresql_where=sa.text(UNCONFIRMED_PREDICATE),
                     sqlite_where=sa.text(UNCONFIRMED_PREDICATE))
     op.create_index("ix_audit_action_at", "audit_log", ["action", "at"])

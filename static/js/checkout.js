@@ -27,7 +27,7 @@
     if (!isNaN(serverUnix)) { skewMs = serverUnix * 1000 - Date.now(); }
   }
 
-  function isFinal(status) { return status === "Settled" || status === "Invalid"; }
+  function isFinal(status) { return status === "Settled" || status === "Invalid" || status === "Expired"; }
 
   /* -- countdown ------------------------------------------------------------------------ */
   function pad(n) { return (n < 10 ? "0" : "") + n; }

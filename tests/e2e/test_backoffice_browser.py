@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-
 from tests.e2e.test_pos_browser import (CHROMIUM, SIZES, app, assert_accessible,  # noqa: F401
                                         assert_fits, assert_touch_targets, browser, db_url,
                                         new_page, server, shot, store)

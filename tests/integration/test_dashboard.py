@@ -55,7 +55,9 @@ def city(app):
     return {"cafe": cafe, "market": market}
 
 
-def login(client, email: str, password: str) -> None:
+def login(client, email: str, password: str, language: str = "en") -> None:
+    """Sign in; the pages then come in `language` (the tests read English text)."""
+    client.environ_base["HTTP_ACCEPT_LANGUAGE"] = language
     res = client.post("/login", data={"email": email, "password": password,
                                       "csrf_token": csrf_token(client, "/login")})
     assert res.status_code == 302, res.get_data(as_text=True)[:500]
@@ -125,9 +127,9 @@ def csv_rows(response) -> list[dict]:
 
 
 def kpi(html: str, name: str) -> str:
-    found = re.search(rf'data-kpi="{name}">([^<]*)<', html)
+    found = re.search(rf'data-kpi="{name}">(.*?)</(?:span|p|dd)>', html)
     assert found, f"no KPI {name}"
-    return found.group(1)
+    return re.sub(r"<[^>]+>", "", found.group(1)).strip()
 
 
 # -- access --------------------------------------------------------------------------------
@@ -316,6 +318,7 @@ def test_every_table_downloads_as_csv(app, city, figures):
                  f"/city/merchants/{city['cafe']}?format=csv&table=days",
                  "/city/exceptions?format=csv", "/city/exposure?format=csv",
                  "/city/settlement?format=csv", "/city/settlement?format=csv&table=fx",
+                 f"/city/settlement?format=csv&table=payouts&store={city['cafe']}",
                  "/city/settlement?format=csv&table=refunds", "/city/audit?format=csv"]:
         res = admin.get(path)
         assert res.status_code == 200, path
@@ -477,6 +480,17 @@ def test_panels_of_packages_not_installed_say_so_instead_of_showing_numbers(app,
     assert admin.get("/city/settlement?format=csv").status_code == 404
 
 
+def test_the_dashboard_speaks_korean_by_default_with_district_names_in_hangul(app, city, figures):
+    admin = app.test_client()
+    login(admin, *ADMIN, language="")
+    html = admin.get("/city?from=2026-11-20&to=2026-11-23").get_data(as_text=True)
+    assert '<html lang="ko">' in html
+    assert "시 대시보드" in html and "원화 거래액" in html and "해운대구" in html
+    assert "1.2억" not in html and "12만" in html, "axis labels in 만/억"
+    for path in CITY_PAGES + [f"/city/merchants/{city['cafe']}"]:
+        assert admin.get(path).status_code == 200, path
+
+
 def test_pages_are_served_with_a_strict_content_security_policy(app, city):
     admin = app.test_client()
     login(admin, *ADMIN)
@@ -551,3 +565,63 @@ def test_a_metadata_only_change_writes_nothing_to_the_rollup_log(app, city, cloc
         s.add(inv)
     with gateway.db.read() as s:
         assert pending_deltas(s) == 0
+
+
+def test_folding_while_invoices_are_created_and_changed_in_parallel_loses_nothing(app, city, clock):
+    import threading
+
+    from dashboard.rollup import fold, verify
+    from payments.models import Invoice
+
+    gateway = app.extensions["busanpay"]
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def writer(n: int) -> None:
+        try:
+            for i in range(15):
+                invoice_id = add_invoice(app, city["cafe"] if (n + i) % 2 else city["market"],
+                                         clock() - timedelta(hours=i * 7), 1_000 * (i + 1),
+                                         status="New")
+                with gateway.db.write() as s:
+                    inv = s.get(Invoice, invoice_id)
+                    inv.status = "Settled" if i % 3 else "Expired"
+                    inv.paid_sats = inv.due_sats if i % 3 else 0
+                    s.add(inv)
+        except BaseException as err:  # reported below
+            errors.append(err)
+
+    def folder() -> None:
+        try:
+            while not done.is_set():
+                with gateway.db.write() as s:
+                    fold(s)
+        except BaseException as err:
+            errors.append(err)
+
+    writers = [threading.Thread(target=writer, args=(n,)) for n in range(3)]
+    folding = threading.Thread(target=folder)
+    folding.start()
+    for t in writers:
+        t.start()
+    for t in writers:
+        t.join()
+    done.set()
+    folding.join()
+    assert not errors, errors
+    with gateway.db.read() as s:
+        assert verify(s) == []
+
+
+def test_the_rollup_command_folds_rebuilds_and_verifies(app, city, clock):
+    from dashboard.cli import register_dashboard_cli
+
+    register_dashboard_cli(app)
+    add_invoice(app, city["cafe"], clock() - timedelta(days=1), 12_000)
+    runner = app.test_cli_runner()
+    folded = runner.invoke(args=["city", "rollup"])
+    assert folded.exit_code == 0 and json.loads(folded.output)["folded"] == 1
+    rebuilt = runner.invoke(args=["city", "rollup", "--rebuild", "--verify"])
+    assert rebuilt.exit_code == 0, rebuilt.output
+    out = json.loads(rebuilt.output)
+    assert out["storeDays"] == 1 and out["differences"] == 0

@@ -3,7 +3,6 @@ chain, the watcher in between; on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 
 import pytest
 from sqlmodel import select
@@ -402,3 +401,39 @@ def test_the_version_changes_with_each_visible_change_only(world):
     assert v1 > v0
     world.run()
     assert world.row(inv["id"]).version == v1
+
+
+def test_a_settled_payment_re_mined_on_the_winning_branch_is_no_incident_and_counted_once(world):
+    inv = world.invoice()
+    txid = world.pay(inv["id"], DUE)
+    world.run()
+    world.chain.mine()
+    world.run()
+    assert world.status(inv["id"]) == ("Settled", "None")
+    old_height = world.payments(inv["id"])[0].block_height
+    world.chain.reorg(1)
+    world.chain.mine(2)  # the competing branch includes the same payment
+    summary = world.run()
+    assert summary["reorgs"] and summary["blocks"] == 2
+    (payment,) = world.payments(inv["id"])
+    assert (payment.txid, payment.state, payment.block_height) == (txid, "seen", old_height)
+    row = world.row(inv["id"])
+    assert (row.status, row.incident, row.paid_sats) == ("Settled", None, DUE)
+    assert world.events(inv["id"]).count("InvoicePaymentSettled") == 1
+
+
+def test_a_double_spend_confirmed_unseen_makes_it_invalid_also_when_found_by_index_probes(
+        world, monkeypatch):
+    import chain.watcher
+
+    monkeypatch.setattr(chain.watcher, "PENDING_INPUTS_READ_WHOLE", 0)
+    inv = world.invoice()
+    txid = world.pay(inv["id"], DUE)
+    world.run()
+    world.chain.double_spend(txid)
+    world.chain.mine()  # the conflicting transaction confirms before the watcher looks
+    world.run()
+    assert world.payments(inv["id"])[0].state == "double_spent"
+    # Seen Processing, then its payment double-spent: Invalid (the brief's rule).
+    assert world.status(inv["id"]) == ("Invalid", "None")
+    assert world.events(inv["id"])[-1] == "InvoiceInvalid"

@@ -119,6 +119,19 @@ def test_a_failure_after_stripe_created_the_transfer_never_pays_twice(app, strip
     assert ledger_ok(stripe_gateway)
 
 
+def test_a_retry_after_stripe_forgot_the_idempotency_key_finds_the_first_transfer(
+        app, stripe_gateway, fake, clock):
+    store = stripe_store(app, stripe_gateway)
+    settled_invoice(stripe_gateway, store)
+    clock.advance(days=1)
+    fake.fail_next("500_after_create")
+    run(stripe_gateway)
+    fake._idempotency.clear()  # Stripe keeps keys for 24 hours only
+    [retried] = run(stripe_gateway)["retried"]
+    assert retried["status"] == "sent" and len(fake.transfers) == 1
+    assert retried["externalId"] == next(iter(fake.transfers))
+
+
 def test_the_stripe_library_retrying_a_500_gets_the_first_transfer(app, stripe_gateway, fake, clock):
     stripe_gateway.extras["configure"](stripe_max_retries=2)
     store = stripe_store(app, stripe_gateway)

@@ -1,0 +1,292 @@
+"""The city dashboard in a real browser (Debian chromium through Playwright) on a real server.
+
+A demo city is seeded (`demo_data.seed`), then: the city admin sees a new invoice in the
+day's totals and downloads CSV; an auditor finds no control that changes anything and a
+direct POST is refused; the dashboard works from the keyboard alone with a visible focus;
+axe-core finds no serious or critical violation. Screenshots go to docs/screens/city-*.png.
+"""
+from __future__ import annotations
+
+import json
+import re
+import threading
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+ROOT = Path(__file__).resolve().parents[2]
+SCREENS = ROOT / "docs" / "screens"
+AXE = Path(__file__).resolve().parent / "vendor" / "axe.min.js"
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                       reason=f"browser tests need Debian chromium at {CHROMIUM} "
+                              "(apt-get install chromium)"),
+]
+
+DESKTOP = {"width": 1280, "height": 800}
+TABLET = {"width": 800, "height": 1280}
+PHONE = {"width": 360, "height": 740}
+
+
+@pytest.fixture
+def db_url(sqlite_url):
+    """The browser tests look at pages, not databases: SQLite is enough."""
+    return sqlite_url
+
+
+@pytest.fixture
+def demo(app):
+    import demo_data
+    from tests.integration.test_dashboard import with_dashboard
+
+    with_dashboard(app)
+    return demo_data.seed(app.extensions["busanpay"], invoices=1_500, rng_seed=5)
+
+
+@pytest.fixture
+def server(app, demo):
+    from werkzeug.serving import make_server
+
+    httpd = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=httpd.serve_forever, name="city-e2e", daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_port}"
+    httpd.shutdown()
+    thread.join(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    with playwright_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        yield chromium
+        chromium.close()
+
+
+def new_page(browser, viewport=DESKTOP, locale="en-US", bypass_csp=False):
+    context = browser.new_context(viewport=viewport, locale=locale, bypass_csp=bypass_csp,
+                                  accept_downloads=True)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda err: errors.append(str(err)))
+
+    def on_console(msg):
+        if msg.type == "error" and not msg.location.get("url", "").endswith("/favicon.ico"):
+            errors.append(f"{msg.text} ({msg.location.get('url')})")
+
+    page.on("console", on_console)
+    return context, page, errors
+
+
+def sign_in(page, server, who: dict) -> None:
+    page.goto(f"{server}/login?next=/city")
+    page.fill("#email", who["email"])
+    page.fill("#password", who["password"])
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r".*/city/?(\?.*)?$"))
+
+
+def kpi(page, name: str) -> str:
+    return page.locator(f'[data-kpi="{name}"]').first.inner_text().strip()
+
+
+def won_value(text: str) -> int:
+    return int(re.sub(r"[^\d]", "", text) or 0)
+
+
+def shot(page, name: str) -> None:
+    SCREENS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENS / f"city-{name}.png"), full_page=True)
+
+
+def assert_no_sideways_scroll(page, what: str) -> None:
+    assert page.evaluate("document.scrollingElement.scrollWidth <= window.innerWidth + 1"), \
+        f"{what} scrolls sideways"
+
+
+def test_the_city_admin_sees_a_new_invoice_in_the_days_totals_and_downloads_csv(
+        browser, server, demo, client, tmp_path):
+    context, page, errors = new_page(browser)
+    try:
+        sign_in(page, server, demo["cityAdmin"])
+        page.goto(f"{server}/city?preset=today")
+        before_invoices = won_value(kpi(page, "invoices"))
+        before_volume = won_value(kpi(page, "won-volume"))
+        store = demo["stores"][0]
+        headers = {"Authorization": f"token {store['apiKey']}"}
+        created = client.post(f"/api/v1/stores/{store['storeId']}/invoices", headers=headers,
+                              json={"amount": "15000", "currency": "KRW"})
+        assert created.status_code == 200, created.get_data(as_text=True)
+        invoice_id = created.get_json()["id"]
+        page.reload()
+        assert won_value(kpi(page, "invoices")) == before_invoices + 1
+        assert won_value(kpi(page, "won-volume")) == before_volume, "not paid yet"
+        marked = client.post(f"/api/v1/stores/{store['storeId']}/invoices/{invoice_id}/status",
+                             headers=headers, json={"status": "Settled"})
+        assert marked.status_code == 200, marked.get_data(as_text=True)
+        page.reload()
+        assert won_value(kpi(page, "won-volume")) == before_volume + 15_000
+        shot(page, "today-1280x800")
+
+        with page.expect_download() as info:
+            page.locator("#days-h").locator("xpath=..").get_by_role("link", name=re.compile("CSV")).click()
+        download = info.value
+        assert download.suggested_filename.startswith("busanpay-city-days-")
+        target = tmp_path / download.suggested_filename
+        download.save_as(target)
+        raw = target.read_bytes()
+        assert raw.startswith(b"\xef\xbb\xbf")
+        lines = raw.decode("utf-8-sig").split("\r\n")
+        assert lines[0].startswith("day,invoices,settled_invoices,settled_krw,")
+        today = lines[1].split(",")
+        assert int(today[1]) == before_invoices + 1 and int(today[3]) == before_volume + 15_000
+
+        # the drill-down of that store lists the invoice
+        page.goto(f"{server}/city/merchants/{store['storeId']}?preset=today")
+        assert page.get_by_role("cell", name=invoice_id).is_visible()
+        assert not errors, errors
+    finally:
+        context.close()
+
+
+def test_an_auditor_finds_nothing_to_change_and_a_direct_post_is_refused(browser, server, demo):
+    context, page, errors = new_page(browser)
+    try:
+        sign_in(page, server, demo["cityAuditor"])
+        assert "read-only" in page.locator(".role-chip").inner_text()
+        page.goto(f"{server}/city/exceptions")
+        assert page.locator(".exc").count() > 0, "the seeded city has exceptions"
+        assert page.locator("form.review-form").count() == 0
+        assert page.get_by_role("button", name="Record review").count() == 0
+        page.goto(f"{server}/city/exposure")
+        assert page.locator('input[name="cap_krw"]').count() == 0
+        assert page.get_by_text("Only a city admin can change the cap.").is_visible()
+        # every form left on the pages is a GET filter or the sign-out button
+        for path in ("/city", "/city/merchants", "/city/exceptions", "/city/exposure",
+                     "/city/settlement", "/city/audit"):
+            page.goto(f"{server}{path}")
+            posts = page.evaluate("[...document.forms].filter(f => f.method === 'post')"
+                                  ".map(f => new URL(f.action).pathname)")
+            assert posts == ["/logout"], (path, posts)
+        # a hand-made POST with a valid CSRF token still gets 403
+        page.goto(f"{server}/login")
+        token = page.locator('input[name="csrf_token"]').first.get_attribute("value")
+        invoice = page.request.get(f"{server}/city/exceptions?format=csv").text()
+        invoice_id = invoice.split("\r\n")[1].split(",")[0]
+        for url, form in ((f"/city/exceptions/{invoice_id}/review", {"outcome": "refunded"}),
+                          ("/city/exposure/cap", {"cap_krw": "1"})):
+            res = page.request.post(f"{server}{url}", form=dict(form, csrf_token=token))
+            assert res.status == 403, (url, res.status)
+        res = page.request.delete(f"{server}/city/merchants", headers={"X-CSRFToken": token})
+        assert res.status == 403
+        assert not errors, errors
+    finally:
+        context.close()
+
+
+def test_the_dashboard_works_from_the_keyboard_with_a_visible_focus(browser, server, demo):
+    context, page, errors = new_page(browser)
+    try:
+        sign_in(page, server, demo["cityAdmin"])
+        page.goto(f"{server}/city")
+        page.keyboard.press("Tab")
+        seen = []
+        for _ in range(60):
+            info = page.evaluate("""() => {
+                const el = document.activeElement;
+                const cs = getComputedStyle(el);
+                return {tag: el.tagName, text: (el.innerText || el.value || el.getAttribute('aria-label') || '').trim().slice(0, 40),
+                        id: el.id, cls: el.className,
+                        outline: cs.outlineStyle !== 'none' && parseFloat(cs.outlineWidth) >= 2,
+                        visible: el.getBoundingClientRect().width > 0};
+            }""")
+            seen.append(info)
+            assert info["outline"], f"no visible focus on {info}"
+            page.keyboard.press("Tab")
+        texts = [s["text"] for s in seen]
+        assert seen[0]["cls"] == "skip-link" or "Skip to content" in texts
+        for wanted in ("Overview", "Merchants", "Exceptions", "Audit log", "Last 7 days", "Show"):
+            assert wanted in texts, f"Tab never reached {wanted!r}: {texts}"
+        assert any(s["id"] == "period-from" for s in seen) and any(s["id"] == "period-to" for s in seen)
+        assert any(s["text"].startswith("CSV") for s in seen)
+        # the skip link jumps to the content
+        page.goto(f"{server}/city")
+        page.keyboard.press("Tab")
+        for _ in range(8):
+            if page.evaluate("document.activeElement.className") == "skip-link":
+                break
+            page.keyboard.press("Tab")
+        page.keyboard.press("Enter")
+        assert page.evaluate("document.activeElement.id") == "main"
+        # Enter on a nav link follows it; a table header sorts
+        page.goto(f"{server}/city")
+        page.get_by_role("link", name="Merchants", exact=True).focus()
+        page.keyboard.press("Enter")
+        page.wait_for_url(re.compile(r".*/city/merchants.*"))
+        page.locator("table.sortable thead th a").first.focus()  # the "Merchant" heading
+        page.keyboard.press("Enter")
+        page.wait_for_url(re.compile(r".*sort=name.*"))
+        assert page.locator('th[aria-sort]').count() == 1
+        # a date typed in and Enter applies the period
+        page.goto(f"{server}/city")
+        page.locator("#period-from").focus()
+        page.keyboard.type("11012026")
+        page.keyboard.press("Enter")
+        page.wait_for_url(re.compile(r".*from=2026-11-01.*"))
+        assert not errors, errors
+    finally:
+        context.close()
+
+
+def axe_violations(page) -> list[dict]:
+    page.add_script_tag(content=AXE.read_text(encoding="utf-8"))
+    result = page.evaluate("""async () => {
+        const r = await axe.run(document, {resultTypes: ['violations']});
+        return r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,
+                                       nodes: v.nodes.slice(0, 4).map(n => n.target.join(' '))}));
+    }""")
+    return [v for v in result if v["impact"] in ("serious", "critical")]
+
+
+@pytest.mark.parametrize("locale", ["en-US", "ko-KR"])
+def test_axe_finds_no_serious_or_critical_violation_on_the_dashboard(browser, server, demo, locale):
+    context, page, errors = new_page(browser, locale=locale, bypass_csp=True)
+    try:
+        sign_in(page, server, demo["cityAdmin"])
+        store = demo["stores"][0]["storeId"]
+        for path in ("/city", f"/city/merchants/{store}", "/city/merchants", "/city/exceptions",
+                     "/city/exposure", "/city/settlement", "/city/audit"):
+            page.goto(f"{server}{path}")
+            for summary in page.locator("details > summary").all():
+                summary.click()  # the tables behind the charts are checked too
+            bad = axe_violations(page)
+            assert not bad, f"axe on {path}: " + json.dumps(bad, indent=1, ensure_ascii=False)
+        assert not errors, errors
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize("viewport, size", [(DESKTOP, "1280x800"), (TABLET, "800x1280"),
+                                            (PHONE, "360x740")])
+def test_the_screens_fit_each_size_and_are_saved_for_people_to_look_at(browser, server, demo,
+                                                                       viewport, size):
+    # English: this machine has no Korean font (fonts-noto-cjk), Hangul would be boxes
+    context, page, errors = new_page(browser, viewport=viewport, locale="en-US")
+    try:
+        sign_in(page, server, demo["cityAdmin"])
+        store = demo["stores"][0]["storeId"]
+        for name, path in (("overview", "/city"), ("merchant", f"/city/merchants/{store}"),
+                           ("merchants", "/city/merchants"), ("exceptions", "/city/exceptions")):
+            page.goto(f"{server}{path}")
+            assert_no_sideways_scroll(page, f"{path} at {size}")
+            if name in ("overview", "merchant") or viewport is DESKTOP:
+                shot(page, f"{name}-{size}")
+        assert not errors, errors
+    finally:
+        context.close()
