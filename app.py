@@ -67,6 +67,9 @@ def create_app(config: dict | None = None) -> Flask:
     csrf = CSRFProtect(app)  # every HTML form; the token-authenticated API is exempt
     csrf.exempt(api_bp)
     app.extensions["busanpay_csrf"] = csrf
+    from webhooks import init_webhooks
+
+    init_webhooks(app)  # webhook API (CSRF-exempt), delivery job, `flask webhooks …`
     from payments.openapi import bp as openapi_bp
 
     app.register_blueprint(openapi_bp)
@@ -74,6 +77,14 @@ def create_app(config: dict | None = None) -> Flask:
     from cli import register_cli
 
     register_cli(app)
+    from chain.cli import register as register_chain_cli
+    from chain.demo_pages import register as register_demo_pages
+
+    register_chain_cli(app)  # watcher once, worker, demo pay/mine/reorg/double-spend
+    register_demo_pages(app)  # /i/<id>/demo on the demo chain
+    from settlement.install import install as install_settlement
+
+    install_settlement(app)  # settlement/ledger/refund CLI, /stripe/webhook, ledger jobs
     return app
 
 

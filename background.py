@@ -76,6 +76,9 @@ def jobs_for(gateway) -> list[Job]:
     rates = gateway.rates
     if hasattr(rates, "poll_and_store"):
         jobs.append(Job("rates", gateway.settings.rate_poll_seconds, rates.poll_and_store))
+    from chain.jobs import jobs as chain_jobs
+
+    jobs.extend(chain_jobs(gateway))
     for extra in gateway.extras.get("jobs", []):
         jobs.append(extra)
     return jobs

@@ -134,7 +134,8 @@ def insert_ignore(session, table, values: dict, *, conflict: list[str] | None = 
     stmt = insert(table).values(**values)
     stmt = stmt.on_conflict_do_nothing(index_elements=conflict) if conflict else \
         stmt.on_conflict_do_nothing()
-    result = session.execute(stmt)
+    # psycopg reports rowcount -1 for INSERTs unless asked to keep it.
+    result = session.execute(stmt.execution_options(preserve_rowcount=True))
     return (result.rowcount or 0) > 0
 
 
