@@ -17,7 +17,7 @@ from sqlalchemy import and_, case, exists, func, inspect, literal, literal_colum
 from sqlalchemy.orm import aliased
 
 from accounts.models import AuditEntry, User
-from dashboard.fmt import SEOUL, day_range, half_up_div, seoul_day, seoul_midnight_utc
+from dashboard.fmt import day_range, half_up_div, seoul_day, seoul_midnight_utc
 from dashboard.models import ROLLUP_COLUMNS, CityExceptionReview, CitySetting
 from dashboard.rollup import facts, sums
 from merchants.districts import CATEGORIES, DISTRICTS

@@ -276,17 +276,36 @@ def test_axe_finds_no_serious_or_critical_violation_on_the_dashboard(browser, se
                                             (PHONE, "360x740")])
 def test_the_screens_fit_each_size_and_are_saved_for_people_to_look_at(browser, server, demo,
                                                                        viewport, size):
-    # English: this machine has no Korean font (fonts-noto-cjk), Hangul would be boxes
     context, page, errors = new_page(browser, viewport=viewport, locale="en-US")
     try:
         sign_in(page, server, demo["cityAdmin"])
         store = demo["stores"][0]["storeId"]
         for name, path in (("overview", "/city"), ("merchant", f"/city/merchants/{store}"),
-                           ("merchants", "/city/merchants"), ("exceptions", "/city/exceptions")):
+                           ("merchants", "/city/merchants"), ("exceptions", "/city/exceptions"),
+                           ("exposure", "/city/exposure"), ("settlement", "/city/settlement"),
+                           ("audit", "/city/audit")):
             page.goto(f"{server}{path}")
             assert_no_sideways_scroll(page, f"{path} at {size}")
             if name in ("overview", "merchant") or viewport is DESKTOP:
                 shot(page, f"{name}-{size}")
+        assert not errors, errors
+    finally:
+        context.close()
+
+
+def test_the_korean_dashboard_is_saved_for_people_to_look_at(browser, server, demo):
+    import subprocess
+
+    fonts = subprocess.run(["fc-list", ":lang=ko", "family"], capture_output=True, text=True).stdout
+    if not fonts.strip():
+        pytest.skip("no Korean font on this machine (Debian: apt-get install fonts-noto-cjk)")
+    context, page, errors = new_page(browser, viewport=DESKTOP, locale="ko-KR")
+    try:
+        sign_in(page, server, demo["cityAdmin"])
+        page.goto(f"{server}/city")
+        assert page.locator("h1").inner_text() == "시 대시보드"
+        assert_no_sideways_scroll(page, "/city in Korean")
+        shot(page, "overview-ko-1280x800")
         assert not errors, errors
     finally:
         context.close()
