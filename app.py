@@ -63,6 +63,9 @@ def create_app(config: dict | None = None) -> Flask:
     from pos import init_pos
 
     init_pos(app)  # /pos: the cashier's POS
+    from dashboard import init_dashboard
+
+    init_dashboard(app)  # /city: the city's settlement dashboard
     init_backoffice(app)  # /merchant: the owner's back office
     csrf = CSRFProtect(app)  # every HTML form; the token-authenticated API is exempt
     csrf.exempt(api_bp)

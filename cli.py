@@ -75,3 +75,7 @@ def register_cli(app: Flask) -> None:
         gateway = app.extensions["busanpay"]
         result = seed(gateway, if_empty=if_empty)
         click.echo(json.dumps(result, indent=2, ensure_ascii=False))
+
+    from dashboard.cli import register_dashboard_cli
+
+    register_dashboard_cli(app)  # flask city rollup [--rebuild] [--verify]
