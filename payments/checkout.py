@@ -13,8 +13,11 @@ Thin web edge over :class:`payments.service.InvoiceService`:
 from __future__ import annotations
 
 import json
+import logging
+import os
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from zoneinfo import ZoneInfo
 
 from babel.dates import format_date, format_time
@@ -39,12 +42,76 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 _MONEY_CAME = {"PaidPartial", "PaidOver", "PaidLate"}
 # Page security: our own script and styles only; images may be our QR codes.
 _PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-             "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+             "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 _SVG_CSP = "default-src 'none'; style-src 'unsafe-inline'"
 
 
 def _gateway():
     return current_app.extensions["busanpay"]
+
+
+# -- approximate amounts in other currencies (orientation only) ---------------------------
+# BUSANPAY_DISPLAY_RATES="USD=1380.5,JPY=9.12,CNY=190.1": won per one unit of each currency.
+DISPLAY_CURRENCIES = {"USD": ("$", 2), "JPY": ("¥", 0), "CNY": ("¥", 1)}  # symbol, decimals
+log = logging.getLogger(__name__)
+
+
+def parse_display_rates(text: str | None) -> dict[str, Decimal]:
+    """'USD=1380.5,JPY=9.12' → {'USD': Decimal('1380.5'), 'JPY': Decimal('9.12')}.
+    Empty or None → {}. Unknown currencies, non-positive or malformed rates raise ValueError."""
+    rates: dict[str, Decimal] = {}
+    for part in (text or "").split(","):
+        if not part.strip():
+            continue
+        code, sep, value = part.partition("=")
+        code = code.strip().upper()
+        if not sep or code not in DISPLAY_CURRENCIES:
+            raise ValueError(f"expected CODE=won-per-unit with CODE one of "
+                             f"{', '.join(DISPLAY_CURRENCIES)}, got {part.strip()!r}")
+        try:
+            rate = Decimal(value.strip())
+        except InvalidOperation:
+            raise ValueError(f"{code}: {value.strip()!r} is not a number") from None
+        if not rate.is_finite() or rate <= 0:
+            raise ValueError(f"{code}: the rate must be a positive number")
+        rates[code] = rate
+    return rates
+
+
+def approximate_amounts(amount_krw: int | None, rates: dict[str, Decimal]) -> list[tuple[str, str]]:
+    """[(code, '≈ $10.87'), …] for a won amount, in USD, JPY, CNY order; [] without rates."""
+    if not amount_krw or not rates:
+        return []
+    shown = []
+    for code, (symbol, places) in DISPLAY_CURRENCIES.items():
+        if code in rates:
+            value = (Decimal(amount_krw) / rates[code]).quantize(Decimal(1).scaleb(-places),
+                                                                 rounding=ROUND_HALF_UP)
+            shown.append((code, f"≈ {symbol}{value:,.{places}f}"))
+    return shown
+
+
+def display_rates() -> dict[str, Decimal]:
+    """The configured rates (app config, else the environment); a bad value shows nothing."""
+    text = current_app.config.get("BUSANPAY_DISPLAY_RATES", os.environ.get("BUSANPAY_DISPLAY_RATES"))
+    try:
+        return parse_display_rates(text)
+    except ValueError as err:
+        log.warning("BUSANPAY_DISPLAY_RATES ignored: %s", err)
+        return {}
+
+
+def refund_offer(invoice: Invoice) -> dict | None:
+    """The refund claim the page offers when the ledger owes the payer (settlement's pages
+    registered); None otherwise."""
+    if "refunds" not in current_app.blueprints:
+        return None
+    if invoice.additional_status not in ("PaidOver", "PaidLate", "PaidPartial"):
+        return None
+    from settlement.refund_pages import refund_offer as offer
+
+    with _gateway().db.read() as session:
+        return offer(session, invoice)
 
 
 def _unix(moment: datetime) -> int:
@@ -211,7 +278,8 @@ def invoice_page(invoice_id: str):
     # Before anything is translated: the invoice's language is the fallback.
     set_page_default(checkout.get("defaultLanguage") or (store.default_language if store else None))
     view = build_view(invoice, payments, store.name if store else "", gateway.clock())
-    return _html(render_template("checkout/invoice.html", v=view))
+    return _html(render_template("checkout/invoice.html", v=view, refund=refund_offer(invoice),
+                                 approx=approximate_amounts(invoice.amount_krw, display_rates())))
 
 
 def _qr_response(body: bytes, mimetype: str) -> Response:
