@@ -66,6 +66,9 @@ def create_app(config: dict | None = None) -> Flask:
     from dashboard import init_dashboard
 
     init_dashboard(app)  # /city: the city's settlement dashboard
+    from settlement.refund_pages import init_refund_pages
+
+    init_refund_pages(app)  # /i/<id>/refund, /refund/<token>, /city/refunds
     init_backoffice(app)  # /merchant: the owner's back office
     csrf = CSRFProtect(app)  # every HTML form; the token-authenticated API is exempt
     csrf.exempt(api_bp)

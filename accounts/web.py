@@ -113,21 +113,27 @@ def _login(user: User, how: str) -> None:
               store_id=user.store_id)
 
 
+def _check_credentials(check, *credentials) -> tuple[User | None, str | None]:
+    """Run a credential check in a transaction that commits failures too (they drive the
+    lock-out); the user, or the refusal to show."""
+    gateway = current_app.extensions["busanpay"]
+    with gateway.db.write() as s:
+        try:
+            user = check(s, *credentials, gateway.clock())
+        except LoginRefused as refused:
+            return None, str(refused)
+        s.flush()
+        s.expunge(user)
+        return user, None
+
+
 @bp.route("/login", methods=["GET", "POST"])
 @limiter.limit(login_limit, methods=["POST"], error_message="Too many login attempts")
 def login():
     form = PasswordLoginForm()
     error = None
     if form.validate_on_submit():
-        gateway = current_app.extensions["busanpay"]
-        user = None
-        with gateway.db.write() as s:  # commit failures too: they drive the lock-out
-            try:
-                user = login_with_password(s, form.email.data, form.password.data, gateway.clock())
-                s.flush()
-                s.expunge(user)
-            except LoginRefused as refused:
-                error = str(refused)
+        user, error = _check_credentials(login_with_password, form.email.data, form.password.data)
         if user is not None:
             if user.role == "cashier":
                 error = _("Cashiers sign in on the POS with their store and PIN.")
@@ -147,15 +153,7 @@ def pos_login():
         form.store.data = request.cookies.get("pos_store", "")
     error = None
     if form.validate_on_submit():
-        gateway = current_app.extensions["busanpay"]
-        user = None
-        with gateway.db.write() as s:  # commit failures too: they drive the lock-out
-            try:
-                user = login_with_pin(s, form.store.data, form.pin.data, gateway.clock())
-                s.flush()
-                s.expunge(user)
-            except LoginRefused as refused:
-                error = str(refused)
+        user, error = _check_credentials(login_with_pin, form.store.data, form.pin.data)
         if user is not None:
             _login(user, "pin")
             response = redirect(_safe_next("/pos"))

@@ -59,14 +59,22 @@ def read_json(optional: bool = False):
         raise BadBody("invalid-json", f"The body is not valid JSON: {err}") from None
 
 
-@bp.errorhandler(BadBody)
 def _bad_body(err: BadBody):
     return api_error(400, err.code, err.message)
 
 
-@bp.errorhandler(InvalidRequest)
 def _invalid(err: InvalidRequest):
     return unprocessable(err.errors)
+
+
+def handle_body_errors(blueprint: Blueprint) -> None:
+    """Malformed bodies → 400 `{code,message}`; invalid fields → 422 `[{path,message}]`.
+    Shared by every API blueprint so all answer bad input the same way."""
+    blueprint.register_error_handler(BadBody, _bad_body)
+    blueprint.register_error_handler(InvalidRequest, _invalid)
+
+
+handle_body_errors(bp)
 
 
 @bp.errorhandler(InvoiceNotFound)

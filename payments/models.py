@@ -38,6 +38,7 @@ class Invoice(SQLModel, table=True):
         Index("ix_invoice_store_created", "store_id", "created_at"),
         Index("ix_invoice_store_order", "store_id", "order_id"),
         Index("ix_invoice_status_expires", "status", "monitoring_expires_at"),
+        Index("ix_invoice_status_expiry", "status", "expires_at"),  # the watcher's expiry sweep
     )
 
     id: str = Field(primary_key=True, max_length=32)

@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Optional
 
 from sqlalchemy import (BigInteger, Boolean, Column, Date, ForeignKey, Index, Integer, String,
-                        Text, UniqueConstraint)
+                        Text, UniqueConstraint, text)
 from sqlmodel import Field, SQLModel
 
 from database import BigIntPK, DecimalText, UTCDateTime, utc_now
@@ -188,11 +188,19 @@ class Conversion(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utc_now, sa_column=_utc("updated_at"))
 
 
+ACTIVE_CLAIM_SQL = "status IN ('open', 'submitted', 'approved')"
+
+
 class RefundClaim(SQLModel, table=True):
     """BTC owed back to a payer: the payer's link gives an address, a person approves,
     the operator records the txid (keys stay offline)."""
 
     __tablename__ = "refund_claim"
+    # At most one active claim per invoice, enforced by the database (two clicks at once
+    # cannot open two).
+    __table_args__ = (Index("uq_refund_claim_active", "invoice_id", unique=True,
+                            sqlite_where=text(ACTIVE_CLAIM_SQL),
+                            postgresql_where=text(ACTIVE_CLAIM_SQL)),)
 
     id: str = Field(primary_key=True, max_length=32)
     token_hash: str = Field(max_length=64, unique=True)  # SHA-256 of the payer's link token

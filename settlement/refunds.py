@@ -16,6 +16,7 @@ import secrets
 from datetime import datetime
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from merchants.service import random_id
 from settlement.ledger import post
@@ -61,8 +62,12 @@ def open_claim(session, invoice_id: str, moment: datetime) -> tuple[RefundClaim,
     claim = RefundClaim(id=random_id(24), token_hash=_hash(token), invoice_id=invoice_id,
                         store_id=invoice.store_id, amount_sats=owed, status="open",
                         created_at=moment, updated_at=moment)
-    session.add(claim)
-    session.flush()
+    try:
+        with session.begin_nested():  # a savepoint: a lost race leaves the caller's tx usable
+            session.add(claim)
+            session.flush()
+    except IntegrityError:
+        raise RefundError(f"invoice {invoice_id} already has an open refund claim") from None
     return claim, token
 
 

@@ -5,7 +5,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from merchants.api_auth import api_error, require_permission
 from merchants.service import CAN_MODIFY_WEBHOOKS
-from payments.api import BadBody, read_json, unprocessable
+from payments.api import handle_body_errors, read_json
 from payments.invoice_request import FieldError, InvalidRequest
 from webhooks.rules import (DEFAULT_DELIVERY_COUNT, MAX_DELIVERY_COUNT, delivery_json,
                             parse_webhook, webhook_json)
@@ -19,14 +19,7 @@ def service():
     return service_for(current_app.extensions["busanpay"])
 
 
-@bp.errorhandler(BadBody)
-def _bad_body(err: BadBody):
-    return api_error(400, err.code, err.message)
-
-
-@bp.errorhandler(InvalidRequest)
-def _invalid(err: InvalidRequest):
-    return unprocessable(err.errors)
+handle_body_errors(bp)
 
 
 @bp.errorhandler(WebhookNotFound)
