@@ -167,6 +167,56 @@ class CpuMeter:
         return cores
 
 
+class WaitSampler:
+    """Samples pg_stat_activity every 20 ms while a measurement runs: what the bench
+    database's busy backends are doing (running, waiting for a lock, waiting for the
+    app inside an open transaction, flushing WAL…)."""
+
+    def __init__(self, dsn: str):
+        self.dsn = dsn
+
+    def __enter__(self):
+        import threading
+
+        self.counts: dict[str, int] = {}
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self):
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            while not self._stop.wait(0.02):
+                rows = conn.execute(
+                    "SELECT state, wait_event_type, wait_event, split_part(query, ' ', 1), "
+                    "split_part(query, ' ', 2), split_part(query, ' ', 3) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                    "AND state <> 'idle'").fetchall()
+                self.samples += 1
+                for state, wtype, wevent, w1, w2, w3 in rows:
+                    what = " ".join(w for w in (w1, w2 if w1 in ("INSERT", "DELETE") else "",
+                                                w3 if w1 in ("INSERT", "DELETE") else w2) if w)
+                    if w1 == "SELECT":
+                        what = "SELECT"
+                    if state == "idle in transaction":
+                        key = f"idle in transaction (app working) after {what}"
+                    elif wtype:
+                        key = f"{what}: waiting {wtype}/{wevent}"
+                    else:
+                        key = f"{what}: running"
+                    self.counts[key] = self.counts.get(key, 0) + 1
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def top(self, n: int = 6) -> list[tuple[str, float]]:
+        """(state, average number of backends in it) for the n commonest states."""
+        ranked = sorted(self.counts.items(), key=lambda kv: -kv[1])[:n]
+        return [(key, count / max(self.samples, 1)) for key, count in ranked]
+
+
 def wait_quiet(limit_cores: float, max_wait: float) -> float:
     """Wait (up to max_wait s) until the machine's other load is below limit_cores, so a
     shared machine's test runs do not land in a measurement; returns the load last seen."""
@@ -301,12 +351,13 @@ def main(argv=None) -> int:
     parser.add_argument("--duration", type=float, default=20.0, help="seconds per measurement")
     parser.add_argument("--rate", type=float, default=100.0, help="fixed rate, requests/s")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds of wrk per server first")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (both apps)")
-    parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker")
-    parser.add_argument("--worker-class", default="gthread")
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn workers (both apps)")
+    parser.add_argument("--threads", type=int, default=1, help="gunicorn threads per worker")
+    parser.add_argument("--worker-class", default="sync", help="sync or gthread")
     parser.add_argument("--switch-interval", type=float, default=None,
                         help="sys.setswitchinterval in each worker (default: Python's 0.005)")
-    parser.add_argument("--connections", type=int, default=16, help="wrk connections")
+    parser.add_argument("--connections", type=int, default=None,
+                        help="wrk connections (default: 2 × workers × threads)")
     parser.add_argument("--wrk-threads", type=int, default=1)
     parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432",
                         help="PostgreSQL server (without database name)")
@@ -321,6 +372,8 @@ def main(argv=None) -> int:
     parser.add_argument("--keep", action="store_true",
                         help="leave servers and database up (prints how to reach them)")
     args = parser.parse_args(argv)
+    if args.connections is None:
+        args.connections = 2 * args.workers * args.threads
     # a SIGTERM (or a closed terminal) still runs the clean-up below
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda signum, _frame: sys.exit(128 + signum))
@@ -375,7 +428,9 @@ def main(argv=None) -> int:
                         wait_quiet(args.quiet_cores, args.quiet_wait)
                         meter.start()
                         if kind == "max":
-                            result = wrk(by_name[name].url + path, script, args.duration, args)
+                            with WaitSampler(dsn) as sampler:
+                                result = wrk(by_name[name].url + path, script, args.duration, args)
+                            result["waits"] = sampler.top()
                         else:
                             result = openloop(by_name[name].url + path, token, args)
                         result["cpu"] = cpu = meter.stop()
@@ -477,6 +532,11 @@ def report(args, results, checks, names, pg_version) -> int:
         pms = [r["cpu"].get("postgres", 0) * 1000 / r["rps"] for r in results["bare_max"]]
         print(f"bare at max: {statistics.median(ms):.2f} ms of worker CPU and "
               f"{statistics.median(pms):.2f} ms of PostgreSQL CPU per insert")
+    for name in names:
+        print(f"\nPostgreSQL backends of the bench database during {name} max (average number "
+              f"in each state, last run):")
+        for key, avg in results[f"{name}_max"][-1]["waits"]:
+            print(f"  {avg:5.2f}  {key}")
     late = max(r["send_late_max_ms"] for key in results if key.endswith("rate") for r in results[key])
     print(f"open-loop generator: worst send lateness {late:.1f} ms (included in the latencies)")
     ok200 = sum(r["ok"] for key in results if key.endswith("max") for r in results[key]) + \
