@@ -1,21 +1,25 @@
 """Benchmark: invoice creation over HTTP, the real app under gunicorn on PostgreSQL.
 
-    .venv/bin/python bench/bench_invoice_http.py          # --runs 3 --duration 20 --rate 100
+    .venv/bin/python bench/bench_invoice_http.py      # --runs 3 --duration 20 --rate 100
+                                                      # --workers 4 --worker-class sync
 
 One command does it all: creates a uniquely named PostgreSQL database, migrates it,
 creates a store and an API key (`flask --app app merchant create`), starts the real app
 (`gunicorn 'app:create_app()'`) and a bare one-INSERT-per-POST app
-(`bench/bare_insert_app.py`, same Flask/SQLAlchemy/psycopg/gunicorn settings), then per
-run and per app measures
+(`bench/bare_insert_app.py`, same Flask/SQLAlchemy/psycopg stack and gunicorn settings),
+then per run and per app measures
 
-  * sustained maximum throughput: `wrk` (closed loop, keep-alive) for --duration s;
+  * sustained maximum throughput: `wrk` (closed loop) for --duration s;
   * latency at a fixed --rate: `bench/openloop.py` (open loop, latency measured from
     each request's scheduled send time, so there is no coordinated omission);
 
-checks afterwards that every answer was 200 and that the invoices have distinct
-addresses and consecutive key indexes, prints a Markdown table (medians over runs,
-app/bare ratios, CPU split between the app, PostgreSQL and the load generator), stops
-the servers and drops the database. Exits non-zero when a check or a goal fails.
+and finally checks that every answer was 200 and that the invoices have distinct
+addresses and consecutive key indexes, prints Markdown tables (medians over runs,
+app/bare ratios, CPU cores used by the app, PostgreSQL, the load generator and other
+processes, and what PostgreSQL's backends were waiting for), stops the servers and
+drops the database. The machine may be shared: before each measurement it waits for
+other load to settle, and it repeats a measurement in which other processes used more
+than --max-other cores. Exit status: 0 goals met, 1 a check failed, 2 a goal missed.
 Results and the machine live in bench/README.md ("Invoice creation over HTTP").
 Needs `wrk` (Debian: apt-get install wrk) and PostgreSQL on 127.0.0.1:5432.
 """
@@ -272,15 +276,7 @@ class Server:
         cmd = [str(gunicorn), "--bind", f"127.0.0.1:{self.port}",
                "--workers", str(args.workers), "--worker-class", args.worker_class,
                "--threads", str(args.threads), "--backlog", "2048",
-               "--log-level", "warning", "--worker-tmp-dir", "/dev/shm"]
-        if args.switch_interval:
-            # GIL hand-off interval in each worker (Python's default is 5 ms): a gunicorn
-            # config hook, so the app itself is unchanged.
-            config = logdir / "gunicorn_switch.py"
-            config.write_text("import sys\n\ndef post_fork(server, worker):\n"
-                              f"    sys.setswitchinterval({args.switch_interval!r})\n")
-            cmd += ["--config", str(config)]
-        cmd.append(target)
+               "--log-level", "warning", "--worker-tmp-dir", "/dev/shm", target]
         self.cmd = cmd
         self.log = logdir / f"{name}.log"
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=open(self.log, "wb"),
@@ -354,8 +350,6 @@ def main(argv=None) -> int:
     parser.add_argument("--workers", type=int, default=4, help="gunicorn workers (both apps)")
     parser.add_argument("--threads", type=int, default=1, help="gunicorn threads per worker")
     parser.add_argument("--worker-class", default="sync", help="sync or gthread")
-    parser.add_argument("--switch-interval", type=float, default=None,
-                        help="sys.setswitchinterval in each worker (default: Python's 0.005)")
     parser.add_argument("--connections", type=int, default=None,
                         help="wrk connections (default: 2 × workers × threads)")
     parser.add_argument("--wrk-threads", type=int, default=1)
@@ -480,9 +474,7 @@ def report(args, results, checks, names, pg_version) -> int:
           f"SQLAlchemy {version('sqlalchemy')}, psycopg {version('psycopg')}, wrk "
           f"{subprocess.run(['wrk', '-v'], capture_output=True, text=True).stdout.split()[1]}")
     print(f"gunicorn: --workers {args.workers} --worker-class {args.worker_class} "
-          f"--threads {args.threads}"
-          + (f" (switch interval {args.switch_interval} s)" if args.switch_interval else "")
-          + f"; wrk -t{args.wrk_threads} -c{args.connections}; "
+          f"--threads {args.threads}; wrk -t{args.wrk_threads} -c{args.connections}; "
           f"{args.runs} run(s) of {args.duration:g} s each; medians (range)")
     print()
     print("| endpoint | max invoices/s (wrk) | p50 ms | p90 ms | p99 ms | max ms "
