@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.test_pos_browser import (CHROMIUM, SIZES, app, assert_accessible,  # noqa: F401
-                                        assert_fits, assert_touch_targets, browser, db_url,
-                                        new_page, server, shot, store)
+                                        assert_fits, assert_touch_targets, new_page, server,
+                                        shot, store)
 
 pytestmark = [
     pytest.mark.e2e,

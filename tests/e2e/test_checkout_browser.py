@@ -5,10 +5,11 @@ Screenshots go to docs/screens/checkout-*.png for people to look at.
 from __future__ import annotations
 
 import subprocess
-import threading
 from pathlib import Path
 
 import pytest
+
+from tests.e2e.conftest import live_server
 
 from tests.conftest import auth
 from tests.integration.test_checkout_page import create_invoice, set_state
@@ -28,32 +29,9 @@ DESKTOP = {"width": 1280, "height": 800}
 
 
 @pytest.fixture
-def db_url(sqlite_url):
-    """The browser tests look at pages, not databases: SQLite is enough."""
-    return sqlite_url
-
-
-@pytest.fixture
 def server(app):
-    from werkzeug.serving import make_server
-
-    httpd = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=httpd.serve_forever, name="checkout-e2e", daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_port}"
-    httpd.shutdown()
-    thread.join(timeout=5)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    with playwright_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        yield chromium
-        chromium.close()
+    with live_server(app) as url:
+        yield url
 
 
 def open_page(browser, url, viewport, locale="en-US", bypass_csp=True):

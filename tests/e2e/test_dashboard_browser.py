@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 from pathlib import Path
 
 import pytest
+
+from tests.e2e.conftest import live_server
 
 CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,12 +33,6 @@ PHONE = {"width": 360, "height": 740}
 
 
 @pytest.fixture
-def db_url(sqlite_url):
-    """The browser tests look at pages, not databases: SQLite is enough."""
-    return sqlite_url
-
-
-@pytest.fixture
 def demo(app):
     import demo_data
     from tests.integration.test_dashboard import with_dashboard
@@ -48,25 +43,8 @@ def demo(app):
 
 @pytest.fixture
 def server(app, demo):
-    from werkzeug.serving import make_server
-
-    httpd = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=httpd.serve_forever, name="city-e2e", daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_port}"
-    httpd.shutdown()
-    thread.join(timeout=5)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    with playwright_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        yield chromium
-        chromium.close()
+    with live_server(app) as url:
+        yield url
 
 
 def new_page(browser, viewport=DESKTOP, locale="en-US", bypass_csp=False):

@@ -8,11 +8,12 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import threading
 import time
 from pathlib import Path
 
 import pytest
+
+from tests.e2e.conftest import live_server
 
 from accounts.service import create_user
 from tests.conftest import make_merchant
@@ -47,12 +48,6 @@ def _demo_chain_missing() -> str | None:
 
 # -- the harness (also used by test_backoffice_browser.py) -------------------------------------
 @pytest.fixture
-def db_url(sqlite_url):
-    """The browser tests look at screens, not databases: SQLite is enough."""
-    return sqlite_url
-
-
-@pytest.fixture
 def app(app):
     from backoffice import init_backoffice
     from pos import init_pos
@@ -64,25 +59,8 @@ def app(app):
 
 @pytest.fixture
 def server(app):
-    from werkzeug.serving import make_server
-
-    httpd = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=httpd.serve_forever, name="pos-e2e", daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_port}"
-    httpd.shutdown()
-    thread.join(timeout=5)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    with playwright_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        yield chromium
-        chromium.close()
+    with live_server(app) as url:
+        yield url
 
 
 @pytest.fixture

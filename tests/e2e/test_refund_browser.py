@@ -5,16 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.test_checkout_browser import CHROMIUM, PHONE, SCREENS, browser, open_page, server  # noqa: F401
+from tests.e2e.test_checkout_browser import CHROMIUM, PHONE, SCREENS, open_page  # noqa: F401
 from tests.integration.test_refund_pages import (MAINNET_ADDRESS, REGTEST_ADDRESS, claims,  # noqa: F401
                                                  demo_chain, overpaid, world)
 
 pytestmark = [pytest.mark.e2e]
-
-
-@pytest.fixture
-def db_url(sqlite_url):
-    return sqlite_url
 
 
 def shot(page, name):
