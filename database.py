@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import Iterator
 
 from sqlalchemy import BigInteger, DateTime, Integer, String, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Session, create_engine
 
@@ -91,7 +91,12 @@ def make_engine(url: str, **kwargs) -> Engine:
     if "poolclass" not in kwargs:
         kwargs.setdefault("pool_size", 10)
         kwargs.setdefault("max_overflow", 20)
-    kwargs.setdefault("pool_pre_ping", True)
+    # No pre-ping: it costs a round trip on every checkout. Connections are replaced after
+    # 30 min instead, and a connection found dead (database restarted) invalidates the
+    # pool, so one request per process fails (API: 503 database-unavailable) and the next
+    # gets a fresh connection.
+    kwargs.setdefault("pool_pre_ping", False)
+    kwargs.setdefault("pool_recycle", 1800)
     return create_engine(url, **kwargs)
 
 
@@ -103,6 +108,10 @@ class Database:
         self.engine = make_engine(url, **engine_kwargs)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         self._writer = self.engine.execution_options(sqlite_begin="IMMEDIATE")
+        # PostgreSQL reads of one statement need no BEGIN/ROLLBACK round trips. SQLite is
+        # in-process, and its BEGIN is issued by the listener above, so it keeps them.
+        self._one_shot = self.engine if self.is_sqlite else \
+            self.engine.execution_options(isolation_level="AUTOCOMMIT")
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -115,6 +124,19 @@ class Database:
         with Session(self._writer, expire_on_commit=False) as session:
             with session.begin():
                 yield session
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """One write transaction on a Core connection, without the ORM's unit of work:
+        for hot paths that insert a few known rows. Committed on success."""
+        with self._writer.begin() as connection:
+            yield connection
+
+    @contextmanager
+    def one_shot(self) -> Iterator[Connection]:
+        """A connection for a single read statement (autocommit on PostgreSQL)."""
+        with self._one_shot.connect() as connection:
+            yield connection
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -33,8 +33,8 @@ def require_permission(permission: str):
                 return api_error(401, "unauthenticated",
                                  "Authentication is required: send 'Authorization: token <apiKey>'")
             gateway = current_app.extensions["busanpay"]
-            with gateway.db.read() as session:
-                key = find_api_key(session, token)
+            with gateway.db.one_shot() as connection:
+                key = find_api_key(connection, token)
             if key is None:
                 return api_error(401, "unauthenticated", "The API key is unknown or revoked")
             store_id = kwargs.get("store_id")

@@ -6,6 +6,7 @@ import secrets
 from dataclasses import dataclass
 from decimal import Decimal
 
+from sqlalchemy import bindparam
 from sqlmodel import Session, select
 
 from database import utc_now
@@ -104,17 +105,57 @@ def revoke_api_key(session: Session, store_id: str, key_id: str) -> bool:
     return True
 
 
-def find_api_key(session: Session, token: str) -> ApiKey | None:
-    """The live key for a presented token, or None."""
+@dataclass(frozen=True)
+class StoreTerms:
+    """What a new invoice takes from its store."""
+    id: str
+    archived: bool
+    settlement_mode: str
+    key_id: int | None
+    speed_policy: str
+    payment_tolerance: Decimal
+    default_language: str
+    zero_conf_limit_krw: int
+
+
+STORE_TERMS_COLUMNS = (Store.id, Store.archived, Store.settlement_mode, Store.key_id,
+                       Store.speed_policy, Store.payment_tolerance, Store.default_language,
+                       Store.zero_conf_limit_krw)
+
+
+@dataclass(frozen=True)
+class ApiKeyGrant:
+    """A live API key as one request sees it, with its store's terms (one query)."""
+    id: str
+    store_id: str
+    permissions: str
+    store: StoreTerms
+
+    @property
+    def permission_set(self) -> frozenset[str]:
+        return frozenset(self.permissions.split())
+
+
+_LIVE_KEY = select(ApiKey.id, ApiKey.permissions, *STORE_TERMS_COLUMNS).join(
+    Store, Store.id == ApiKey.store_id).where(
+    ApiKey.token_hash == bindparam("token_hash"), ApiKey.revoked_at.is_(None))
+
+
+def find_api_key(connection, token: str) -> ApiKeyGrant | None:
+    """The live key for a presented token, or None. Every API request asks, so this is
+    one Core statement (a session or a connection), never a cached answer: a revoked key
+    stops working at once."""
     if not token or len(token) > 200:
         return None
-    key = session.exec(select(ApiKey).where(ApiKey.token_hash == hash_token(token))).first()
-    if key is None or key.revoked_at is not None:
+    row = connection.execute(_LIVE_KEY, {"token_hash": hash_token(token)}).first()
+    if row is None:
         return None
-    return key
+    key_id, permissions, *terms = row
+    store = StoreTerms(*terms)
+    return ApiKeyGrant(id=key_id, store_id=store.id, permissions=permissions, store=store)
 
 
-def has_permission(key: ApiKey, permission: str) -> bool:
+def has_permission(key: ApiKey | ApiKeyGrant, permission: str) -> bool:
     granted = set(key.permission_set)
     for umbrella, implied in IMPLIED.items():
         if umbrella in granted:

@@ -122,7 +122,7 @@ def create_invoice(store_id: str):
         return unprocessable([FieldError("Idempotency-Key", "at most 200 characters")])
     root = base_url()
     invoice, replayed = gateway().invoices.create(
-        store_id, parsed, idempotency_key=key,
+        g.api_key.store, parsed, idempotency_key=key,
         request_hash=request_fingerprint(request.get_data()),
         render=lambda inv: invoice_json(inv, root))
     if replayed is not None:

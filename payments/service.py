@@ -13,13 +13,14 @@ from datetime import datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
 from typing import Callable, Iterable
 
-from sqlalchemy import func, update
+from sqlalchemy import bindparam, func, insert, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from database import Database, insert_ignore, utc_now
 from merchants.models import Store
-from merchants.service import random_id
+from merchants.service import STORE_TERMS_COLUMNS, StoreTerms, random_id
 from payments.addresses import ExtendedKey
 from payments.invoice_json import event_payload
 from payments.invoice_request import InvoiceRequest
@@ -56,10 +57,12 @@ class KeyRing:
         self._keys: dict[int, ExtendedKey] = {}
         self._lock = threading.Lock()
 
-    def get(self, session: Session, key_id: int) -> ExtendedKey:
+    def get(self, session: Session | Connection, key_id: int) -> ExtendedKey:
         key = self._keys.get(key_id)
         if key is None:
-            record = session.get(ExtendedKeyRecord, key_id)
+            record = session.execute(
+                select(ExtendedKeyRecord.key_text, ExtendedKeyRecord.network)
+                .where(ExtendedKeyRecord.id == key_id)).one()
             key = ExtendedKey.parse(record.key_text, record.network)
             with self._lock:
                 self._keys[key_id] = key
@@ -77,14 +80,10 @@ def register_key(session: Session, key_text: str, network: str, owner: str) -> E
         ExtendedKeyRecord.fingerprint == key.fingerprint)).one()
 
 
-def allocate_index(session: Session, key_id: int) -> int:
+def allocate_index(session: Session | Connection, key_id: int) -> int:
     """Next unused receive index, atomically: the row update serialises concurrent callers,
     and a rolled-back invoice gives its index back, so used indexes stay consecutive."""
-    row = session.execute(
-        update(ExtendedKeyRecord).where(ExtendedKeyRecord.id == key_id)
-        .values(next_index=ExtendedKeyRecord.next_index + 1)
-        .returning(ExtendedKeyRecord.next_index)).one()
-    return row[0] - 1
+    return session.execute(_NEXT_INDEX, {"key_id": key_id}).scalar_one() - 1
 
 
 def request_fingerprint(raw_body: bytes) -> str:
@@ -99,6 +98,43 @@ def record_event(session: Session, invoice: Invoice, event_type: str, moment: da
         "dedupe_key": f"{invoice.id}:{dedupe or event_type}",
         "invoice_id": invoice.id, "store_id": invoice.store_id, "event_type": event_type,
         "payload_json": json.dumps(payload), "created_at": moment}, conflict=["dedupe_key"])
+
+
+_INVOICE = Invoice.__table__
+_EVENT = InvoiceEvent.__table__
+_STORE_TERMS = select(*STORE_TERMS_COLUMNS).where(Store.id == bindparam("store_id"))
+_NEXT_INDEX = update(ExtendedKeyRecord).where(ExtendedKeyRecord.id == bindparam("key_id")) \
+    .values(next_index=ExtendedKeyRecord.next_index + 1).returning(ExtendedKeyRecord.next_index)
+
+
+def _created_statement():
+    """PostgreSQL: the invoice and its InvoiceCreated event in one statement, so the
+    creation holds the key's row lock for one round trip fewer."""
+    invoice = insert(_INVOICE).values(
+        {c.name: bindparam(c.name, type_=c.type) for c in _INVOICE.columns}
+    ).returning(_INVOICE.c.id).cte("created_invoice")
+    event_columns = ("dedupe_key", "store_id", "event_type", "payload_json", "created_at")
+    return insert(_EVENT).from_select(
+        ["invoice_id", *event_columns],
+        select(invoice.c.id, *(bindparam(f"event_{name}", type_=_EVENT.c[name].type)
+                               for name in event_columns)))
+
+
+_CREATED_WITH_EVENT = _created_statement()
+
+
+def insert_created_invoice(connection: Connection, invoice: Invoice, payload_json: str) -> None:
+    """Insert a new invoice with its InvoiceCreated outbox event."""
+    row = {c.name: getattr(invoice, c.name) for c in _INVOICE.columns}
+    event = {"dedupe_key": f"{invoice.id}:InvoiceCreated", "store_id": invoice.store_id,
+             "event_type": "InvoiceCreated", "payload_json": payload_json,
+             "created_at": invoice.created_at}
+    if connection.dialect.name == "postgresql":
+        connection.execute(_CREATED_WITH_EVENT,
+                           {**row, **{f"event_{k}": v for k, v in event.items()}})
+    else:
+        connection.execute(insert(_INVOICE), row)
+        connection.execute(insert(_EVENT), {"invoice_id": invoice.id, **event})
 
 
 @dataclass(frozen=True)
@@ -133,14 +169,17 @@ class InvoiceService:
         return self._treasury_key_id
 
     # -- create -----------------------------------------------------------------------
-    def create(self, store_id: str, request: InvoiceRequest, *,
+    def create(self, store: str | StoreTerms, request: InvoiceRequest, *,
                idempotency_key: str | None = None, request_hash: str | None = None,
                render: Callable[[Invoice], dict] | None = None) -> tuple[Invoice, dict | None]:
         """Create an invoice. With an idempotency key, a repeat returns the first answer.
 
+        `store` is the store's id, or its terms when the caller has read them already
+        (the API reads them with the API key, saving a query).
         Returns (invoice, replayed_response). replayed_response is the stored first
         response when this call was a repeat, else None.
         """
+        store_id = store if isinstance(store, str) else store.id
         if idempotency_key:
             replay = self._replay(store_id, idempotency_key, request_hash)
             if replay is not None:
@@ -148,15 +187,27 @@ class InvoiceService:
         rate: LockedRate = self.rates.current()  # raises RateUnavailable: never quote blind
         treasury_key_id = self.ensure_treasury_key()
         try:
-            with self.db.write() as session:
-                invoice = self._create_in(session, store_id, request, rate, treasury_key_id)
+            # Core, not the ORM: this is the hottest write path, and it inserts known rows.
+            with self.db.transaction() as connection:
+                if isinstance(store, str):
+                    store = connection.execute(_STORE_TERMS, {"store_id": store_id}).first()
+                if store is None or store.archived:
+                    raise StoreNotFound(store_id)
+                invoice = self._new_invoice(store, request, rate, treasury_key_id)
+                key = self.keys.get(connection, invoice.key_id)
+                created = json.dumps(event_payload(invoice, "InvoiceCreated", invoice.created_at))
+                # Everything is ready before the key's cursor row is locked: that lock
+                # serialises every invoice on the key, so it is held for one UPDATE, one
+                # INSERT (the invoice and its outbox event together) and the COMMIT.
+                invoice.key_index = allocate_index(connection, invoice.key_id)
+                invoice.address = key.address(invoice.key_index)
+                insert_created_invoice(connection, invoice, created)
                 if idempotency_key:
-                    session.add(IdempotencyRecord(
-                        store_id=store_id, key=idempotency_key, request_hash=request_hash or "",
-                        status_code=200,
-                        response_json=json.dumps(render(invoice) if render else {"id": invoice.id}),
-                        created_at=self.clock()))
-                    session.flush()
+                    connection.execute(insert(IdempotencyRecord.__table__), {
+                        "store_id": store_id, "key": idempotency_key,
+                        "request_hash": request_hash or "", "status_code": 200,
+                        "response_json": json.dumps(render(invoice) if render else {"id": invoice.id}),
+                        "created_at": self.clock()})
             return invoice, None
         except IntegrityError:
             if not idempotency_key:
@@ -179,11 +230,9 @@ class InvoiceService:
             invoice = session.get(Invoice, body.get("id"))
             return invoice, body
 
-    def _create_in(self, session: Session, store_id: str, request: InvoiceRequest,
-                   rate: LockedRate, treasury_key_id: int) -> Invoice:
-        store = session.get(Store, store_id)
-        if store is None or store.archived:
-            raise StoreNotFound(store_id)
+    def _new_invoice(self, store, request: InvoiceRequest, rate: LockedRate,
+                     treasury_key_id: int) -> Invoice:
+        """The invoice as quoted for this store, still without its address."""
         now = self.clock()
         checkout = request.checkout
         price = request.price
@@ -199,8 +248,6 @@ class InvoiceService:
             amount_krw = int(krw_value(due, rate.krw_per_btc).to_integral_value(ROUND_FLOOR))
         key_id = store.key_id if store.settlement_mode == "btc" and store.key_id else \
             treasury_key_id
-        index = allocate_index(session, key_id)
-        address = self.keys.get(session, key_id).address(index)
         expiration = checkout.expiration_minutes or self.settings.expiration_minutes
         monitoring = checkout.monitoring_minutes or self.settings.monitoring_minutes
         expires_at = now + timedelta(minutes=expiration)
@@ -215,21 +262,17 @@ class InvoiceService:
             "redirectAutomatically": checkout.redirect_automatically,
             "defaultLanguage": language,
         }
-        invoice = Invoice(
+        return Invoice(
             id=random_id(22), store_id=store.id, currency=currency, amount_text=amount_text,
             amount_krw=amount_krw, due_sats=due, rate=rate.krw_per_btc, rate_raw=rate.raw_krw_per_btc,
             rate_source=rate.source, rate_fetched_at=rate.fetched_at, key_id=key_id,
-            key_index=index, address=address, status="New", additional_status="None",
+            key_index=-1, address="", status="New", additional_status="None",
             speed_policy=speed, payment_tolerance=tolerance,
             zero_conf_limit_krw=min(store.zero_conf_limit_krw, self.settings.zero_conf_limit_krw),
             created_at=now, updated_at=now, expires_at=expires_at,
             monitoring_expires_at=expires_at + timedelta(minutes=monitoring),
             order_id=request.order_id, metadata_json=json.dumps(request.metadata),
             checkout_json=json.dumps(checkout_json))
-        session.add(invoice)
-        session.flush()
-        record_event(session, invoice, "InvoiceCreated", now)
-        return invoice
 
     # -- read -------------------------------------------------------------------------
     def get(self, invoice_id: str, store_id: str | None = None) -> Invoice:
