@@ -33,6 +33,9 @@ class Gateway:
     extras: dict = field(default_factory=dict)
 
     def close(self) -> None:
+        pool = getattr(self.invoices, "address_pool", None)
+        if pool is not None:
+            pool.drain()
         self.db.dispose()
 
 

@@ -5,7 +5,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Optional
 
-from sqlalchemy import (BigInteger, Column, ForeignKey, Index, LargeBinary, String, Text,
+from sqlalchemy import (BigInteger, Column, ForeignKey, Index, Integer, LargeBinary, String, Text,
                         UniqueConstraint)
 from sqlmodel import Field, SQLModel
 
@@ -28,7 +28,23 @@ class ExtendedKeyRecord(SQLModel, table=True):
     script_type: str = Field(max_length=16)
     owner: str = Field(max_length=48)  # "treasury" or a store id
     next_index: int = Field(default=0)
+    # Receive addresses below this index are pre-derived in key_address (PostgreSQL's
+    # one-statement invoice creation reads them there).
+    derived_until: int = Field(default=0, sa_column=Column(
+        "derived_until", Integer(), nullable=False, server_default="0"))
     created_at: datetime = Field(default_factory=utc_now, sa_column=_utc("created_at"))
+
+
+class KeyAddress(SQLModel, table=True):
+    """A receive address derived ahead of use: a pure function of (key, index), written
+    outside any lock so that creating an invoice never derives while holding one."""
+
+    __tablename__ = "key_address"
+
+    key_id: int = Field(sa_column=Column("key_id", ForeignKey("extended_key.id"),
+                                         primary_key=True))
+    key_index: int = Field(primary_key=True)
+    address: str = Field(max_length=100)
 
 
 class Invoice(SQLModel, table=True):

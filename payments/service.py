@@ -11,9 +11,9 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
-from typing import Callable, Iterable
+from typing import Callable
 
-from sqlalchemy import bindparam, func, insert, update
+from sqlalchemy import bindparam, insert, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
@@ -21,6 +21,7 @@ from sqlmodel import Session, select
 from database import Database, insert_ignore, utc_now
 from merchants.models import Store
 from merchants.service import STORE_TERMS_COLUMNS, StoreTerms, random_id
+from payments.address_pool import AddressPool, created_event, insert_created_invoice
 from payments.addresses import ExtendedKey
 from payments.invoice_json import event_payload
 from payments.invoice_request import InvoiceRequest
@@ -100,41 +101,9 @@ def record_event(session: Session, invoice: Invoice, event_type: str, moment: da
         "payload_json": json.dumps(payload), "created_at": moment}, conflict=["dedupe_key"])
 
 
-_INVOICE = Invoice.__table__
-_EVENT = InvoiceEvent.__table__
 _STORE_TERMS = select(*STORE_TERMS_COLUMNS).where(Store.id == bindparam("store_id"))
 _NEXT_INDEX = update(ExtendedKeyRecord).where(ExtendedKeyRecord.id == bindparam("key_id")) \
     .values(next_index=ExtendedKeyRecord.next_index + 1).returning(ExtendedKeyRecord.next_index)
-
-
-def _created_statement():
-    """PostgreSQL: the invoice and its InvoiceCreated event in one statement, so the
-    creation holds the key's row lock for one round trip fewer."""
-    invoice = insert(_INVOICE).values(
-        {c.name: bindparam(c.name, type_=c.type) for c in _INVOICE.columns}
-    ).returning(_INVOICE.c.id).cte("created_invoice")
-    event_columns = ("dedupe_key", "store_id", "event_type", "payload_json", "created_at")
-    return insert(_EVENT).from_select(
-        ["invoice_id", *event_columns],
-        select(invoice.c.id, *(bindparam(f"event_{name}", type_=_EVENT.c[name].type)
-                               for name in event_columns)))
-
-
-_CREATED_WITH_EVENT = _created_statement()
-
-
-def insert_created_invoice(connection: Connection, invoice: Invoice, payload_json: str) -> None:
-    """Insert a new invoice with its InvoiceCreated outbox event."""
-    row = {c.name: getattr(invoice, c.name) for c in _INVOICE.columns}
-    event = {"dedupe_key": f"{invoice.id}:InvoiceCreated", "store_id": invoice.store_id,
-             "event_type": "InvoiceCreated", "payload_json": payload_json,
-             "created_at": invoice.created_at}
-    if connection.dialect.name == "postgresql":
-        connection.execute(_CREATED_WITH_EVENT,
-                           {**row, **{f"event_{k}": v for k, v in event.items()}})
-    else:
-        connection.execute(insert(_INVOICE), row)
-        connection.execute(insert(_EVENT), {"invoice_id": invoice.id, **event})
 
 
 @dataclass(frozen=True)
@@ -155,6 +124,7 @@ class InvoiceService:
         self.rates = rates
         self.clock = clock
         self.keys = keys or KeyRing()
+        self.address_pool = AddressPool(db, self.keys)
         self._treasury_key_id: int | None = None
 
     # -- keys -------------------------------------------------------------------------
@@ -186,22 +156,31 @@ class InvoiceService:
                 return replay
         rate: LockedRate = self.rates.current()  # raises RateUnavailable: never quote blind
         treasury_key_id = self.ensure_treasury_key()
+        if isinstance(store, str):
+            with self.db.one_shot() as connection:
+                store = connection.execute(_STORE_TERMS, {"store_id": store_id}).first()
+        if store is None or store.archived:
+            raise StoreNotFound(store_id)
+        # Everything is ready before the key's cursor row is locked: that lock serialises
+        # every invoice on the key, so it is held as briefly as the database allows.
+        invoice = self._new_invoice(store, request, rate, treasury_key_id)
+        event = created_event(invoice, json.dumps(
+            event_payload(invoice, "InvoiceCreated", invoice.created_at)))
+        low = False  # the address pool runs low
         try:
             # Core, not the ORM: this is the hottest write path, and it inserts known rows.
+            if not idempotency_key and not self.db.is_sqlite:
+                with self.db.one_shot() as connection:  # one autocommitted statement
+                    low = self.address_pool.create_invoice(connection, invoice, event)
+                return invoice, None
             with self.db.transaction() as connection:
-                if isinstance(store, str):
-                    store = connection.execute(_STORE_TERMS, {"store_id": store_id}).first()
-                if store is None or store.archived:
-                    raise StoreNotFound(store_id)
-                invoice = self._new_invoice(store, request, rate, treasury_key_id)
-                key = self.keys.get(connection, invoice.key_id)
-                created = json.dumps(event_payload(invoice, "InvoiceCreated", invoice.created_at))
-                # Everything is ready before the key's cursor row is locked: that lock
-                # serialises every invoice on the key, so it is held for one UPDATE, one
-                # INSERT (the invoice and its outbox event together) and the COMMIT.
-                invoice.key_index = allocate_index(connection, invoice.key_id)
-                invoice.address = key.address(invoice.key_index)
-                insert_created_invoice(connection, invoice, created)
+                if self.db.is_sqlite:  # one writer at a time anyway: derive in the transaction
+                    invoice.key_index = allocate_index(connection, invoice.key_id)
+                    invoice.address = self.keys.get(connection, invoice.key_id).address(
+                        invoice.key_index)
+                    insert_created_invoice(connection, invoice, event)
+                else:
+                    low = self.address_pool.create_invoice(connection, invoice, event)
                 if idempotency_key:
                     connection.execute(insert(IdempotencyRecord.__table__), {
                         "store_id": store_id, "key": idempotency_key,
@@ -217,6 +196,9 @@ class InvoiceService:
             if replay is None:
                 raise
             return replay
+        finally:
+            if low:  # derive ahead now that no transaction of ours holds the key's row
+                self.address_pool.refill_soon(invoice.key_id)
 
     def _replay(self, store_id: str, key: str, request_hash: str | None):
         with self.db.read() as session:

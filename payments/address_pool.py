@@ -1,0 +1,206 @@
+"""Writing a new invoice with its InvoiceCreated outbox event, and the receive addresses
+derived ahead of use that let PostgreSQL do it in one statement: it takes the key's next
+index, reads that index's address, and inserts the invoice and its event.
+
+Why: every invoice on a key increments the key's `next_index` row, so that row's lock
+serialises creation. Held across round trips (UPDATE, address derivation in Python,
+INSERT, COMMIT) it capped throughput; held for one autocommitted statement it is released
+as soon as the statement's commit is flushed. Indexes stay consecutive: the statement is
+atomic, so an invoice that fails to insert gives its index back.
+
+The pool is a plain table of (key, index, address), a pure function of the key. Refills
+derive a quarter of the pool at a time, one per key at once (an advisory lock), and lock
+the key's row only to publish the new end (`extended_key.derived_until`).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Integer, String, bindparam, func, insert, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.engine import Connection
+
+from payments.models import ExtendedKeyRecord, Invoice, InvoiceEvent, KeyAddress
+
+if TYPE_CHECKING:  # pragma: no cover
+    from database import Database
+    from payments.service import KeyRing
+
+log = logging.getLogger(__name__)
+_INVOICE = Invoice.__table__
+_EVENT = InvoiceEvent.__table__
+EVENT_COLUMNS = ("dedupe_key", "store_id", "event_type", "payload_json", "created_at")
+MAX_AHEAD = 400
+MIN_AHEAD = 20
+
+
+def pool_size(next_index: int) -> int:
+    """How far ahead to derive: grows with the key's use, so the treasury key keeps
+    hundreds of addresses ready while a shop's own key with a few invoices keeps 20."""
+    return min(MAX_AHEAD, max(MIN_AHEAD, next_index))
+
+
+def needs_refill(next_index: int, derived_until: int) -> bool:
+    """Refill in small batches (a quarter of the pool) so no request derives for long."""
+    return derived_until - next_index <= pool_size(next_index) * 3 // 4
+
+
+def created_event(invoice: Invoice, payload_json: str) -> dict:
+    """The InvoiceCreated outbox row's fields (its id is the invoice's)."""
+    return {"dedupe_key": f"{invoice.id}:InvoiceCreated", "store_id": invoice.store_id,
+            "event_type": "InvoiceCreated", "payload_json": payload_json,
+            "created_at": invoice.created_at}
+
+
+def _created_statement():
+    """PostgreSQL: an invoice whose address is known and its event, in one statement."""
+    invoice = insert(_INVOICE).values(
+        {c.name: bindparam(c.name, type_=c.type) for c in _INVOICE.columns}
+    ).returning(_INVOICE.c.id).cte("created_invoice")
+    return insert(_EVENT).from_select(
+        ["invoice_id", *EVENT_COLUMNS],
+        select(invoice.c.id, *(bindparam(f"event_{name}", type_=_EVENT.c[name].type)
+                               for name in EVENT_COLUMNS)))
+
+
+_CREATED_WITH_EVENT = _created_statement()
+
+
+def insert_created_invoice(connection: Connection, invoice: Invoice, event: dict) -> None:
+    """Insert a new invoice that has its index and address, with its outbox event."""
+    row = {c.name: getattr(invoice, c.name) for c in _INVOICE.columns}
+    if connection.dialect.name == "postgresql":
+        connection.execute(_CREATED_WITH_EVENT,
+                           {**row, **{f"event_{k}": v for k, v in event.items()}})
+    else:
+        connection.execute(insert(_INVOICE), row)
+        connection.execute(insert(_EVENT), {"invoice_id": invoice.id, **event})
+
+
+def _take_and_create_statement():
+    columns = [c for c in _INVOICE.columns if c.name not in ("key_index", "address")]
+    names = ", ".join(f'"{c.name}"' for c in columns)
+    values = ", ".join(f":{c.name}" for c in columns)
+    event_names = ", ".join(EVENT_COLUMNS)
+    event_values = ", ".join(f":event_{name}" for name in EVENT_COLUMNS)
+    # READ COMMITTED: the UPDATE waits for the key's row lock and then sees its newest
+    # version; the key_address join reads the statement's snapshot, so an address
+    # committed by a refill after the statement began may be invisible. Then `created`
+    # is empty while `taken` is not, and the caller derives that address itself.
+    sql = f"""
+        WITH taken AS (
+            UPDATE extended_key SET next_index = next_index + 1
+            WHERE id = :key_id AND next_index < derived_until
+            RETURNING next_index - 1 AS key_index, derived_until),
+        created AS (
+            INSERT INTO invoice ({names}, key_index, address)
+            SELECT {values}, taken.key_index, key_address.address
+            FROM taken JOIN key_address ON key_address.key_id = :key_id
+                                       AND key_address.key_index = taken.key_index
+            RETURNING id, address),
+        created_event AS (
+            INSERT INTO invoice_event (invoice_id, {event_names})
+            SELECT created.id, {event_values} FROM created)
+        SELECT taken.key_index, taken.derived_until, created.address
+        FROM taken LEFT JOIN created ON true"""
+    binds = [bindparam(c.name, type_=c.type) for c in columns]
+    binds += [bindparam(f"event_{name}", type_=_EVENT.c[name].type) for name in EVENT_COLUMNS]
+    return text(sql).bindparams(*binds).columns(key_index=Integer, derived_until=Integer,
+                                                address=String)
+
+
+_TAKE_AND_CREATE = _take_and_create_statement()
+_CURSOR = select(ExtendedKeyRecord.next_index, ExtendedKeyRecord.derived_until) \
+    .where(ExtendedKeyRecord.id == bindparam("key_id"))
+
+
+# Advisory-lock keys: this namespace's high bits, the key's id in the low ones.
+_LOCK_SPACE = 0x42555341 << 32  # "BUSA"
+_REFILL_LOCK = text("SELECT pg_advisory_xact_lock(:space + :key_id)").bindparams(space=_LOCK_SPACE)
+_TRY_REFILL_LOCK = text("SELECT pg_try_advisory_xact_lock(:space + :key_id)").bindparams(
+    space=_LOCK_SPACE)
+
+
+class PoolExhausted(RuntimeError):
+    pass
+
+
+class AddressPool:
+    def __init__(self, db: Database, keys: KeyRing):
+        self.db = db
+        self.keys = keys
+        self._refilling = threading.Lock()  # one background refill per process
+        self._thread: threading.Thread | None = None
+
+    def create_invoice(self, connection: Connection, invoice: Invoice, event: dict) -> bool:
+        """Give `invoice` its key's next index and address and insert it with `event`
+        (the outbox row's fields), in one statement on `connection`. True when the pool
+        runs low: the caller refills once its transaction no longer holds the key's row."""
+        params = {c.name: getattr(invoice, c.name) for c in _INVOICE.columns
+                  if c.name not in ("key_index", "address")}
+        params.update({f"event_{name}": event[name] for name in EVENT_COLUMNS})
+        for _attempt in range(3):
+            row = connection.execute(_TAKE_AND_CREATE, params).first()
+            if row is None:  # nothing derived ahead (or all taken): derive, then retry
+                self.refill(invoice.key_id, wait=True)
+                continue
+            invoice.key_index = row.key_index
+            if row.address is not None:
+                invoice.address = row.address
+            else:
+                # The index is ours but its pooled address was not visible to the
+                # statement (see above): derive it here and insert the invoice with it.
+                invoice.address = self.keys.get(connection, invoice.key_id).address(row.key_index)
+                insert_created_invoice(connection, invoice, event)
+            return needs_refill(row.key_index + 1, row.derived_until)
+        raise PoolExhausted(f"no receive address could be derived ahead for key {invoice.key_id}")
+
+    def refill_soon(self, key_id: int) -> None:
+        """Refill on a thread of this process, so that no response waits for it. The pool
+        is an optimisation only: if this never runs, creation refills when it finds the
+        pool empty."""
+        if not self._refilling.acquire(blocking=False):
+            return  # one is running
+
+        def run():
+            try:
+                self.refill(key_id, wait=False)
+            except Exception:  # noqa: BLE001 - logged; the next creation retries
+                log.exception("refilling the address pool of key %s failed", key_id)
+            finally:
+                self._refilling.release()
+
+        self._thread = threading.Thread(target=run, name="address-pool-refill", daemon=True)
+        self._thread.start()
+
+    def drain(self) -> None:
+        """Wait for a background refill (before closing the database)."""
+        thread = self._thread
+        if thread is not None:
+            thread.join()
+
+    def refill(self, key_id: int, *, wait: bool) -> int:
+        """Derive the key's next addresses into the pool; returns how many were added.
+        One refill per key at a time (an advisory lock): without `wait`, a refill
+        already running anywhere is enough."""
+        with self.db.transaction() as connection:
+            if wait:
+                connection.execute(_REFILL_LOCK, {"key_id": key_id})
+            elif not connection.execute(_TRY_REFILL_LOCK, {"key_id": key_id}).scalar():
+                return 0
+            next_index, derived_until = connection.execute(_CURSOR, {"key_id": key_id}).one()
+            if not needs_refill(next_index, derived_until):
+                return 0  # refilled while this one waited
+            key = self.keys.get(connection, key_id)
+            start, end = max(next_index, derived_until), next_index + pool_size(next_index)
+            rows = [{"key_id": key_id, "key_index": index, "address": key.address(index)}
+                    for index in range(start, end)]
+            connection.execute(pg_insert(KeyAddress.__table__).on_conflict_do_nothing(), rows)
+            # Last, so the key's row is locked only for the commit: creators admitted to the
+            # new indexes before they can see the new rows take the derive-here path.
+            connection.execute(
+                update(ExtendedKeyRecord).where(ExtendedKeyRecord.id == key_id)
+                .values(derived_until=func.greatest(ExtendedKeyRecord.derived_until, end)))
+            return len(rows)
