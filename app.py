@@ -11,6 +11,7 @@ from pathlib import Path
 
 from flask import Flask, jsonify, request
 from flask_wtf.csrf import CSRFProtect
+from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException
 
 from settings import Settings
@@ -116,6 +117,23 @@ def _register_errors(app: Flask) -> None:
             retry = getattr(err, "retry_after", None)
             if retry:
                 response.headers["Retry-After"] = str(retry)
+        return response
+
+    @app.errorhandler(DBAPIError)
+    def _database_lost(err: DBAPIError):
+        # Pooled connections are not pinged before use: after a database restart the
+        # first request on a dead connection lands here, and SQLAlchemy has already
+        # replaced the pool, so a retry succeeds. A connection lost mid-commit leaves
+        # the outcome unknown: an Idempotency-Key makes that retry safe.
+        if not err.connection_invalidated:
+            raise err
+        app.logger.warning("database connection lost: %s", type(err.orig).__name__)
+        message = "The database connection was lost; retry the request"
+        if request.path.startswith("/api/"):
+            response = jsonify({"code": "database-unavailable", "message": message})
+        else:
+            response = app.response_class(message, mimetype="text/plain")
+        response.status_code = 503
         return response
 
 

@@ -9,8 +9,9 @@ as soon as the statement's commit is flushed. Indexes stay consecutive: the stat
 atomic, so an invoice that fails to insert gives its index back.
 
 The pool is a plain table of (key, index, address), a pure function of the key. Refills
-derive a quarter of the pool at a time, one per key at once (an advisory lock), and lock
-the key's row only to publish the new end (`extended_key.derived_until`).
+run on a background thread, one per key at once (an advisory lock), derive a quarter of
+the pool at a time, and lock the key's row only to publish the new end
+(`extended_key.derived_until`).
 """
 from __future__ import annotations
 
@@ -112,8 +113,11 @@ def _take_and_create_statement():
 
 
 _TAKE_AND_CREATE = _take_and_create_statement()
-_CURSOR = select(ExtendedKeyRecord.next_index, ExtendedKeyRecord.derived_until) \
-    .where(ExtendedKeyRecord.id == bindparam("key_id"))
+_CURSOR = select(
+    ExtendedKeyRecord.next_index, ExtendedKeyRecord.derived_until,
+    select(func.coalesce(func.max(KeyAddress.key_index) + 1, 0))
+    .where(KeyAddress.key_id == ExtendedKeyRecord.id).scalar_subquery(),
+).where(ExtendedKeyRecord.id == bindparam("key_id"))
 
 
 # Advisory-lock keys: this namespace's high bits, the key's id in the low ones.
@@ -184,23 +188,32 @@ class AddressPool:
     def refill(self, key_id: int, *, wait: bool) -> int:
         """Derive the key's next addresses into the pool; returns how many were added.
         One refill per key at a time (an advisory lock): without `wait`, a refill
-        already running anywhere is enough."""
+        already running anywhere is enough.
+
+        Rows are derived a pool ahead of what is admitted (`derived_until`). A background
+        refill admits only rows an earlier refill committed, so a creation whose snapshot
+        predates this commit still sees every index it can take; a waiting refill (the
+        pool is empty) admits its own rows at once, and creation derives any address its
+        snapshot misses."""
         with self.db.transaction() as connection:
             if wait:
                 connection.execute(_REFILL_LOCK, {"key_id": key_id})
             elif not connection.execute(_TRY_REFILL_LOCK, {"key_id": key_id}).scalar():
                 return 0
-            next_index, derived_until = connection.execute(_CURSOR, {"key_id": key_id}).one()
+            next_index, derived_until, rows_until = connection.execute(
+                _CURSOR, {"key_id": key_id}).one()
             if not needs_refill(next_index, derived_until):
                 return 0  # refilled while this one waited
+            size = pool_size(next_index)
             key = self.keys.get(connection, key_id)
-            start, end = max(next_index, derived_until), next_index + pool_size(next_index)
             rows = [{"key_id": key_id, "key_index": index, "address": key.address(index)}
-                    for index in range(start, end)]
-            connection.execute(pg_insert(KeyAddress.__table__).on_conflict_do_nothing(), rows)
-            # Last, so the key's row is locked only for the commit: creators admitted to the
-            # new indexes before they can see the new rows take the derive-here path.
+                    for index in range(max(rows_until, next_index), next_index + 2 * size)]
+            if rows:
+                connection.execute(pg_insert(KeyAddress.__table__).on_conflict_do_nothing(),
+                                   rows)
+            admit = next_index + size if wait else min(next_index + size, rows_until)
+            # Last, so the key's row is locked only for the commit.
             connection.execute(
                 update(ExtendedKeyRecord).where(ExtendedKeyRecord.id == key_id)
-                .values(derived_until=func.greatest(ExtendedKeyRecord.derived_until, end)))
+                .values(derived_until=func.greatest(ExtendedKeyRecord.derived_until, admit)))
             return len(rows)
