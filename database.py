@@ -110,8 +110,15 @@ class Database:
         self._writer = self.engine.execution_options(sqlite_begin="IMMEDIATE")
         # PostgreSQL reads of one statement need no BEGIN/ROLLBACK round trips. SQLite is
         # in-process, and its BEGIN is issued by the listener above, so it keeps them.
-        self._one_shot = self.engine if self.is_sqlite else \
-            self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        # Its own small pool, set to autocommit once per connection: switching a shared
+        # pool's connections on every checkout costs more than the round trips it saves.
+        self._autocommit = None
+        if not self.is_sqlite:
+            options = {**engine_kwargs, "isolation_level": "AUTOCOMMIT"}
+            if "poolclass" not in options:
+                options.update(pool_size=5, max_overflow=10)
+            self._autocommit = make_engine(url, **options)
+        self._one_shot = self._autocommit or self.engine
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -140,6 +147,8 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._autocommit is not None:
+            self._autocommit.dispose()
 
 
 def insert_ignore(session, table, values: dict, *, conflict: list[str] | None = None) -> bool:
