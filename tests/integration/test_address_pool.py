@@ -224,3 +224,33 @@ def test_after_the_database_drops_its_connections_one_request_gets_503_and_the_n
             assert response.get_json()["code"] == "database-unavailable"
     assert statuses in ([503, 200, 200], [200, 200, 200]), statuses
     assert statuses[0] == 503  # the pooled connection was dead and nothing pinged it
+
+
+def test_vacuuming_the_key_cursors_clears_their_dead_versions_at_most_once_a_second(
+        gateway, service, merchant, quote):
+    from sqlalchemy import text
+
+    service.create(merchant[0], quote)
+    pool = service.address_pool
+    pool.drain()
+    key_id = service.ensure_treasury_key()
+
+    def vacuum_stats():
+        with gateway.db.one_shot() as c:
+            return c.execute(text("SELECT vacuum_count, n_dead_tup FROM pg_stat_user_tables "
+                                  "WHERE relname = 'extended_key'")).one()
+
+    # Updates HOT cannot prune away: a snapshot held open pins every version.
+    pinning = gateway.db.engine.execution_options(isolation_level="REPEATABLE READ")
+    with pinning.connect() as pin, pin.begin():
+        pin.execute(text("SELECT 1 FROM extended_key"))
+        for _ in range(400):
+            with gateway.db.one_shot() as c:
+                c.execute(update(ExtendedKeyRecord).where(ExtendedKeyRecord.id == key_id)
+                          .values(next_index=ExtendedKeyRecord.next_index))
+    before, _ = vacuum_stats()
+    pool._vacuumed_at = float("-inf")
+    assert pool.vacuum_cursors() is True
+    assert pool.vacuum_cursors() is False  # not again within the second
+    after, dead = vacuum_stats()
+    assert (after, dead) == (before + 1, 0)
