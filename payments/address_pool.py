@@ -132,6 +132,12 @@ class PoolExhausted(RuntimeError):
     pass
 
 
+class PoolEmpty(Exception):
+    """Inside a caller's transaction the pool had no address to give: the caller rolls
+    back (its failed UPDATE may still hold the key's row, which a refill must update),
+    refills and retries."""
+
+
 class AddressPool:
     def __init__(self, db: Database, keys: KeyRing):
         self.db = db
@@ -140,16 +146,20 @@ class AddressPool:
         self._thread: threading.Thread | None = None
         self._vacuumed_at = float("-inf")
 
-    def create_invoice(self, connection: Connection, invoice: Invoice, event: dict) -> bool:
+    def create_invoice(self, connection: Connection, invoice: Invoice, event: dict, *,
+                       autocommit: bool = True) -> bool:
         """Give `invoice` its key's next index and address and insert it with `event`
         (the outbox row's fields), in one statement on `connection`. True when the pool
-        runs low: the caller refills once its transaction no longer holds the key's row."""
+        runs low: the caller refills once its transaction no longer holds the key's row.
+        Not `autocommit` (the caller's transaction): an empty pool raises PoolEmpty."""
         params = {c.name: getattr(invoice, c.name) for c in _INVOICE.columns
                   if c.name not in ("key_index", "address")}
         params.update({f"event_{name}": event[name] for name in EVENT_COLUMNS})
         for _attempt in range(3):
             row = connection.execute(_TAKE_AND_CREATE, params).first()
             if row is None:  # nothing derived ahead (or all taken): derive, then retry
+                if not autocommit:
+                    raise PoolEmpty(invoice.key_id)
                 self.refill(invoice.key_id, wait=True)
                 continue
             invoice.key_index = row.key_index

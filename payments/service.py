@@ -21,7 +21,8 @@ from sqlmodel import Session, select
 from database import Database, insert_ignore, utc_now
 from merchants.models import Store
 from merchants.service import STORE_TERMS_COLUMNS, StoreTerms, random_id
-from payments.address_pool import AddressPool, created_event, insert_created_invoice
+from payments.address_pool import (AddressPool, PoolEmpty, PoolExhausted, created_event,
+                                   insert_created_invoice)
 from payments.addresses import ExtendedKey
 from payments.invoice_json import event_payload
 from payments.invoice_request import InvoiceRequest
@@ -173,20 +174,15 @@ class InvoiceService:
                 with self.db.one_shot() as connection:  # one autocommitted statement
                     low = self.address_pool.create_invoice(connection, invoice, event)
                 return invoice, None
-            with self.db.transaction() as connection:
-                if self.db.is_sqlite:  # one writer at a time anyway: derive in the transaction
-                    invoice.key_index = allocate_index(connection, invoice.key_id)
-                    invoice.address = self.keys.get(connection, invoice.key_id).address(
-                        invoice.key_index)
-                    insert_created_invoice(connection, invoice, event)
-                else:
-                    low = self.address_pool.create_invoice(connection, invoice, event)
-                if idempotency_key:
-                    connection.execute(insert(IdempotencyRecord.__table__), {
-                        "store_id": store_id, "key": idempotency_key,
-                        "request_hash": request_hash or "", "status_code": 200,
-                        "response_json": json.dumps(render(invoice) if render else {"id": invoice.id}),
-                        "created_at": self.clock()})
+            for _attempt in range(3):
+                try:
+                    low = self._create_in_transaction(invoice, event, idempotency_key,
+                                                      request_hash, render)
+                    break
+                except PoolEmpty:  # rolled back: no lock of ours on the key's row now
+                    self.address_pool.refill(invoice.key_id, wait=True)
+            else:
+                raise PoolExhausted(f"no receive address for key {invoice.key_id}")
             return invoice, None
         except IntegrityError:
             if not idempotency_key:
@@ -199,6 +195,28 @@ class InvoiceService:
         finally:
             if low:  # derive ahead now that no transaction of ours holds the key's row
                 self.address_pool.refill_soon(invoice.key_id)
+
+    def _create_in_transaction(self, invoice: Invoice, event: dict, idempotency_key: str | None,
+                               request_hash: str | None, render) -> bool:
+        """The invoice, its event and the idempotency record in one transaction; True when
+        the address pool runs low."""
+        low = False
+        with self.db.transaction() as connection:
+            if self.db.is_sqlite:  # one writer at a time anyway: derive in the transaction
+                invoice.key_index = allocate_index(connection, invoice.key_id)
+                invoice.address = self.keys.get(connection, invoice.key_id).address(
+                    invoice.key_index)
+                insert_created_invoice(connection, invoice, event)
+            else:
+                low = self.address_pool.create_invoice(connection, invoice, event,
+                                                       autocommit=False)
+            if idempotency_key:
+                connection.execute(insert(IdempotencyRecord.__table__), {
+                    "store_id": invoice.store_id, "key": idempotency_key,
+                    "request_hash": request_hash or "", "status_code": 200,
+                    "response_json": json.dumps(render(invoice) if render else {"id": invoice.id}),
+                    "created_at": self.clock()})
+        return low
 
     def _replay(self, store_id: str, key: str, request_hash: str | None):
         with self.db.read() as session:

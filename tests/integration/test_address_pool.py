@@ -254,3 +254,34 @@ def test_vacuuming_the_key_cursors_clears_their_dead_versions_at_most_once_a_sec
     assert pool.vacuum_cursors() is False  # not again within the second
     after, dead = vacuum_stats()
     assert (after, dead) == (before + 1, 0)
+
+
+def test_an_idempotent_creation_that_finds_the_pool_empty_after_waiting_for_the_key_row_completes(
+        gateway, service, merchant, quote):
+    import threading
+
+    from sqlalchemy import text
+
+    service.create(merchant[0], quote)
+    service.address_pool.drain()
+    key_id = service.ensure_treasury_key()
+    done = {}
+
+    def create():
+        done["invoice"], _ = service.create(merchant[0], quote, idempotency_key="k-1",
+                                            request_hash="h", render=lambda inv: {"id": inv.id})
+
+    # Another transaction empties the pool and holds the key's row; the creation's UPDATE
+    # waits for it, then finds nothing to take, while its own transaction is still open
+    # and a refill needs that same row.
+    with gateway.db.engine.connect() as holder, holder.begin():
+        holder.execute(text("UPDATE extended_key SET derived_until = next_index WHERE id = :k"),
+                       {"k": key_id})
+        worker = threading.Thread(target=create, daemon=True)
+        worker.start()
+        time.sleep(0.3)
+    worker.join(timeout=20)
+    assert not worker.is_alive(), "the creation deadlocked against its own refill"
+    assert done["invoice"].key_index == 1
+    again, replayed = service.create(merchant[0], quote, idempotency_key="k-1", request_hash="h")
+    assert again.id == done["invoice"].id and replayed == {"id": again.id}
