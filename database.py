@@ -112,13 +112,12 @@ class Database:
         # in-process, and its BEGIN is issued by the listener above, so it keeps them.
         # Its own small pool, set to autocommit once per connection: switching a shared
         # pool's connections on every checkout costs more than the round trips it saves.
-        self._autocommit = None
+        self._one_shot = self.engine
         if not self.is_sqlite:
             options = {**engine_kwargs, "isolation_level": "AUTOCOMMIT"}
             if "poolclass" not in options:
                 options.update(pool_size=5, max_overflow=10)
-            self._autocommit = make_engine(url, **options)
-        self._one_shot = self._autocommit or self.engine
+            self._one_shot = make_engine(url, **options)
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -147,8 +146,8 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
-        if self._autocommit is not None:
-            self._autocommit.dispose()
+        if self._one_shot is not self.engine:
+            self._one_shot.dispose()
 
 
 def insert_ignore(session, table, values: dict, *, conflict: list[str] | None = None) -> bool:

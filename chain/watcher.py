@@ -36,7 +36,6 @@ Everything is kept; nothing is decided from missing data. `health(gateway)` read
 from __future__ import annotations
 
 import fcntl
-import json
 import logging
 import os
 import socket
@@ -57,7 +56,7 @@ from chain.logic import (Match, arrival_time, backoff_seconds,
 from chain.models import ChainBlock, ChainPaymentTrack, ChainTxInput, ChainWatcherState
 from database import insert_ignore
 from payments.bip21 import format_btc
-from payments.invoice_json import event_payload, unix
+from payments.invoice_json import outbox_row, unix
 from payments.invoice_status import (AdditionalStatus, InvoiceFacts, PaymentFact,
                                      PaymentState, confirmations_required, decide,
                                      full_threshold_sats)
@@ -100,8 +99,8 @@ def _many(s, stmt, rows: list[dict]) -> None:
 class _Outbox:
     """Outbox events of one transaction, written together at its end, in order.
 
-    Same rows and keys as `payments.service.record_event` (``<invoice id>:<dedupe>``,
-    insert-once on the unique key), batched: a block with hundreds of payments writes its
+    The rows of `payments.service.record_event` (`invoice_json.outbox_row`, insert-once
+    on the unique key), batched: a block with hundreds of payments writes its
     events in one executemany instead of one statement each."""
 
     def __init__(self):
@@ -110,15 +109,11 @@ class _Outbox:
 
     def add(self, invoice, event_type: str, moment: datetime, dedupe: str | None = None,
             **extra) -> None:
-        key = f"{invoice.id}:{dedupe or event_type}"
-        if key in self._keys:
+        row = outbox_row(invoice, event_type, moment, dedupe, **extra)
+        if row["dedupe_key"] in self._keys:
             return
-        self._keys.add(key)
-        self.rows.append({"dedupe_key": key, "invoice_id": invoice.id,
-                          "store_id": invoice.store_id, "event_type": event_type,
-                          "payload_json": json.dumps(event_payload(invoice, event_type, moment,
-                                                                   **extra)),
-                          "created_at": moment})
+        self._keys.add(row["dedupe_key"])
+        self.rows.append(row)
 
     def flush(self, s) -> int:
         """Write the new ones; returns how many were new."""

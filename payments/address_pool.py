@@ -33,7 +33,10 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 _INVOICE = Invoice.__table__
 _EVENT = InvoiceEvent.__table__
+# The outbox row's columns other than invoice_id (the new invoice's, inside the statement).
 EVENT_COLUMNS = ("dedupe_key", "store_id", "event_type", "payload_json", "created_at")
+# The invoice's columns the creation statement binds; index and address come from the pool.
+POOLED_COLUMNS = tuple(c for c in _INVOICE.columns if c.name not in ("key_index", "address"))
 MAX_AHEAD = 400
 MIN_AHEAD = 20
 
@@ -47,13 +50,6 @@ def pool_size(next_index: int) -> int:
 def needs_refill(next_index: int, derived_until: int) -> bool:
     """Refill in small batches (a quarter of the pool) so no request derives for long."""
     return derived_until - next_index <= pool_size(next_index) * 3 // 4
-
-
-def created_event(invoice: Invoice, payload_json: str) -> dict:
-    """The InvoiceCreated outbox row's fields (its id is the invoice's)."""
-    return {"dedupe_key": f"{invoice.id}:InvoiceCreated", "store_id": invoice.store_id,
-            "event_type": "InvoiceCreated", "payload_json": payload_json,
-            "created_at": invoice.created_at}
 
 
 def _created_statement():
@@ -71,20 +67,20 @@ _CREATED_WITH_EVENT = _created_statement()
 
 
 def insert_created_invoice(connection: Connection, invoice: Invoice, event: dict) -> None:
-    """Insert a new invoice that has its index and address, with its outbox event."""
+    """Insert a new invoice that has its index and address, with its outbox row
+    (`invoice_json.outbox_row`)."""
     row = {c.name: getattr(invoice, c.name) for c in _INVOICE.columns}
     if connection.dialect.name == "postgresql":
         connection.execute(_CREATED_WITH_EVENT,
-                           {**row, **{f"event_{k}": v for k, v in event.items()}})
+                           {**row, **{f"event_{name}": event[name] for name in EVENT_COLUMNS}})
     else:
         connection.execute(insert(_INVOICE), row)
-        connection.execute(insert(_EVENT), {"invoice_id": invoice.id, **event})
+        connection.execute(insert(_EVENT), event)
 
 
 def _take_and_create_statement():
-    columns = [c for c in _INVOICE.columns if c.name not in ("key_index", "address")]
-    names = ", ".join(f'"{c.name}"' for c in columns)
-    values = ", ".join(f":{c.name}" for c in columns)
+    names = ", ".join(f'"{c.name}"' for c in POOLED_COLUMNS)
+    values = ", ".join(f":{c.name}" for c in POOLED_COLUMNS)
     event_names = ", ".join(EVENT_COLUMNS)
     event_values = ", ".join(f":event_{name}" for name in EVENT_COLUMNS)
     # READ COMMITTED: the UPDATE waits for the key's row lock and then sees its newest
@@ -107,7 +103,7 @@ def _take_and_create_statement():
             SELECT created.id, {event_values} FROM created)
         SELECT taken.key_index, taken.derived_until, created.address
         FROM taken LEFT JOIN created ON true"""
-    binds = [bindparam(c.name, type_=c.type) for c in columns]
+    binds = [bindparam(c.name, type_=c.type) for c in POOLED_COLUMNS]
     binds += [bindparam(f"event_{name}", type_=_EVENT.c[name].type) for name in EVENT_COLUMNS]
     return text(sql).bindparams(*binds).columns(key_index=Integer, derived_until=Integer,
                                                 address=String)
@@ -149,11 +145,10 @@ class AddressPool:
     def create_invoice(self, connection: Connection, invoice: Invoice, event: dict, *,
                        autocommit: bool = True) -> bool:
         """Give `invoice` its key's next index and address and insert it with `event`
-        (the outbox row's fields), in one statement on `connection`. True when the pool
+        (its `invoice_json.outbox_row`), in one statement on `connection`. True when the pool
         runs low: the caller refills once its transaction no longer holds the key's row.
         Not `autocommit` (the caller's transaction): an empty pool raises PoolEmpty."""
-        params = {c.name: getattr(invoice, c.name) for c in _INVOICE.columns
-                  if c.name not in ("key_index", "address")}
+        params = {c.name: getattr(invoice, c.name) for c in POOLED_COLUMNS}
         params.update({f"event_{name}": event[name] for name in EVENT_COLUMNS})
         for _attempt in range(3):
             row = connection.execute(_TAKE_AND_CREATE, params).first()

@@ -102,3 +102,13 @@ def event_payload(invoice: Invoice, event_type: str, timestamp: datetime, **extr
     }
     body.update(extra)
     return body
+
+
+def outbox_row(invoice: Invoice, event_type: str, moment: datetime, dedupe: str | None = None,
+               **extra) -> dict:
+    """An `invoice_event` row: the webhook body and its insert-once key
+    (``<invoice id>:<dedupe or event type>``)."""
+    return {"dedupe_key": f"{invoice.id}:{dedupe or event_type}", "invoice_id": invoice.id,
+            "store_id": invoice.store_id, "event_type": event_type,
+            "payload_json": json.dumps(event_payload(invoice, event_type, moment, **extra)),
+            "created_at": moment}

@@ -21,10 +21,9 @@ from sqlmodel import Session, select
 from database import Database, insert_ignore, utc_now
 from merchants.models import Store
 from merchants.service import STORE_TERMS_COLUMNS, StoreTerms, random_id
-from payments.address_pool import (AddressPool, PoolEmpty, PoolExhausted, created_event,
-                                   insert_created_invoice)
+from payments.address_pool import AddressPool, PoolEmpty, PoolExhausted, insert_created_invoice
 from payments.addresses import ExtendedKey
-from payments.invoice_json import event_payload
+from payments.invoice_json import outbox_row
 from payments.invoice_request import InvoiceRequest
 from payments.models import (ExtendedKeyRecord, IdempotencyRecord, Invoice, InvoiceEvent,
                              InvoiceQr, Payment)
@@ -95,11 +94,9 @@ def request_fingerprint(raw_body: bytes) -> str:
 def record_event(session: Session, invoice: Invoice, event_type: str, moment: datetime,
                  dedupe: str | None = None, **extra) -> bool:
     """Add an outbox event once; True when it was new."""
-    payload = event_payload(invoice, event_type, moment, **extra)
-    return insert_ignore(session, InvoiceEvent.__table__, {
-        "dedupe_key": f"{invoice.id}:{dedupe or event_type}",
-        "invoice_id": invoice.id, "store_id": invoice.store_id, "event_type": event_type,
-        "payload_json": json.dumps(payload), "created_at": moment}, conflict=["dedupe_key"])
+    return insert_ignore(session, InvoiceEvent.__table__,
+                         outbox_row(invoice, event_type, moment, dedupe, **extra),
+                         conflict=["dedupe_key"])
 
 
 _STORE_TERMS = select(*STORE_TERMS_COLUMNS).where(Store.id == bindparam("store_id"))
@@ -165,8 +162,7 @@ class InvoiceService:
         # Everything is ready before the key's cursor row is locked: that lock serialises
         # every invoice on the key, so it is held as briefly as the database allows.
         invoice = self._new_invoice(store, request, rate, treasury_key_id)
-        event = created_event(invoice, json.dumps(
-            event_payload(invoice, "InvoiceCreated", invoice.created_at)))
+        event = outbox_row(invoice, "InvoiceCreated", invoice.created_at)
         low = False  # the address pool runs low
         try:
             # Core, not the ORM: this is the hottest write path, and it inserts known rows.

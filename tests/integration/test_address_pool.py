@@ -15,8 +15,9 @@ import pytest
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from payments.address_pool import created_event, pool_size
+from payments.address_pool import pool_size
 from payments.addresses import DEMO_TREASURY_KEY, ExtendedKey
+from payments.invoice_json import outbox_row
 from payments.invoice_request import parse_invoice_request
 from payments.models import ExtendedKeyRecord, Invoice, InvoiceEvent, KeyAddress
 from payments.service import allocate_index
@@ -106,7 +107,8 @@ def test_a_creation_that_fails_gives_its_index_back(gateway, service, merchant, 
     clash = first.model_copy()  # same invoice id: the INSERT fails inside the statement
     with pytest.raises(IntegrityError):
         with gateway.db.one_shot() as connection:
-            pool.create_invoice(connection, clash, created_event(clash, "{}"))
+            pool.create_invoice(connection, clash,
+                               outbox_row(clash, "InvoiceCreated", clash.created_at))
     next_index, _, _ = cursor(gateway, first.key_id)
     assert next_index == 1  # the UPDATE of the same statement was undone
     second, _ = service.create(merchant[0], quote)
