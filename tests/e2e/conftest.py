@@ -3,10 +3,21 @@ from __future__ import annotations
 
 import threading
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
 CHROMIUM = "/usr/bin/chromium"
+ROOT = Path(__file__).resolve().parents[2]
+SCREENS = ROOT / "docs" / "screens"  # screenshots for people to look at (docs/SCREENS.md)
+AXE = Path(__file__).resolve().parent / "vendor" / "axe.min.js"
+#: Every browser test module's `pytestmark`.
+BROWSER_TEST = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                       reason=f"browser tests need Debian chromium at {CHROMIUM} "
+                              "(apt-get install chromium)"),
+]
 
 
 @pytest.fixture
@@ -45,3 +56,15 @@ def browser():
             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
         yield chromium
         chromium.close()
+
+
+def axe_violations(page, impacts=("serious", "critical")) -> list[dict]:
+    """Run axe-core on the page; the violations of the given impacts, summarised."""
+    if not page.evaluate("typeof window.axe !== 'undefined'"):
+        page.add_script_tag(content=AXE.read_text(encoding="utf-8"))
+    result = page.evaluate("""async () => {
+        const r = await axe.run(document, {resultTypes: ['violations']});
+        return r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,
+                                       nodes: v.nodes.slice(0, 4).map(n => n.target.join(' '))}));
+    }""")
+    return [v for v in result if v["impact"] in impacts]

@@ -6,20 +6,14 @@ Screenshots go to docs/screens/backoffice-*.png.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_pos_browser import (CHROMIUM, SIZES, app, assert_accessible,  # noqa: F401
-                                        assert_fits, assert_touch_targets, new_page, server,
-                                        shot, store)
+from tests.e2e.conftest import BROWSER_TEST
+from tests.e2e.test_pos_browser import (SIZES, app, assert_accessible, assert_fits,  # noqa: F401
+                                        assert_touch_targets, new_page, server, shot, store)
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                       reason=f"browser tests need Debian chromium at {CHROMIUM} "
-                              "(apt-get install chromium)"),
-]
+pytestmark = BROWSER_TEST
 
 PAGES = [("overview", "/merchant"), ("settings", "/merchant/settings"),
          ("staff", "/merchant/staff"), ("api-keys", "/merchant/api-keys"),

@@ -5,24 +5,15 @@ Screenshots go to docs/screens/checkout-*.png for people to look at.
 from __future__ import annotations
 
 import subprocess
-from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import live_server
+from tests.e2e.conftest import BROWSER_TEST, SCREENS, live_server
 
 from tests.conftest import auth
 from tests.integration.test_checkout_page import create_invoice, set_state
 
-CHROMIUM = "/usr/bin/chromium"
-SCREENS = Path(__file__).resolve().parents[2] / "docs" / "screens"
-
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                       reason=f"browser tests need Debian chromium at {CHROMIUM} "
-                              "(apt-get install chromium)"),
-]
+pytestmark = BROWSER_TEST
 
 PHONE = {"width": 360, "height": 740}
 DESKTOP = {"width": 1280, "height": 800}

@@ -9,23 +9,12 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import live_server
+from tests.e2e.conftest import BROWSER_TEST, SCREENS, axe_violations, live_server
 
-CHROMIUM = "/usr/bin/chromium"
-ROOT = Path(__file__).resolve().parents[2]
-SCREENS = ROOT / "docs" / "screens"
-AXE = Path(__file__).resolve().parent / "vendor" / "axe.min.js"
-
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                       reason=f"browser tests need Debian chromium at {CHROMIUM} "
-                              "(apt-get install chromium)"),
-]
+pytestmark = BROWSER_TEST
 
 DESKTOP = {"width": 1280, "height": 800}
 TABLET = {"width": 800, "height": 1280}
@@ -221,15 +210,6 @@ def test_the_dashboard_works_from_the_keyboard_with_a_visible_focus(browser, ser
     finally:
         context.close()
 
-
-def axe_violations(page) -> list[dict]:
-    page.add_script_tag(content=AXE.read_text(encoding="utf-8"))
-    result = page.evaluate("""async () => {
-        const r = await axe.run(document, {resultTypes: ['violations']});
-        return r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,
-                                       nodes: v.nodes.slice(0, 4).map(n => n.target.join(' '))}));
-    }""")
-    return [v for v in result if v["impact"] in ("serious", "critical")]
 
 
 @pytest.mark.parametrize("locale", ["en-US", "ko-KR"])

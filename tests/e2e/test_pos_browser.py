@@ -9,31 +9,21 @@ import json
 import re
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import live_server
+from tests.e2e.conftest import BROWSER_TEST, SCREENS, axe_violations, live_server
 
 from accounts.service import create_user
 from tests.conftest import make_merchant
 
-CHROMIUM = "/usr/bin/chromium"
-ROOT = Path(__file__).resolve().parents[2]
-SCREENS = ROOT / "docs" / "screens"
-AXE = Path(__file__).resolve().parent / "vendor" / "axe.min.js"
 LANDSCAPE = {"width": 1280, "height": 800}
 PORTRAIT = {"width": 800, "height": 1280}
 PHONE = {"width": 360, "height": 740}
 SIZES = {"1280": LANDSCAPE, "800": PORTRAIT, "360": PHONE}
 PIN = "2468"
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                       reason=f"browser tests need Debian chromium at {CHROMIUM} "
-                              "(apt-get install chromium)"),
-]
+pytestmark = BROWSER_TEST
 
 
 def _demo_chain_missing() -> str | None:
@@ -116,17 +106,6 @@ def shot(page, name: str, full_page: bool = False) -> None:
     SCREENS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENS / f"{name}.png"), full_page=full_page)
 
-
-def axe_violations(page, impacts=("serious", "critical")) -> list[dict]:
-    """Run axe-core on the page; the serious and critical violations, summarised."""
-    if not page.evaluate("typeof window.axe !== 'undefined'"):
-        page.add_script_tag(content=AXE.read_text(encoding="utf-8"))
-    result = page.evaluate("""async () => {
-        const r = await axe.run(document, {resultTypes: ['violations']});
-        return r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,
-                                       nodes: v.nodes.slice(0, 3).map(n => n.target.join(' '))}));
-    }""")
-    return [v for v in result if v["impact"] in impacts]
 
 
 def assert_accessible(page, what: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.test_checkout_browser import CHROMIUM, PHONE, SCREENS, open_page  # noqa: F401
+from tests.e2e.test_checkout_browser import PHONE, SCREENS, open_page
 from tests.integration.test_refund_pages import (MAINNET_ADDRESS, REGTEST_ADDRESS, claims,  # noqa: F401
                                                  demo_chain, overpaid, world)
 
