@@ -219,8 +219,8 @@ class AddressPool:
         Rows are derived a pool ahead of what is admitted (`derived_until`). A background
         refill admits only rows an earlier refill committed, so a creation whose snapshot
         predates this commit still sees every index it can take; a waiting refill (the
-        pool is empty) admits its own rows at once, and creation derives any address its
-        snapshot misses."""
+        pool is empty) admits its own rows right after committing them. A creation whose
+        snapshot still misses an address derives it itself."""
         with self.db.transaction() as connection:
             if wait:
                 connection.execute(_REFILL_LOCK, {"key_id": key_id})
@@ -237,9 +237,18 @@ class AddressPool:
             if rows:
                 connection.execute(pg_insert(KeyAddress.__table__).on_conflict_do_nothing(),
                                    rows)
-            admit = next_index + size if wait else min(next_index + size, rows_until)
-            # Last, so the key's row is locked only for the commit.
-            connection.execute(
-                update(ExtendedKeyRecord).where(ExtendedKeyRecord.id == key_id)
-                .values(derived_until=func.greatest(ExtendedKeyRecord.derived_until, admit)))
-            return len(rows)
+            if not wait:
+                self._admit(connection, key_id, min(next_index + size, rows_until))
+                return len(rows)
+        # The pool is empty: admit the new rows at once, but only after they committed, so
+        # that a creation must have waited through both commits to miss one.
+        with self.db.transaction() as connection:
+            self._admit(connection, key_id, next_index + size)
+        return len(rows)
+
+    @staticmethod
+    def _admit(connection: Connection, key_id: int, until: int) -> None:
+        # Last in its transaction, so the key's row is locked only for the commit.
+        connection.execute(
+            update(ExtendedKeyRecord).where(ExtendedKeyRecord.id == key_id)
+            .values(derived_until=func.greatest(ExtendedKeyRecord.derived_until, until)))
