@@ -22,7 +22,9 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Integer, String, bindparam, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from psycopg.errors import DivisionByZero
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DataError
 
 from payments.models import ExtendedKeyRecord, Invoice, InvoiceEvent, KeyAddress
 
@@ -86,7 +88,10 @@ def _take_and_create_statement():
     # READ COMMITTED: the UPDATE waits for the key's row lock and then sees its newest
     # version; the key_address join reads the statement's snapshot, so an address
     # committed by a refill after the statement began may be invisible. Then `created`
-    # is empty while `taken` is not, and the caller derives that address itself.
+    # is empty while `taken` is not, and the last line divides by zero on purpose: the
+    # error undoes the whole statement, index included, and the caller retries with a
+    # fresh snapshot. (Plain SQL has no RAISE; the divisor depends on a row, so it is
+    # not folded at planning time.)
     sql = f"""
         WITH taken AS (
             UPDATE extended_key SET next_index = next_index + 1
@@ -101,12 +106,13 @@ def _take_and_create_statement():
         created_event AS (
             INSERT INTO invoice_event (invoice_id, {event_names})
             SELECT created.id, {event_values} FROM created)
-        SELECT taken.key_index, taken.derived_until, created.address
+        SELECT taken.key_index, taken.derived_until, created.address,
+               1 / (CASE WHEN created.address IS NULL THEN 0 ELSE 1 END) AS address_seen
         FROM taken LEFT JOIN created ON true"""
     binds = [bindparam(c.name, type_=c.type) for c in POOLED_COLUMNS]
     binds += [bindparam(f"event_{name}", type_=_EVENT.c[name].type) for name in EVENT_COLUMNS]
     return text(sql).bindparams(*binds).columns(key_index=Integer, derived_until=Integer,
-                                                address=String)
+                                                address=String, address_seen=Integer)
 
 
 _TAKE_AND_CREATE = _take_and_create_statement()
@@ -150,21 +156,19 @@ class AddressPool:
         Not `autocommit` (the caller's transaction): an empty pool raises PoolEmpty."""
         params = {c.name: getattr(invoice, c.name) for c in POOLED_COLUMNS}
         params.update({f"event_{name}": event[name] for name in EVENT_COLUMNS})
-        for _attempt in range(3):
-            row = connection.execute(_TAKE_AND_CREATE, params).first()
+        for _attempt in range(5):
+            try:
+                row = connection.execute(_TAKE_AND_CREATE, params).first()
+            except DataError as err:
+                if not isinstance(err.orig, DivisionByZero):
+                    raise
+                row = None  # the address was not visible (see the statement): undone
             if row is None:  # nothing derived ahead (or all taken): derive, then retry
                 if not autocommit:
                     raise PoolEmpty(invoice.key_id)
                 self.refill(invoice.key_id, wait=True)
                 continue
-            invoice.key_index = row.key_index
-            if row.address is not None:
-                invoice.address = row.address
-            else:
-                # The index is ours but its pooled address was not visible to the
-                # statement (see above): derive it here and insert the invoice with it.
-                invoice.address = self.keys.get(connection, invoice.key_id).address(row.key_index)
-                insert_created_invoice(connection, invoice, event)
+            invoice.key_index, invoice.address = row.key_index, row.address
             return needs_refill(row.key_index + 1, row.derived_until)
         raise PoolExhausted(f"no receive address could be derived ahead for key {invoice.key_id}")
 
@@ -220,7 +224,7 @@ class AddressPool:
         refill admits only rows an earlier refill committed, so a creation whose snapshot
         predates this commit still sees every index it can take; a waiting refill (the
         pool is empty) admits its own rows right after committing them. A creation whose
-        snapshot still misses an address derives it itself."""
+        snapshot still misses an address is undone and retried."""
         with self.db.transaction() as connection:
             if wait:
                 connection.execute(_REFILL_LOCK, {"key_id": key_id})
