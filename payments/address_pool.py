@@ -54,30 +54,12 @@ def needs_refill(next_index: int, derived_until: int) -> bool:
     return derived_until - next_index <= pool_size(next_index) * 3 // 4
 
 
-def _created_statement():
-    """PostgreSQL: an invoice whose address is known and its event, in one statement."""
-    invoice = insert(_INVOICE).values(
-        {c.name: bindparam(c.name, type_=c.type) for c in _INVOICE.columns}
-    ).returning(_INVOICE.c.id).cte("created_invoice")
-    return insert(_EVENT).from_select(
-        ["invoice_id", *EVENT_COLUMNS],
-        select(invoice.c.id, *(bindparam(f"event_{name}", type_=_EVENT.c[name].type)
-                               for name in EVENT_COLUMNS)))
-
-
-_CREATED_WITH_EVENT = _created_statement()
-
-
 def insert_created_invoice(connection: Connection, invoice: Invoice, event: dict) -> None:
     """Insert a new invoice that has its index and address, with its outbox row
-    (`invoice_json.outbox_row`)."""
-    row = {c.name: getattr(invoice, c.name) for c in _INVOICE.columns}
-    if connection.dialect.name == "postgresql":
-        connection.execute(_CREATED_WITH_EVENT,
-                           {**row, **{f"event_{name}": event[name] for name in EVENT_COLUMNS}})
-    else:
-        connection.execute(insert(_INVOICE), row)
-        connection.execute(insert(_EVENT), event)
+    (`invoice_json.outbox_row`): SQLite's path, inside the caller's transaction."""
+    connection.execute(insert(_INVOICE), {c.name: getattr(invoice, c.name)
+                                          for c in _INVOICE.columns})
+    connection.execute(insert(_EVENT), event)
 
 
 def _take_and_create_statement():
