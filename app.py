@@ -52,6 +52,11 @@ def create_app(config: dict | None = None) -> Flask:
 
     from payments.api import bp as api_bp
     app.register_blueprint(api_bp)
+    from chain.server_info import bp as server_info_bp
+    from payments.greenfield_stores import bp as stores_bp
+
+    app.register_blueprint(stores_bp)  # /api/v1/stores…, /api/v1/api-keys/current
+    app.register_blueprint(server_info_bp)  # /api/v1/server/info, /api/v1/health
     from i18n import init_babel
     from payments.checkout import bp as checkout_bp
 
@@ -73,6 +78,8 @@ def create_app(config: dict | None = None) -> Flask:
     init_backoffice(app)  # /merchant: the owner's back office
     csrf = CSRFProtect(app)  # every HTML form; the token-authenticated API is exempt
     csrf.exempt(api_bp)
+    csrf.exempt(stores_bp)
+    csrf.exempt(server_info_bp)
     app.extensions["busanpay_csrf"] = csrf
     from webhooks import init_webhooks
 

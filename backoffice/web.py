@@ -18,8 +18,10 @@ from accounts.service import audit
 from accounts.web import require_roles
 from backoffice import service
 from merchants.models import Store
-from merchants.service import (CAN_CREATE_INVOICE, CAN_MODIFY_INVOICES, CAN_MODIFY_STORE,
-                               CAN_MODIFY_WEBHOOKS, CAN_VIEW_INVOICES, SPEED_POLICIES)
+from merchants.service import (CAN_CREATE_INVOICE, CAN_CREATE_NONAPPROVED_PULL_PAYMENTS,
+                               CAN_CREATE_PULL_PAYMENTS, CAN_MODIFY_INVOICES, CAN_MODIFY_STORE,
+                               CAN_MODIFY_WEBHOOKS, CAN_VIEW_INVOICES, CAN_VIEW_PULL_PAYMENTS,
+                               CAN_VIEW_STORE, SPEED_POLICIES)
 from pos import sales
 
 bp = Blueprint("backoffice", __name__, url_prefix="/merchant")
@@ -81,6 +83,10 @@ def permission_texts() -> dict:
         CAN_VIEW_INVOICES: _("View invoices"),
         CAN_MODIFY_INVOICES: _("Modify invoices (mark paid or invalid, archive)"),
         CAN_MODIFY_WEBHOOKS: _("Manage webhooks"),
+        CAN_VIEW_STORE: _("View store settings"),
+        CAN_VIEW_PULL_PAYMENTS: _("View refunds"),
+        CAN_CREATE_NONAPPROVED_PULL_PAYMENTS: _("Open refunds to payers (the city treasury approves each one)"),
+        CAN_CREATE_PULL_PAYMENTS: _("Open and view refunds to payers (the city treasury approves each one)"),
         CAN_MODIFY_STORE: _("Manage store settings (includes all of the above)"),
     }
 

@@ -22,8 +22,12 @@ def presented_token() -> str | None:
     return token.strip()
 
 
-def require_permission(permission: str):
-    """Authenticate the key; on store routes, the key must belong to that store."""
+def require_permission(permission: str | None, *, foreign_store: int = 403):
+    """Authenticate the key; on store routes, the key must belong to that store.
+
+    `permission` None: any live key will do (`/api-keys/current`). `foreign_store` is the
+    status for another store's id: 404 on the store resources themselves (their existence
+    is not disclosed), 403 on the older invoice routes (unchanged for their clients)."""
 
     def decorator(view):
         @wraps(view)
@@ -38,7 +42,10 @@ def require_permission(permission: str):
             if key is None:
                 return api_error(401, "unauthenticated", "The API key is unknown or revoked")
             store_id = kwargs.get("store_id")
-            if (store_id is not None and store_id != key.store_id) or not has_permission(key, permission):
+            if store_id is not None and store_id != key.store_id and foreign_store == 404:
+                return api_error(404, "store-not-found", "The store could not be found")
+            if (store_id is not None and store_id != key.store_id) or (
+                    permission is not None and not has_permission(key, permission)):
                 return api_error(403, "missing-permission",
                                  f"The API key does not have the permission {permission}"
                                  + (f" on store {store_id}" if store_id else ""))

@@ -27,6 +27,8 @@ class Store(SQLModel, table=True):
     payment_tolerance: Decimal = Field(default=Decimal("0"), sa_column=Column(
         "payment_tolerance", DecimalText(), nullable=False))
     default_language: str = Field(default="ko", max_length=8)
+    # The shop's origin (scheme://host[:port]): the only page allowed to frame the checkout.
+    website: Optional[str] = Field(default=None, max_length=200)
     created_at: datetime = Field(default_factory=utc_now, sa_column=Column(
         "created_at", UTCDateTime(), nullable=False))
     archived: bool = Field(default=False)

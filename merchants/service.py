@@ -18,12 +18,20 @@ CAN_VIEW_INVOICES = "btcpay.store.canviewinvoices"
 CAN_MODIFY_INVOICES = "btcpay.store.canmodifyinvoices"
 CAN_MODIFY_WEBHOOKS = "btcpay.store.webhooks.canmodifywebhooks"
 CAN_MODIFY_STORE = "btcpay.store.canmodifystoresettings"
+CAN_VIEW_STORE = "btcpay.store.canviewstoresettings"
+# Refunds: a pull payment here is a refund claim the treasury approves (never auto-approved).
+CAN_CREATE_PULL_PAYMENTS = "btcpay.store.cancreatepullpayments"
+CAN_CREATE_NONAPPROVED_PULL_PAYMENTS = "btcpay.store.cancreatenonapprovedpullpayments"
+CAN_VIEW_PULL_PAYMENTS = "btcpay.store.canviewpullpayments"
 ALL_PERMISSIONS = (CAN_CREATE_INVOICE, CAN_VIEW_INVOICES, CAN_MODIFY_INVOICES,
-                   CAN_MODIFY_WEBHOOKS, CAN_MODIFY_STORE)
+                   CAN_MODIFY_WEBHOOKS, CAN_VIEW_STORE, CAN_CREATE_NONAPPROVED_PULL_PAYMENTS,
+                   CAN_CREATE_PULL_PAYMENTS, CAN_VIEW_PULL_PAYMENTS, CAN_MODIFY_STORE)
 # Greenfield's umbrella permissions imply the narrower ones.
 IMPLIED = {
     CAN_MODIFY_STORE: set(ALL_PERMISSIONS),
     CAN_MODIFY_INVOICES: {CAN_VIEW_INVOICES, CAN_CREATE_INVOICE},
+    CAN_CREATE_PULL_PAYMENTS: {CAN_CREATE_NONAPPROVED_PULL_PAYMENTS, CAN_VIEW_PULL_PAYMENTS},
+    CAN_CREATE_NONAPPROVED_PULL_PAYMENTS: {CAN_VIEW_PULL_PAYMENTS},
 }
 SPEED_POLICIES = ("HighSpeed", "MediumSpeed", "LowMediumSpeed", "LowSpeed")
 _ID_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"

@@ -288,7 +288,7 @@ def response_schemas() -> dict:
 
 def schemas(max_invoice_krw: int | None = None) -> dict:
     return {**basic_schemas(), **status_schemas(), **request_schemas(max_invoice_krw),
-            **response_schemas(), **webhook_schemas()}
+            **response_schemas(), **webhook_schemas(), **store_schemas()}
 
 
 def parameters() -> dict:
@@ -663,12 +663,185 @@ def webhook_paths() -> dict:
     }
 
 
+# -- stores, API keys, server ---------------------------------------------------------------
+def store_schemas() -> dict:
+    from merchants.greenfield import LEGACY_PAYMENT_METHOD, PAYMENT_METHOD_ID
+
+    nullable_url = {"type": ["string", "null"], "format": "uri"}
+    seconds = {"type": "integer", "minimum": 0}
+    return {
+        "ApiKeyData": obj({
+            "apiKey": {"type": "string", "description": "The key presented (echoed: only its "
+                                                        "hash is stored)."},
+            "label": {"type": "string", "description": "The name given to the key (for a "
+                                                       "key made by a shop plugin: its name)."},
+            "permissions": {"type": "array", "items": {
+                "type": "string", "pattern": r"^btcpay\.store\.[a-z.]+:[A-Za-z0-9]+$"},
+                "description": "The permissions as granted, each scoped to the key's store "
+                               "(`btcpay.store.canviewinvoices:<storeId>`)."},
+        }, required=True, description="The API key making the request."),
+        "StoreData": obj({
+            "id": ref("StoreId"),
+            "name": {"type": "string"},
+            "website": {**nullable_url, "description": "The shop's origin; the only page allowed "
+                                                        "to show the checkout in a frame."},
+            "supportUrl": nullable_url, "logoUrl": nullable_url, "cssUrl": nullable_url,
+            "paymentSoundUrl": nullable_url,
+            "brandColor": {"type": ["string", "null"]},
+            "applyBrandColorToBackend": {"type": "boolean"},
+            "defaultCurrency": {"type": "string", "const": "KRW",
+                                "description": "Prices are in won."},
+            "additionalTrackedRates": {"type": "array", "items": {"type": "string"}},
+            "invoiceExpiration": {**seconds, "description": "Seconds until a new invoice "
+                                                            "expires."},
+            "refundBOLT11Expiration": {"type": "integer"},
+            "displayExpirationTimer": seconds,
+            "monitoringExpiration": {**seconds, "description": "Seconds after expiry during "
+                                                               "which payments are watched."},
+            "speedPolicy": ref("SpeedPolicy"),
+            "lightningDescriptionTemplate": {"type": ["string", "null"]},
+            "paymentTolerance": {"type": "number", "minimum": 0, "maximum": 100},
+            "archived": {"type": "boolean"},
+            "anyoneCanCreateInvoice": {"type": "boolean", "const": False},
+            "receipt": obj({"enabled": {"type": "boolean"}, "showQR": {"type": "boolean"},
+                            "showPayments": {"type": "boolean"}}, required=True),
+            "lightningAmountInSatoshi": {"type": "boolean"},
+            "lightningPrivateRouteHints": {"type": "boolean"},
+            "onChainWithLnInvoiceFallback": {"type": "boolean"},
+            "redirectAutomatically": {"type": "boolean"},
+            "showRecommendedFee": {"type": "boolean"},
+            "recommendedFeeBlockTarget": {"type": "integer"},
+            "defaultLang": {"type": "string", "enum": list(LANGUAGES)},
+            "htmlTitle": {"type": ["string", "null"]},
+            "networkFeeMode": {"type": "string", "enum": ["MultiplePaymentsOnly", "Always",
+                                                          "Never"],
+                               "description": "Always `Never`: no network fee is added."},
+            "payJoinEnabled": {"type": "boolean"},
+            "autoDetectLanguage": {"type": "boolean"},
+            "showPayInWalletButton": {"type": "boolean"},
+            "showStoreHeader": {"type": "boolean"},
+            "celebratePayment": {"type": "boolean"},
+            "playSoundOnPayment": {"type": "boolean"},
+            "lazyPaymentMethods": {"type": "boolean"},
+            "defaultPaymentMethod": {"type": "string", "const": PAYMENT_METHOD_ID},
+            "paymentMethodCriteria": {"type": "null", "description": "No criteria."},
+        }, required=True, description="A store (merchant)."),
+        "StoreDataList": {"type": "array", "items": ref("StoreData")},
+        "StorePaymentMethod": obj({
+            "enabled": {"type": "boolean"},
+            "paymentMethodId": {"type": "string", "const": PAYMENT_METHOD_ID},
+            "paymentMethod": {"type": "string", "const": LEGACY_PAYMENT_METHOD, "description":
+                              "BTCPay 1.x's name, kept because the WooCommerce plugin builds "
+                              "its payment gateways from it."},
+            "config": obj({
+                "derivationScheme": {"type": ["string", "null"], "description":
+                                     "The store's own account key when it settles in BTC; "
+                                     "null for the city treasury's (not the store's to see)."},
+                "label": {"type": "string"},
+                "accountKeyPath": {"type": ["string", "null"]},
+            }, required=True, description="Only with `includeConfig=true`."),
+        }, required=("enabled", "paymentMethodId", "paymentMethod"),
+            description="A payment method of the store: on-chain bitcoin."),
+        "StorePaymentMethodList": {"type": "array", "items": ref("StorePaymentMethod")},
+        "ServerInfo": obj({
+            "version": {"type": "string", "description": "The Greenfield version followed."},
+            "onion": {"type": "string", "description": "Empty: no Tor address."},
+            "supportedPaymentMethods": {"type": "array", "items": {"type": "string"}},
+            "fullySynched": {"type": "boolean", "description":
+                             "True while the chain watcher is up and has processed every "
+                             "block up to the backend's tip."},
+            "syncStatus": {"type": "array", "items": obj({
+                "paymentMethodId": {"type": "string"},
+                "nodeInformation": nullable(obj({
+                    "headers": {"type": "integer"}, "blocks": {"type": "integer"},
+                    "verificationProgress": {"type": "number", "minimum": 0, "maximum": 1},
+                }, required=True)),
+                "chainHeight": {"type": "integer"},
+                "syncHeight": {"type": ["integer", "null"]},
+                "available": {"type": "boolean"},
+            }, required=True)},
+        }, required=True, description="About this server."),
+        "Health": obj({"synchronized": {"type": "boolean", "description":
+                                        "The same as `fullySynched` in the server info."}},
+                      required=True, description="Whether invoices will be seen paid now."),
+    }
+
+
+STORES = f"{API}/stores"
+
+
+def store_paths() -> dict:
+    from merchants.service import CAN_MODIFY_STORE, CAN_VIEW_STORE
+
+    store_missing = problem("No such store for this key (another store's id is 404 too).",
+                            "store-not-found")
+
+    def store_op(operation_id, summary, **kwargs):
+        op = operation(operation_id, summary, permission=CAN_VIEW_STORE, tag="Stores", **kwargs)
+        op["responses"] = dict(sorted({**op["responses"], "404": store_missing}.items()))
+        return op
+
+    flag = {"type": "boolean"}
+    return {
+        STORES: {"get": operation(
+            "Stores_GetStores", "The stores the key can see", permission=CAN_VIEW_STORE,
+            tag="Stores", description="A key belongs to one store: a list of that store.",
+            ok=json_body(ref("StoreDataList"), "The key's store."))},
+        f"{STORES}/{{storeId}}": {"get": store_op(
+            "Stores_GetStore", "Get a store", parameters=[ref("StoreId", "parameters")],
+            ok=json_body(ref("StoreData"), "The store."))},
+        f"{STORES}/{{storeId}}/payment-methods": {"get": store_op(
+            "StorePaymentMethods_GetStorePaymentMethods", "The store's payment methods",
+            parameters=[ref("StoreId", "parameters"),
+                        query_param("onlyEnabled", "Only enabled (`true`) or disabled "
+                                    "(`false`) methods.", flag),
+                        query_param("includeConfig", "Include each method's config; needs "
+                                    f"`{CAN_MODIFY_STORE}` too (else 403).", flag)],
+            ok=json_body(ref("StorePaymentMethodList"), "On-chain bitcoin."), errors=("422",))},
+    }
+
+
+def any_key_operation(operation_id: str, summary: str, *, ok: dict, tag: str,
+                      description: str) -> dict:
+    """An operation any live API key may call, whatever its permissions."""
+    return {"operationId": operation_id, "summary": summary, "tags": [tag],
+            "description": description + "\n\nAny valid API key.",
+            "security": [{"API_Key": []}],
+            "responses": {"200": ok, "401": ref("Unauthenticated", "responses")}}
+
+
+def key_and_server_paths() -> dict:
+    return {
+        f"{API}/api-keys/current": {
+            "get": any_key_operation(
+                "ApiKeys_GetCurrentApiKey", "The key making the request", tag="API keys",
+                description="Its label and its permissions, scoped to its store.",
+                ok=json_body(ref("ApiKeyData"), "The key.")),
+            "delete": any_key_operation(
+                "ApiKeys_DeleteCurrentApiKey", "Revoke the key making the request",
+                tag="API keys", description="The key stops working at once.",
+                ok={"description": "Revoked (empty body)."}),
+        },
+        f"{API}/server/info": {"get": any_key_operation(
+            "ServerInfo_GetServerInfo", "About this server", tag="Server",
+            description="Version, payment methods, and whether the chain watcher is in sync.",
+            ok=json_body(ref("ServerInfo"), "The server's information."))},
+        f"{API}/health": {"get": {
+            "operationId": "Health_GetHealth", "summary": "Is the server in sync",
+            "tags": ["Server"], "security": [],
+            "description": "No authentication.",
+            "responses": {"200": json_body(ref("Health"), "Whether the watcher is in sync.")}}},
+    }
+
+
 # Each group returns {path: {method: operation}}; add a function here for new routes.
 ROUTE_GROUPS: list[Callable[[], dict]] = [
     store_invoice_paths,
     invoice_paths,
     invoice_action_paths,
     webhook_paths,
+    store_paths,
+    key_and_server_paths,
     document_paths,
 ]
 
@@ -707,6 +880,10 @@ def build_document(*, max_body_bytes: int | None = None, max_invoice_krw: int | 
         "servers": [{"url": "/"}],
         "tags": [{"name": "Invoices", "description": "Create, read and manage invoices."},
                  {"name": "Webhooks", "description": "Signed event notifications to a URL."},
+                 {"name": "Stores", "description": "The key's store and its payment methods."},
+                 {"name": "API keys", "description": "The key itself; `/api-keys/authorize` "
+                  "(a web page, not an API call) lets a shop ask the owner for one."},
+                 {"name": "Server", "description": "Version and sync state."},
                  {"name": "Meta", "description": "About the API itself."}],
         "security": [{"API_Key": []}],
         "paths": build_paths(),
