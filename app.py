@@ -76,6 +76,9 @@ def create_app(config: dict | None = None) -> Flask:
 
     init_refund_pages(app)  # /i/<id>/refund, /refund/<token>, /city/refunds
     init_backoffice(app)  # /merchant: the owner's back office
+    from backoffice.authorize_page import init_authorize_page
+
+    init_authorize_page(app)  # /api-keys/authorize: a shop asks the owner for a key
     csrf = CSRFProtect(app)  # every HTML form; the token-authenticated API is exempt
     csrf.exempt(api_bp)
     csrf.exempt(stores_bp)

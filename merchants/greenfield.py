@@ -6,7 +6,10 @@ on-chain bitcoin only, no Lightning, no payjoin, no network fee added to invoice
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
+from typing import Mapping
+from urllib.parse import urlsplit
 
 from merchants.models import ApiKey, Store
 
@@ -93,3 +96,83 @@ def store_payment_methods_json(store: Store, own_key_text: str | None, *,
             "accountKeyPath": None,
         }
     return [item]
+
+
+# -- /api-keys/authorize -----------------------------------------------------------------
+MAX_APPLICATION_NAME = 120
+MAX_REDIRECT = 2000
+
+
+@dataclass(frozen=True)
+class AuthorizeRequest:
+    """What a shop asks the owner for on `/api-keys/authorize` (parsed, not yet approved)."""
+    permissions: tuple[str, ...]      # known permission names, without store scope
+    not_granted: tuple[str, ...]      # asked for but not offered here (strict=false only)
+    application_name: str
+    redirect: str | None              # an absolute http(s) URL, or None
+    shop_origin: str | None           # scheme://host[:port] of `redirect`
+    shop_host: str | None             # what the owner is shown: the host (and port)
+
+
+class AuthorizeRefused(ValueError):
+    """The request cannot be shown for approval; `problems` say why (codes + params)."""
+
+    def __init__(self, problems: list[tuple[str, dict]]):
+        super().__init__("; ".join(code for code, _ in problems))
+        self.problems = problems
+
+
+def shop_origin(url: str) -> tuple[str, str]:
+    """(origin, host) of an absolute http(s) URL; ValueError otherwise. URLs carrying a
+    user name or password are refused: `https://bank.example@evil.example/` would show the
+    owner a misleading host."""
+    parsed = urlsplit(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ValueError("not an absolute http(s) URL")
+    if parsed.username is not None or parsed.password is not None or "\\" in url:
+        raise ValueError("credentials in the URL")
+    host = parsed.hostname.encode("idna").decode("ascii") if not parsed.hostname.isascii() \
+        else parsed.hostname
+    port = parsed.port  # raises ValueError for a bad port
+    default = {"http": 80, "https": 443}[parsed.scheme]
+    shown = host if port in (None, default) else f"{host}:{port}"
+    if ":" in host:  # an IPv6 literal keeps its brackets
+        shown = f"[{host}]" if port in (None, default) else f"[{host}]:{port}"
+    return f"{parsed.scheme}://{shown}", shown
+
+
+def parse_authorize_request(args: Mapping[str, list[str]], known: tuple[str, ...]) \
+        -> AuthorizeRequest:
+    """The shop's query (`permissions` repeated, `applicationName`, `strict`,
+    `selectiveStores`, `redirect`, `applicationIdentifier`) → what to show the owner.
+    Store-scoped permissions (`name:<storeId>`) are matched by name; the owner picks the
+    store. Unknown permissions refuse the request unless `strict=false`."""
+    problems: list[tuple[str, dict]] = []
+    wanted, unknown = [], []
+    for raw in args.get("permissions", []):
+        for item in raw.split(","):  # a few clients join them with commas
+            name = item.strip().split(":", 1)[0]
+            if not name:
+                continue
+            (wanted if name in known else unknown).append(name)
+    strict = (args.get("strict") or ["true"])[-1].strip().lower() != "false"
+    if unknown and strict:
+        problems.append(("permissions.unknown", {"names": ", ".join(sorted(set(unknown)))}))
+    if not wanted:
+        problems.append(("permissions.none", {}))
+    name = " ".join((args.get("applicationName") or [""])[-1].split())[:MAX_APPLICATION_NAME]
+    redirect = (args.get("redirect") or [""])[-1].strip() or None
+    origin = host = None
+    if redirect is not None:
+        try:
+            if len(redirect) > MAX_REDIRECT:
+                raise ValueError("too long")
+            origin, host = shop_origin(redirect)
+        except ValueError:
+            problems.append(("redirect.invalid", {}))
+    if problems:
+        raise AuthorizeRefused(problems)
+    return AuthorizeRequest(permissions=tuple(sorted(set(wanted))),
+                            not_granted=tuple(sorted(set(unknown))),
+                            application_name=name or (host or ""), redirect=redirect,
+                            shop_origin=origin, shop_host=host)
