@@ -50,6 +50,8 @@ def require_permission(permission: str | None, *, foreign_store: int = 403):
                                  f"The API key does not have the permission {permission}"
                                  + (f" on store {store_id}" if store_id else ""))
             g.api_key = key
+            if "store_id" in kwargs and kwargs["store_id"] is None:
+                kwargs["store_id"] = key.store_id  # the short path forms: the key's own store
             return view(*args, **kwargs)
 
         return wrapper

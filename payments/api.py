@@ -167,15 +167,31 @@ def list_invoices(store_id: str):
         order_ids=tuple(request.args.getlist("orderId")),
         start=_timestamp("startDate"), end=_timestamp("endDate"),
         skip=_count("skip", 0, 10**9), take=_count("take", 50, 1000),
-        include_archived=request.args.get("includeArchived", "").lower() == "true")
+        include_archived=request.args.get("includeArchived", "").lower() == "true",
+        text=(request.args.get("textSearch") or "")[:200] or None)
     root = base_url()
-    return jsonify([invoice_json(i, root) for i in gateway().invoices.list(store_id, flt)])
+    invoices = gateway().invoices.list(store_id, flt)
+    if not _include_payment_methods():
+        return jsonify([invoice_json(i, root) for i in invoices])
+    payments = gateway().invoices.payments_of([i.id for i in invoices])
+    name = gateway().invoices.store_name(store_id)
+    return jsonify([invoice_json(i, root, payment_methods_json(i, payments[i.id], name))
+                    for i in invoices])
+
+
+def _include_payment_methods() -> bool:
+    return request.args.get("includePaymentMethods", "").strip().lower() == "true"
 
 
 @bp.get("/stores/<store_id>/invoices/<invoice_id>")
 @bp.get("/invoices/<invoice_id>", defaults={"store_id": None})
 @require_permission(CAN_VIEW_INVOICES)
 def get_invoice(invoice_id: str, store_id: str | None):
+    if _include_payment_methods():
+        invoice, payments, store = gateway().invoices.get_with_payments(
+            invoice_id, _store_for(store_id))
+        return jsonify(invoice_json(invoice, base_url(),
+                                    payment_methods_json(invoice, payments, store.name)))
     invoice = gateway().invoices.get(invoice_id, _store_for(store_id))
     return jsonify(invoice_json(invoice, base_url()))
 

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from decimal import ROUND_FLOOR
 
 from payments.bip21 import format_btc, payment_uri
 from payments.models import Invoice, Payment
+from payments.quoting import krw_value
 
 
 def unix(moment: datetime) -> int:
@@ -25,13 +27,28 @@ def available_marks(invoice: Invoice) -> list[str]:
     return ["Settled"] if invoice.status == "Invalid" else []
 
 
-def invoice_json(invoice: Invoice, base_url: str) -> dict:
+def paid_amount(invoice: Invoice) -> str:
+    """Greenfield's `paidAmount`: what the payer paid so far, in the invoice's currency.
+    KRW is the counted satoshis at the invoice's locked rate, rounded down to whole won
+    (what the payment is worth to the merchant; a display figure, not a ledger amount)."""
+    sats = invoice.paid_sats or 0
+    if invoice.currency == "BTC":
+        return format_btc(sats)
+    if invoice.currency == "SATS":
+        return str(sats)
+    return str(int(krw_value(sats, invoice.rate).to_integral_value(ROUND_FLOOR)))
+
+
+def invoice_json(invoice: Invoice, base_url: str, payment_methods: list[dict] | None = None) -> dict:
+    """The invoice; with `payment_methods` (includePaymentMethods=true) they are added."""
     checkout = json.loads(invoice.checkout_json)
+    checkout.setdefault("lazyPaymentMethods", False)  # addresses are made at creation
     amount = "0" if invoice_type(invoice) == "TopUp" else invoice.amount_text
-    return {
+    body = {
         "id": invoice.id,
         "storeId": invoice.store_id,
         "amount": amount,
+        "paidAmount": paid_amount(invoice),
         "currency": invoice.currency,
         "type": invoice_type(invoice),
         "checkoutLink": f"{base_url}/i/{invoice.id}",
@@ -46,6 +63,9 @@ def invoice_json(invoice: Invoice, base_url: str) -> dict:
         "checkout": checkout,
         "receipt": {"enabled": True, "showQR": True, "showPayments": True},
     }
+    if payment_methods is not None:
+        body["paymentMethods"] = payment_methods
+    return body
 
 
 def payment_status(payment: Payment, invoice: Invoice) -> str:
@@ -57,9 +77,9 @@ def payment_status(payment: Payment, invoice: Invoice) -> str:
 def payment_methods_json(invoice: Invoice, payments: list[Payment], store_name: str) -> list[dict]:
     counted = sum(p.value_sats for p in payments if p.state == "seen")
     return [{
+        # BTCPay 1.x's `paymentMethod`, `cryptoCode` and `networkFee` are left out: the
+        # official PHP client (and so the WooCommerce plugin) falls back to these 2.x names.
         "paymentMethodId": "BTC-CHAIN",
-        "paymentMethod": "BTC",
-        "cryptoCode": "BTC",
         "currency": "BTC",
         "destination": invoice.address,
         "paymentLink": payment_uri(invoice.address, invoice.due_sats or None, store_name),
@@ -68,7 +88,6 @@ def payment_methods_json(invoice: Invoice, payments: list[Payment], store_name: 
         "totalPaid": format_btc(counted),
         "due": _signed_btc(invoice.due_sats - counted),
         "amount": format_btc(invoice.due_sats),
-        "networkFee": "0",
         "paymentMethodFee": "0",
         "activated": True,
         "payments": [{

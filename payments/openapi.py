@@ -213,6 +213,12 @@ def request_schemas(max_invoice_krw: int | None) -> dict:
     }
 
 
+INVOICE_FIELDS = ("id", "storeId", "amount", "paidAmount", "currency", "type", "checkoutLink",
+                  "createdTime", "expirationTime", "monitoringExpiration", "status",
+                  "additionalStatus", "availableStatusesForManualMarking", "archived",
+                  "metadata", "checkout", "receipt")
+
+
 def response_schemas() -> dict:
     return {
         "InvoiceCheckout": obj({
@@ -225,12 +231,17 @@ def response_schemas() -> dict:
             "redirectURL": {"type": ["string", "null"]},
             "redirectAutomatically": {"type": "boolean"},
             "defaultLanguage": {"type": ["string", "null"], "enum": [*LANGUAGES, None]},
+            "lazyPaymentMethods": {"type": "boolean", "const": False, "description":
+                                   "Always false: the address is made with the invoice."},
         }, required=True, description="The checkout settings in effect for the invoice."),
         "Invoice": obj({
             "id": ref("InvoiceId"),
             "storeId": ref("StoreId"),
             "amount": decimal_string("The price in `currency`; \"0\" for a top-up invoice.",
                                      "15000"),
+            "paidAmount": decimal_string(
+                "What the payer paid so far, in `currency`: for KRW the counted bitcoin at the "
+                "locked rate, rounded down to whole won.", "15000"),
             "currency": enum(CURRENCIES, "The currency of `amount`."),
             "type": ref("InvoiceType"),
             "checkoutLink": {"type": "string", "format": "uri",
@@ -248,7 +259,10 @@ def response_schemas() -> dict:
             "checkout": ref("InvoiceCheckout"),
             "receipt": obj({"enabled": {"type": "boolean"}, "showQR": {"type": "boolean"},
                             "showPayments": {"type": "boolean"}}, required=True),
-        }, required=True, description="An invoice."),
+            "paymentMethods": {"type": "array", "items": ref("PaymentMethod"), "description":
+                               "Only with `includePaymentMethods=true`: as `/payment-methods` "
+                               "returns them."},
+        }, required=INVOICE_FIELDS, description="An invoice."),
         "InvoiceList": {"type": "array", "items": ref("Invoice")},
         "Payment": obj({
             "id": {"type": "string", "description": "`<txid>-<vout>`."},
@@ -260,8 +274,6 @@ def response_schemas() -> dict:
         }, required=True, description="One transaction output paying the invoice."),
         "PaymentMethod": obj({
             "paymentMethodId": {"type": "string", "const": "BTC-CHAIN"},
-            "paymentMethod": {"type": "string", "const": "BTC"},
-            "cryptoCode": {"type": "string", "const": "BTC"},
             "currency": {"type": "string", "const": "BTC"},
             "destination": {"type": "string", "description": "The bitcoin address to pay."},
             "paymentLink": {"type": "string", "description": "A BIP21 `bitcoin:` URI."},
@@ -272,7 +284,6 @@ def response_schemas() -> dict:
             "due": decimal_string("BTC still to pay; negative when overpaid.", "0.0001",
                                   signed=True),
             "amount": decimal_string("The invoice price in BTC.", "0.0001"),
-            "networkFee": decimal_string("Always \"0\".", "0"),
             "paymentMethodFee": decimal_string("Always \"0\".", "0"),
             "activated": {"type": "boolean"},
             "payments": {"type": "array", "items": ref("Payment")},
@@ -415,7 +426,16 @@ def list_parameters() -> list[dict]:
                      "default": DEFAULT_TAKE}),
         query_param("includeArchived", "Include archived invoices (`true`).",
                     {"type": "boolean", "default": False}),
+        query_param("textSearch", "Only invoices this term names: their id, `orderId`, address "
+                    "or a payment's txid, or any text in their metadata (buyer email, order "
+                    "number…), in any case.", {"type": "string", "maxLength": 200}),
+        include_payment_methods(),
     ]
+
+
+def include_payment_methods() -> dict:
+    return query_param("includePaymentMethods", "Add each invoice's `paymentMethods` (`true`).",
+                       {"type": "boolean", "default": False})
 
 
 def store_invoice_paths() -> dict:
@@ -441,7 +461,8 @@ def store_invoice_paths() -> dict:
 def invoice_paths() -> dict:
     return per_invoice("", {
         "get": operation("Invoices_GetInvoice", "Get an invoice", permission=CAN_VIEW_INVOICES,
-                         ok=invoice_ok(), errors=("404",)),
+                         parameters=[include_payment_methods()], ok=invoice_ok(),
+                         errors=("404",)),
         "put": operation("Invoices_UpdateInvoice", "Replace an invoice's metadata",
                          permission=CAN_MODIFY_INVOICES,
                          body=request_body(ref("UpdateInvoiceRequest"), "The new metadata."),
@@ -834,12 +855,28 @@ def key_and_server_paths() -> dict:
     }
 
 
+def webhook_short_paths() -> dict:
+    """The per-webhook routes again without `/stores/{storeId}` (the key's own store), the
+    form Greenfield's reference documents."""
+    store_param = ref("StoreId", "parameters")
+    paths = {}
+    for path, methods in webhook_paths().items():
+        if not path.startswith(f"{WEBHOOKS}/{{webhookId}}"):
+            continue
+        short = path.replace(WEBHOOKS, f"{API}/webhooks")
+        paths[short] = {m: {**op, "operationId": op["operationId"] + "ById",
+                            "parameters": [p for p in op["parameters"] if p != store_param]}
+                        for m, op in methods.items()}
+    return paths
+
+
 # Each group returns {path: {method: operation}}; add a function here for new routes.
 ROUTE_GROUPS: list[Callable[[], dict]] = [
     store_invoice_paths,
     invoice_paths,
     invoice_action_paths,
     webhook_paths,
+    webhook_short_paths,
     store_paths,
     key_and_server_paths,
     document_paths,

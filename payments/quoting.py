@@ -36,7 +36,10 @@ def parse_currency(currency: object) -> str:
     if currency is None:
         return "KRW"
     if not isinstance(currency, str) or currency.strip().upper() not in CURRENCIES:
-        raise QuoteError("currency", f"Unsupported currency {currency!r}: use KRW, BTC or SATS")
+        raise QuoteError("currency", (
+            f"Unsupported currency {currency!r}: Busan Pay prices in Korean won. Set the shop's "
+            "currency to KRW (South Korean won) and send whole won: round the price to a whole "
+            "number, KRW has no minor unit. BTC and SATS are accepted too."))
     return currency.strip().upper()
 
 
@@ -67,7 +70,7 @@ def parse_price(amount: object, currency: object, *, max_krw: int,
     text = format(value.normalize(), "f") if value else "0"
     if currency == "KRW":
         if value != value.to_integral_value():
-            raise QuoteError("amount", "won has no minor unit: amount must be whole won")
+            raise QuoteError("amount", "won has no minor unit: round the amount to whole won")
         if value > max_krw:
             raise QuoteError("amount", f"amount is above the limit of {max_krw} won per invoice")
         return Price("KRW", text, int(value), None)

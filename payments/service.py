@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
 from typing import Callable
 
-from sqlalchemy import bindparam, insert, update
+from sqlalchemy import bindparam, func, insert, or_, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
@@ -113,6 +113,18 @@ class InvoiceFilter:
     skip: int = 0
     take: int = 50
     include_archived: bool = False
+    text: str | None = None  # Greenfield's textSearch
+
+
+def text_search(query, text: str):
+    """Invoices that the term names exactly (id, order id, address, a payment's txid) or
+    that carry it in their metadata (buyer email, order number, item…), any case."""
+    term = text.strip()
+    paid_by = select(Payment.invoice_id).where(Payment.txid == term.lower())
+    return query.where(or_(Invoice.id == term, Invoice.order_id == term,
+                           Invoice.address == term, Invoice.id.in_(paid_by),
+                           func.lower(Invoice.metadata_json).contains(term.lower(),
+                                                                      autoescape=True)))
 
 
 class InvoiceService:
@@ -303,8 +315,21 @@ class InvoiceService:
                 query = query.where(Invoice.created_at <= flt.end)
             if not flt.include_archived:
                 query = query.where(Invoice.archived == False)  # noqa: E712
+            if flt.text and flt.text.strip():
+                query = text_search(query, flt.text)
             query = query.order_by(Invoice.created_at.desc(), Invoice.id).offset(flt.skip).limit(flt.take)
             return list(session.exec(query))
+
+    def payments_of(self, invoice_ids: list[str]) -> dict[str, list[Payment]]:
+        """Each invoice's payments (one query), oldest first."""
+        found: dict[str, list[Payment]] = {i: [] for i in invoice_ids}
+        if not invoice_ids:
+            return found
+        with self.db.read() as session:
+            for payment in session.exec(select(Payment).where(Payment.invoice_id.in_(invoice_ids))
+                                        .order_by(Payment.seen_at, Payment.id)):
+                found[payment.invoice_id].append(payment)
+        return found
 
     def store_name(self, store_id: str) -> str:
         with self.db.read() as session:

@@ -102,3 +102,19 @@ def get_delivery_request(store_id: str, webhook_id: str, delivery_id: str):
 def redeliver(store_id: str, webhook_id: str, delivery_id: str):
     read_json(optional=True)  # no body expected; empty or null is fine
     return jsonify(service().redeliver(store_id, webhook_id, delivery_id))
+
+
+# The same routes without the store (the form Greenfield's reference documents): the key's
+# own store; another store's webhook is 404 as on the long form.
+by_id = Blueprint("webhooks_by_id", __name__, url_prefix="/api/v1/webhooks")
+handle_body_errors(by_id)
+by_id.register_error_handler(WebhookNotFound, _webhook_not_found)
+by_id.register_error_handler(DeliveryNotFound, _delivery_not_found)
+for _rule, _view, _methods in (
+        ("/<webhook_id>", get_webhook, ["GET"]), ("/<webhook_id>", update_webhook, ["PUT"]),
+        ("/<webhook_id>", delete_webhook, ["DELETE"]),
+        ("/<webhook_id>/deliveries", list_deliveries, ["GET"]),
+        ("/<webhook_id>/deliveries/<delivery_id>", get_delivery, ["GET"]),
+        ("/<webhook_id>/deliveries/<delivery_id>/request", get_delivery_request, ["GET"]),
+        ("/<webhook_id>/deliveries/<delivery_id>/redeliver", redeliver, ["POST"])):
+    by_id.add_url_rule(_rule, view_func=_view, methods=_methods, defaults={"store_id": None})
