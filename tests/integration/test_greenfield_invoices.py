@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import auth, make_merchant
-from tests.integration.greenfield_reference import assert_matches_reference
 from tests.integration.test_openapi import Api, check_response
 from tests.integration.test_payment_scenarios import DUE, World, demo_chain  # noqa: F401
 
@@ -103,12 +102,3 @@ def test_webhooks_answer_on_the_short_path_form_too(app, client, doc, merchant):
     call("delete", "/api/v1/webhooks/{webhookId}", 200)
     call("get", "/api/v1/webhooks/{webhookId}", 404)
 
-
-@pytest.mark.parametrize("ours,file,theirs", [
-    ("Invoice", "swagger.invoices.json", "InvoiceData"),
-    ("InvoiceCheckout", "swagger.invoices.json", "CheckoutOptions"),
-    ("PaymentMethod", "swagger.invoices.json", "InvoicePaymentMethodDataModel"),
-    ("WebhookData", "swagger.webhooks.json", "WebhookDataBase"),
-])
-def test_invoice_and_webhook_documents_agree_with_the_reference(doc, ours, file, theirs):
-    assert_matches_reference(doc, ours, file, theirs)

@@ -135,6 +135,10 @@ def test_server_info_and_health_follow_the_watcher(app, client, gateway, clock, 
     ("ServerInfo", "swagger.serverinfo.json", "ApplicationServerInfoData"),
     ("Health", "swagger.health.json", "ApplicationHealthData"),
     ("StorePaymentMethod", "swagger.stores-payment-methods.json", "GenericPaymentMethodData"),
+    ("Invoice", "swagger.invoices.json", "InvoiceData"),
+    ("InvoiceCheckout", "swagger.invoices.json", "CheckoutOptions"),
+    ("PaymentMethod", "swagger.invoices.json", "InvoicePaymentMethodDataModel"),
+    ("WebhookData", "swagger.webhooks.json", "WebhookDataBase"),
 ])
 def test_the_documents_agree_with_the_greenfield_reference(doc, ours, file, theirs):
     assert_matches_reference(doc, ours, file, theirs)
