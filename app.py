@@ -61,6 +61,9 @@ def create_app(config: dict | None = None) -> Flask:
     from payments.checkout import bp as checkout_bp
 
     app.register_blueprint(checkout_bp)  # the tourist's page: /i/<invoice_id>
+    from payments.modal import bp as modal_bp
+
+    app.register_blueprint(modal_bp)  # /modal/btcpay.js for shops' modal checkout
     init_babel(app)
     from accounts.web import init_accounts
 

@@ -13,6 +13,7 @@ Thin web edge over :class:`payments.service.InvoiceService`:
 from __future__ import annotations
 
 import json
+import re
 import logging
 import os
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from babel.dates import format_date, format_time
 from flask import Blueprint, Response, current_app, jsonify, make_response, render_template, \
     request
 from flask_babel import get_locale
+from flask_babel import gettext as _
 from sqlalchemy import func
 from sqlmodel import select
 
@@ -43,6 +45,7 @@ _MONEY_CAME = {"PaidPartial", "PaidOver", "PaidLate"}
 # Page security: our own script and styles only; images may be our QR codes.
 _PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
              "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?")  # a CSP-safe origin
 _SVG_CSP = "default-src 'none'; style-src 'unsafe-inline'"
 
 
@@ -252,12 +255,14 @@ def build_view(invoice: Invoice, payments: list[Payment], store_name: str,
     )
 
 
-def _html(body: str, status: int = 200) -> Response:
+def _html(body: str, status: int = 200, frame_origin: str | None = None) -> Response:
     response = make_response(body, status)
     response.headers["Cache-Control"] = "no-cache, private"
     response.headers["Vary"] = "Accept-Language, Cookie"
     response.headers["Content-Language"] = HTML_LANG.get(current_language(), "ko")
-    response.headers["Content-Security-Policy"] = _PAGE_CSP
+    # Only the store's own website may show the page in a frame (the modal checkout).
+    response.headers["Content-Security-Policy"] = _PAGE_CSP if not frame_origin else \
+        _PAGE_CSP.replace("frame-ancestors 'none'", f"frame-ancestors {frame_origin}")
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "no-referrer"
     return response
@@ -278,8 +283,12 @@ def invoice_page(invoice_id: str):
     # Before anything is translated: the invoice's language is the fallback.
     set_page_default(checkout.get("defaultLanguage") or (store.default_language if store else None))
     view = build_view(invoice, payments, store.name if store else "", gateway.clock())
+    frame_origin = store.website if store and _ORIGIN.fullmatch(store.website or "") else None
     return _html(render_template("checkout/invoice.html", v=view, refund=refund_offer(invoice),
-                                 approx=approximate_amounts(invoice.amount_krw, display_rates())))
+                                 approx=approximate_amounts(invoice.amount_krw, display_rates()),
+                                 frame_origin=frame_origin,
+                                 close_text=_("Close") if frame_origin else ""),
+                 frame_origin=frame_origin)
 
 
 def _qr_response(body: bytes, mimetype: str) -> Response:

@@ -102,3 +102,25 @@ def test_webhooks_answer_on_the_short_path_form_too(app, client, doc, merchant):
     call("delete", "/api/v1/webhooks/{webhookId}", 200)
     call("get", "/api/v1/webhooks/{webhookId}", 404)
 
+
+
+def test_only_the_store_website_may_frame_the_checkout_and_the_modal_script_is_served(
+        app, client, api):
+    from merchants.models import Store
+
+    invoice_id = api("post", STORE, json={"amount": 1000}, expect=200).get_json()["id"]
+    csp = client.get(f"/i/{invoice_id}").headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in csp
+    gateway = app.extensions["busanpay"]
+    for website, expected in (("https://shop.example", "frame-ancestors https://shop.example"),
+                              ("https://shop.example; script-src *", "frame-ancestors 'none'")):
+        with gateway.db.write() as session:
+            store = session.get(Store, api.store_id)
+            store.website = website
+            session.add(store)
+        page = client.get(f"/i/{invoice_id}")
+        assert expected in page.headers["Content-Security-Policy"]
+        assert ("modal/frame.js" in page.get_data(as_text=True)) == (expected.endswith("example"))
+    script = client.get("/modal/btcpay.js")
+    assert script.status_code == 200 and script.mimetype == "text/javascript"
+    assert b"showInvoice" in script.data and b"onModalReceiveMessage" in script.data
