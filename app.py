@@ -105,6 +105,10 @@ def create_app(config: dict | None = None) -> Flask:
     from settlement.install import install as install_settlement
 
     install_settlement(app)  # settlement/ledger/refund CLI, /stripe/webhook, ledger jobs
+    from settlement.pull_payment_api import bp as pull_payments_bp
+
+    app.register_blueprint(pull_payments_bp)  # Greenfield refunds → refund claims
+    csrf.exempt(pull_payments_bp)
     return app
 
 

@@ -6,3 +6,4 @@ import chain.models  # noqa: F401
 import settlement.models  # noqa: F401
 import dashboard.models  # noqa: F401
 import webhooks.models  # noqa: F401
+import settlement.pull_payments  # noqa: F401

@@ -299,7 +299,8 @@ def response_schemas() -> dict:
 
 def schemas(max_invoice_krw: int | None = None) -> dict:
     return {**basic_schemas(), **status_schemas(), **request_schemas(max_invoice_krw),
-            **response_schemas(), **webhook_schemas(), **store_schemas()}
+            **response_schemas(), **webhook_schemas(), **store_schemas(),
+            **pull_payment_schemas()}
 
 
 def parameters() -> dict:
@@ -870,6 +871,138 @@ def webhook_short_paths() -> dict:
     return paths
 
 
+# -- refunds: pull payments ---------------------------------------------------------------
+def pull_payment_schemas() -> dict:
+    from settlement.pull_payments import VARIANTS
+
+    nullable_text = {"type": ["string", "null"]}
+    amount = {"type": ["string", "number"], "description": "A decimal string (preferred) or "
+              "number. KRW in whole won (round: KRW has no minor unit), BTC with at most 8 "
+              "decimals, SATS in whole satoshis.", "examples": ["15000"]}
+    return {
+        "PullPaymentId": {"type": "string", "description": "A pull payment (refund) identifier."},
+        "PullPaymentData": obj({
+            "id": ref("PullPaymentId"),
+            "name": {"type": "string"},
+            "description": {"type": "string"},
+            "currency": enum(CURRENCIES, "The currency of `amount`."),
+            "amount": decimal_string("The refund in `currency`.", "15000"),
+            "period": {"type": "null"},
+            "BOLT11Expiration": {"type": "string", "description": "No Lightning refunds: \"0\"."},
+            "autoApproveClaims": {"type": "boolean", "const": False,
+                                  "description": "The city treasury approves every refund."},
+            "archived": {"type": "boolean"},
+            "viewLink": {"type": "string", "format": "uri", "description":
+                         "The claim page: give it to the payer, who enters a bitcoin address "
+                         "there. Anyone with the link can; share it only with the payer."},
+        }, required=True, description="A refund to a payer (one refund claim)."),
+        "PullPaymentDataList": {"type": "array", "items": ref("PullPaymentData")},
+        "CreatePullPaymentRequest": obj({
+            "name": nullable_text, "description": nullable_text,
+            "amount": amount,
+            "currency": {"type": ["string", "null"], "description":
+                         f"One of {', '.join(CURRENCIES)}; another currency is 422 (convert "
+                         "to KRW and round to whole won)."},
+            "autoApproveClaims": {"type": ["boolean", "null"], "description":
+                                  "Only false or null: the treasury approves."},
+            "paymentMethods": {"type": ["array", "null"], "items": {"type": "string"},
+                               "description": "`BTC` or `BTC-CHAIN` (on-chain) only."},
+            "payoutMethods": {"type": ["array", "null"], "items": {"type": "string"}},
+            "period": {"description": "Accepted, ignored."},
+            "BOLT11Expiration": {"description": "Accepted, ignored."},
+            "startsAt": {"description": "Accepted, ignored."},
+            "expiresAt": {"description": "Accepted, ignored."},
+        }, required=("amount",), closed=False, description=(
+            "A refund the merchant pays for from its won balance, to a payer who gives an "
+            "address on the claim page (`viewLink`).")),
+        "RefundInvoiceRequest": obj({
+            "name": nullable_text, "description": nullable_text,
+            "paymentMethod": nullable_text,
+            "payoutMethods": {"type": ["array", "null"], "items": {"type": "string"}},
+            "refundVariant": {"type": "string", "enum": list(VARIANTS), "description": (
+                "`RateThen`: the bitcoin the invoice cost, at its locked rate. `CurrentRate` "
+                "and `Fiat`: the invoice's won price in bitcoin at the current rate (locked "
+                "when the refund opens). `OverpaidAmount`: what the payer paid too much (no "
+                "cost to the merchant). `Custom`: `customAmount` in `customCurrency`.")},
+            "subtractPercentage": {"type": ["string", "number", "null"],
+                                   "description": "Percent kept back (0 to under 100)."},
+            "customAmount": {**amount, "type": ["string", "number", "null"]},
+            "customCurrency": nullable_text,
+        }, required=("refundVariant",), closed=False,
+            description="Refund an invoice's payer. Only a Settled invoice that was paid "
+                        "(except `OverpaidAmount`); refunds of one invoice stay within its "
+                        "price."),
+        "PayoutData": obj({
+            "id": {"type": "string", "description": "The refund claim's id."},
+            "revision": {"type": "integer"},
+            "pullPaymentId": ref("PullPaymentId"),
+            "date": {"type": "string", "format": "date-time"},
+            "destination": {"type": "string", "description": "The payer's address."},
+            "originalCurrency": {"type": "string"},
+            "originalAmount": {"type": "string"},
+            "payoutCurrency": {"type": "string", "const": "BTC"},
+            "payoutAmount": decimal_string("Bitcoin sent to the payer.", "0.0001"),
+            "payoutMethodId": {"type": "string", "const": "BTC-CHAIN"},
+            "state": enum(("AwaitingApproval", "AwaitingPayment", "Completed", "Cancelled"),
+                          "AwaitingApproval until the treasury approves, AwaitingPayment "
+                          "until it records the transaction, Completed once sent."),
+            "paymentProof": nullable(obj({"proofType": {"type": "string"},
+                                          "transactionId": {"type": "string"}}, required=True)),
+            "metadata": {"type": "object"},
+        }, required=True, description="The payer's claim once it has an address."),
+        "PayoutDataList": {"type": "array", "items": ref("PayoutData")},
+    }
+
+
+def pull_payment_paths() -> dict:
+    from merchants.service import CAN_CREATE_NONAPPROVED_PULL_PAYMENTS, CAN_VIEW_PULL_PAYMENTS
+
+    pull_param = path_param("pullPaymentId", "The pull payment (of the key's store).",
+                            ref("PullPaymentId"))
+    missing = problem("No such pull payment for this key's store.", "pullpayment-not-found")
+    store_missing = problem("Another store's id.", "store-not-found")
+
+    def op(operation_id, summary, permission, *, not_found=None, **kwargs):
+        built = operation(operation_id, summary, permission=permission, tag="Refunds", **kwargs)
+        if not_found:
+            built["responses"] = dict(sorted({**built["responses"], "404": not_found}.items()))
+        return built
+
+    refund = op("Invoices_Refund", "Refund an invoice's payer",
+                CAN_CREATE_NONAPPROVED_PULL_PAYMENTS,
+                description="Opens a refund claim for the invoice's payer; the response's "
+                            "`viewLink` is the page where they enter their address.",
+                body=request_body(ref("RefundInvoiceRequest"), "The refund."),
+                ok=json_body(ref("PullPaymentData"), "The refund."),
+                errors=("400", "404", "413", "422", "503"))
+    return {
+        f"{STORES}/{{storeId}}/pull-payments": {
+            "post": op("PullPayments_CreatePullPayment", "Open a refund to a payer",
+                       CAN_CREATE_NONAPPROVED_PULL_PAYMENTS, not_found=store_missing,
+                       parameters=[ref("StoreId", "parameters")],
+                       description="What a shop's refund button calls (no invoice named): "
+                                   "the merchant's won pays for it at the current rate.",
+                       body=request_body(ref("CreatePullPaymentRequest"), "The refund."),
+                       ok=json_body(ref("PullPaymentData"), "The refund."),
+                       errors=("400", "413", "422", "503")),
+            "get": op("PullPayments_GetPullPayments", "The store's refunds",
+                      CAN_VIEW_PULL_PAYMENTS, not_found=store_missing,
+                      parameters=[ref("StoreId", "parameters"), query_param(
+                          "includeArchived", "Include archived ones.", {"type": "boolean"})],
+                      ok=json_body(ref("PullPaymentDataList"), "Newest first.")),
+        },
+        f"{API}/pull-payments/{{pullPaymentId}}": {"get": op(
+            "PullPayments_GetPullPayment", "Get a refund", CAN_VIEW_PULL_PAYMENTS,
+            not_found=missing, parameters=[pull_param],
+            ok=json_body(ref("PullPaymentData"), "The refund."))},
+        f"{API}/pull-payments/{{pullPaymentId}}/payouts": {"get": op(
+            "PullPayments_GetPayouts", "A refund's progress", CAN_VIEW_PULL_PAYMENTS,
+            not_found=missing, parameters=[pull_param],
+            ok=json_body(ref("PayoutDataList"), "Empty until the payer gave an address."))},
+        **per_invoice("/refund", {"post": refund}),
+    }
+
+
 # Each group returns {path: {method: operation}}; add a function here for new routes.
 ROUTE_GROUPS: list[Callable[[], dict]] = [
     store_invoice_paths,
@@ -878,6 +1011,7 @@ ROUTE_GROUPS: list[Callable[[], dict]] = [
     webhook_paths,
     webhook_short_paths,
     store_paths,
+    pull_payment_paths,
     key_and_server_paths,
     document_paths,
 ]
@@ -921,6 +1055,8 @@ def build_document(*, max_body_bytes: int | None = None, max_invoice_krw: int | 
                  {"name": "API keys", "description": "The key itself; `/api-keys/authorize` "
                   "(a web page, not an API call) lets a shop ask the owner for one."},
                  {"name": "Server", "description": "Version and sync state."},
+                 {"name": "Refunds", "description": "Refunds to payers (Greenfield pull "
+                  "payments), approved by the city treasury."},
                  {"name": "Meta", "description": "About the API itself."}],
         "security": [{"API_Key": []}],
         "paths": build_paths(),

@@ -204,8 +204,9 @@ class RefundClaim(SQLModel, table=True):
 
     id: str = Field(primary_key=True, max_length=32)
     token_hash: str = Field(max_length=64, unique=True)  # SHA-256 of the payer's link token
-    invoice_id: str = Field(sa_column=Column("invoice_id", String(32), ForeignKey("invoice.id"),
-                                             nullable=False, index=True))
+    # None for a refund a shop opened without naming an invoice (a Greenfield pull payment).
+    invoice_id: Optional[str] = Field(default=None, sa_column=Column(
+        "invoice_id", String(32), ForeignKey("invoice.id"), nullable=True, index=True))
     store_id: str = Field(max_length=48, index=True)
     amount_sats: int = Field(sa_column=Column("amount_sats", BigInteger(), nullable=False))
     address: Optional[str] = Field(default=None, max_length=100)

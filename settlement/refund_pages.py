@@ -149,6 +149,12 @@ def _claim_view(session, token: str):
     claim = claim_by_token(session, token)
     if claim is None:
         return None
+    if claim.invoice_id is None:  # a refund a shop opened without an invoice (pull payment)
+        from merchants.models import Store
+
+        invoice, store = None, session.get(Store, claim.store_id)
+        set_page_default(store.default_language if store else None)
+        return claim, invoice, store
     invoice, store = _invoice_and_store(session, claim.invoice_id)
     set_page_default(_language_of(invoice, store))
     return claim, invoice, store
@@ -157,8 +163,9 @@ def _claim_view(session, token: str):
 def _render_claim(claim, invoice, store, *, status=200, error=None, address=""):
     network = _gateway().settings.network
     return _page("refunds/claim.html", status, claim=claim, invoice=invoice, store=store,
-                 owed_btc=format_btc(claim.amount_sats), due_btc=format_btc(invoice.due_sats),
-                 paid_btc=format_btc(invoice.paid_sats or 0),
+                 owed_btc=format_btc(claim.amount_sats),
+                 due_btc=format_btc(invoice.due_sats) if invoice else "",
+                 paid_btc=format_btc(invoice.paid_sats or 0) if invoice else "",
                  status_names=STATUS_NAMES, network_name=NETWORK_NAMES.get(network, network),
                  error=error, address=address, link=request.url.split("?")[0],
                  new=request.args.get("new") == "1")

@@ -1,0 +1,189 @@
+"""Refunds a shop opens through Greenfield (pull payments, invoice refunds) become the
+gateway's refund claims: the viewLink is the payer's claim page, the treasury approves,
+the merchant's won pays for it, and the ledger still checks."""
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from merchants.service import CAN_CREATE_NONAPPROVED_PULL_PAYMENTS, CAN_VIEW_INVOICES
+from settlement.models import RefundClaim
+from tests.conftest import auth, make_merchant
+from tests.integration.test_accounts_login import csrf_token
+from tests.integration.test_openapi import check_response
+from tests.integration.test_payment_scenarios import DUE, demo_chain  # noqa: F401
+from tests.integration.test_refund_pages import (EXTRA, REGTEST_ADDRESS, TREASURY, TXID, login,
+                                                 overpaid, payer, world)  # noqa: F401
+from tests.integration.test_settlement_support import balance_of, post_all
+
+RATE = Decimal(150_000_000)
+PULL = "/api/v1/stores/{storeId}/pull-payments"
+
+
+@pytest.fixture
+def doc(client):
+    return client.get("/api/v1/openapi.json").get_json()
+
+
+def api(world, doc, method, template, expect=200, token=None, **kwargs):
+    url = template.replace("{storeId}", world.store_id)
+    for name, value in kwargs.pop("path", {}).items():
+        url = url.replace("{" + name + "}", value)
+    res = world.client.open(url, method=method.upper(), headers=auth(token or world.token),
+                            **kwargs)
+    assert res.status_code == expect, (url, res.status_code, res.get_data()[:400])
+    check_response(doc, template, method, res)
+    return res.get_json()
+
+
+def settled(world) -> dict:
+    invoice = world.invoice(15000)
+    world.pay(invoice["id"], DUE)
+    world.run()
+    world.chain.mine()
+    world.run()
+    assert world.status(invoice["id"]) == ("Settled", "None")
+    post_all(world.gateway)
+    return invoice
+
+
+def as_php_client(amount, currency, name="Refund of order 1001; damaged") -> dict:
+    """The body BTCPay's PHP client sends for WooCommerce's refund button."""
+    return {"name": name, "description": None, "amount": amount, "currency": currency,
+            "period": None, "BOLT11Expiration": None, "autoApproveClaims": False,
+            "startsAt": None, "expiresAt": None, "paymentMethods": ["BTC"],
+            "payoutMethods": ["BTC"]}
+
+
+def test_a_shops_pull_payment_is_a_claim_the_payer_fills_and_the_treasury_pays(
+        app, world, doc):  # noqa: F811
+    settled(world)
+    payable = f"merchant_payable:{world.store_id}"
+    before = balance_of(world.gateway, payable)
+    pull = api(world, doc, "post", PULL, json=as_php_client("15000", "KRW"))
+    assert pull["amount"] == "15000" and pull["currency"] == "KRW"
+    assert pull["autoApproveClaims"] is False and pull["name"].startswith("Refund of order")
+    # the merchant pays in won; the payer is owed the sats that buys, rounded down
+    assert balance_of(world.gateway, payable) == before + 15000
+    assert balance_of(world.gateway, "refunds_owed:btc") == -DUE
+    link = pull["viewLink"]
+    path = "/" + link.split("/", 3)[3]
+    tourist = payer(app)
+    page = tourist.get(path).get_data(as_text=True)
+    assert "0.0001 BTC" in page and 'name="address"' in page
+    assert api(world, doc, "get", "/api/v1/pull-payments/{pullPaymentId}/payouts",
+               path={"pullPaymentId": pull["id"]}) == []
+    res = tourist.post(path, data={"csrf_token": csrf_token(tourist, path),
+                                   "address": REGTEST_ADDRESS})
+    assert res.status_code == 303
+    [payout] = api(world, doc, "get", "/api/v1/pull-payments/{pullPaymentId}/payouts",
+                   path={"pullPaymentId": pull["id"]})
+    assert (payout["state"], payout["destination"], payout["payoutAmount"]) == \
+        ("AwaitingApproval", REGTEST_ADDRESS, "0.0001")
+    treasurer = login(app, *TREASURY)
+    token = csrf_token(treasurer, "/city/refunds")
+    assert treasurer.post(f"/city/refunds/{payout['id']}/approve",
+                          data={"csrf_token": token}).status_code == 303
+    assert treasurer.post(f"/city/refunds/{payout['id']}/sent",
+                          data={"csrf_token": token, "txid": TXID}).status_code == 303
+    [payout] = api(world, doc, "get", "/api/v1/pull-payments/{pullPaymentId}/payouts",
+                   path={"pullPaymentId": pull["id"]})
+    assert payout["state"] == "Completed" and payout["paymentProof"]["transactionId"] == TXID
+    assert api(world, doc, "get", "/api/v1/pull-payments/{pullPaymentId}",
+               path={"pullPaymentId": pull["id"]}) == pull
+    assert api(world, doc, "get", PULL) == [pull]
+    assert balance_of(world.gateway, "refunds_owed:btc") == 0
+    from settlement.reconcile import check_ledger
+
+    assert check_ledger(world.gateway)["ok"]
+
+
+@pytest.mark.parametrize("body,sats,krw", [
+    ({"refundVariant": "RateThen"}, DUE, 15000),
+    ({"refundVariant": "currentrate", "subtractPercentage": "10"}, DUE * 9 // 10, 13500),
+    ({"refundVariant": "Fiat"}, DUE, 15000),
+    ({"refundVariant": "Custom", "customAmount": "0.00005", "customCurrency": "BTC"},
+     5000, 7500),
+    ({"refundVariant": "Custom", "customAmount": "5000", "customCurrency": "krw"},
+     3333, 5000),
+])
+def test_invoice_refund_variants_set_the_amount(world, doc, body, sats, krw):  # noqa: F811
+    invoice = settled(world)
+    payable = f"merchant_payable:{world.store_id}"
+    before = balance_of(world.gateway, payable)
+    pull = api(world, doc, "post", "/api/v1/invoices/{invoiceId}/refund",
+               path={"invoiceId": invoice["id"]}, json={"name": "refund", **body,
+                                                        "payoutMethods": ["BTC-CHAIN"]})
+    with world.gateway.db.read() as session:
+        claim = session.query(RefundClaim).filter_by(invoice_id=invoice["id"]).one()
+    assert claim.amount_sats == sats and claim.status == "open"
+    assert balance_of(world.gateway, payable) == before + krw
+    assert pull["viewLink"].endswith("/refund/" + pull["viewLink"].rsplit("/", 1)[1])
+
+
+def test_an_overpayment_refund_costs_the_merchant_nothing(world, doc):  # noqa: F811
+    invoice_id = overpaid(world)
+    payable = f"merchant_payable:{world.store_id}"
+    before = balance_of(world.gateway, payable)
+    pull = api(world, doc, "post", "/api/v1/stores/{storeId}/invoices/{invoiceId}/refund",
+               path={"invoiceId": invoice_id}, json={"refundVariant": "OverpaidAmount"})
+    assert pull["currency"] == "BTC" and pull["amount"] == "0.000025"
+    assert balance_of(world.gateway, payable) == before
+
+
+def test_refunds_that_cannot_be_are_refused_and_change_nothing(app, world, doc):  # noqa: F811
+    invoice = settled(world)
+    unpaid = world.invoice(1000)
+    refund = "/api/v1/invoices/{invoiceId}/refund"
+    payable = f"merchant_payable:{world.store_id}"
+    before = balance_of(world.gateway, payable)
+    for invoice_id, body, path in (
+            (unpaid["id"], {"refundVariant": "RateThen"}, "invoiceId"),
+            (invoice["id"], {"refundVariant": "Sideways"}, "refundVariant"),
+            (invoice["id"], {"refundVariant": "OverpaidAmount"}, "refundVariant"),
+            (invoice["id"], {"refundVariant": "Custom", "customAmount": "20000",
+                             "customCurrency": "KRW"}, "amount"),
+            (invoice["id"], {"refundVariant": "Custom", "customAmount": "10",
+                             "customCurrency": "USD"}, "customCurrency")):
+        errors = api(world, doc, "post", refund, 422, path={"invoiceId": invoice_id}, json=body)
+        assert errors[0]["path"] == path, errors
+    errors = api(world, doc, "post", PULL, 422, json=as_php_client("12.50", "USD"))
+    assert "KRW" in errors[0]["message"] and "round" in errors[0]["message"]
+    errors = api(world, doc, "post", PULL, 422, json={**as_php_client("1000", "KRW"),
+                                                      "autoApproveClaims": True})
+    assert errors[0]["path"] == "autoApproveClaims"
+    assert balance_of(world.gateway, payable) == before
+    api(world, doc, "post", refund, 200, path={"invoiceId": invoice["id"]},
+        json={"refundVariant": "Custom", "customAmount": "10000", "customCurrency": "KRW"})
+    errors = api(world, doc, "post", refund, 422, path={"invoiceId": invoice["id"]},
+                 json={"refundVariant": "RateThen"})  # 10,000 + 15,000 won > the price
+    assert errors[0]["path"] == "amount"
+    errors = api(world, doc, "post", refund, 422, path={"invoiceId": invoice["id"]},
+                 json={"refundVariant": "Custom", "customAmount": "1000",
+                       "customCurrency": "KRW"})  # one open claim per invoice
+    assert errors[0]["path"] == "invoiceId"
+    assert balance_of(world.gateway, payable) == before + 10000
+
+
+def test_refund_permissions_and_other_stores(app, world, doc):  # noqa: F811
+    invoice = settled(world)
+    other_store, other = make_merchant(app, name="Jagalchi Fish")
+    refund = "/api/v1/invoices/{invoiceId}/refund"
+    res = api(world, doc, "post", refund, 404, token=other, path={"invoiceId": invoice["id"]},
+              json={"refundVariant": "RateThen"})
+    assert res["code"] == "invoice-not-found"
+    _, viewer = make_merchant(app, name="Viewer", permissions=[CAN_VIEW_INVOICES])
+    res = world.client.post(f"/api/v1/stores/{world.store_id}/pull-payments", headers=auth(viewer),
+                            json=as_php_client("1000", "KRW"))
+    assert res.status_code == 404  # another store's id
+    pull = api(world, doc, "post", PULL, json=as_php_client("1000", "KRW"))
+    res = api(world, doc, "get", "/api/v1/pull-payments/{pullPaymentId}", 404, token=other,
+              path={"pullPaymentId": pull["id"]})
+    assert res["code"] == "pullpayment-not-found"
+    _, creator_only = make_merchant(app, name="Creator", permissions=[
+        CAN_CREATE_NONAPPROVED_PULL_PAYMENTS])
+    res = world.client.post(f"/api/v1/invoices/{invoice['id']}/refund",
+                            headers=auth(creator_only), json={"refundVariant": "RateThen"})
+    assert res.status_code == 404  # not its store's invoice
+    assert other_store != world.store_id
