@@ -174,5 +174,5 @@ def parse_authorize_request(args: Mapping[str, list[str]], known: tuple[str, ...
         raise AuthorizeRefused(problems)
     return AuthorizeRequest(permissions=tuple(sorted(set(wanted))),
                             not_granted=tuple(sorted(set(unknown))),
-                            application_name=name or (host or ""), redirect=redirect,
+                            application_name=name or host or "API client", redirect=redirect,
                             shop_origin=origin, shop_host=host)

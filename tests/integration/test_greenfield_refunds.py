@@ -119,6 +119,9 @@ def test_invoice_refund_variants_set_the_amount(world, doc, body, sats, krw):  #
         claim = session.query(RefundClaim).filter_by(invoice_id=invoice["id"]).one()
     assert claim.amount_sats == sats and claim.status == "open"
     assert balance_of(world.gateway, payable) == before + krw
+    from settlement.reconcile import check_ledger
+
+    assert check_ledger(world.gateway)["ok"]
     assert pull["viewLink"].endswith("/refund/" + pull["viewLink"].rsplit("/", 1)[1])
 
 
