@@ -9,12 +9,15 @@ import logging
 import os
 from pathlib import Path
 
-from flask import Flask, jsonify, request
+from flask import Flask, abort, jsonify, request
+from flask_babel import gettext
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter
 
 from settings import Settings
+from untrusted import has_nul
 
 log = logging.getLogger("busanpay")
 SOURCE_URL = "https://github.com/busanpay/busanpay"  # AGPL: the footer links the source
@@ -45,6 +48,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.config.update({k: v for k, v in config.items() if k.isupper()})
     app.extensions["busanpay"] = gateway
     app.url_map.strict_slashes = False  # clients send paths with and without a trailing slash
+    app.url_map.converters["int"] = AsciiIntegerConverter
 
     from ratelimits import limiter
 
@@ -94,6 +98,7 @@ def create_app(config: dict | None = None) -> Flask:
 
     app.register_blueprint(openapi_bp)
     _register_errors(app)
+    _refuse_nul_bytes(app)
     from cli import register_cli
 
     register_cli(app)
@@ -112,10 +117,34 @@ def create_app(config: dict | None = None) -> Flask:
     return app
 
 
+class AsciiIntegerConverter(IntegerConverter):
+    """`<int:…>` with ASCII digits only (werkzeug's \\d takes every script's digits)."""
+
+    regex = r"[0-9]+"
+
+
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
 def _default_clock():
     from database import utc_now
 
     return utc_now
+
+
+def _refuse_nul_bytes(app: Flask) -> None:
+    """PostgreSQL text cannot hold NUL: refuse it at the door (400), not as a 500 in a query.
+    Paths, query and form fields, headers; JSON bodies are checked by their decoder."""
+
+    @app.before_request
+    def _refuse_nul():
+        pairs = [request.args, request.form] if request.mimetype in FORM_TYPES else [request.args]
+        fields = (request.path, *request.headers.values(),
+                  *(text for multi in pairs for key, values in multi.lists()
+                    for text in (key, *values)))
+        if any(has_nul(text) for text in fields):
+            abort(400, description=gettext("The request contains a NUL character (U+0000), "
+                                           "which no field accepts."))
 
 
 def _register_errors(app: Flask) -> None:
@@ -130,6 +159,9 @@ def _register_errors(app: Flask) -> None:
             message = f"The request body is larger than {app.config['MAX_CONTENT_LENGTH']} bytes"
         response = jsonify({"code": codes.get(err.code, "error"), "message": message})
         response.status_code = err.code or 500
+        for name, value in err.get_headers():  # a 405's Allow, for one
+            if name.lower() != "content-type":
+                response.headers[name] = value
         if err.code == 429:
             retry = getattr(err, "retry_after", None)
             if retry:

@@ -77,7 +77,7 @@ def parse_settings(form: Mapping[str, str], *, city_zero_conf_limit: int) -> Sto
         problems.append(Problem("payment_tolerance", "tolerance.number"))
     raw_limit = (form.get("zero_conf_limit_krw") or "").strip().lstrip("₩").replace(",", "")
     limit = 0
-    if not re.fullmatch(r"\d{1,12}", raw_limit):
+    if not re.fullmatch(r"[0-9]{1,12}", raw_limit):  # ASCII: \d takes any script's digits
         problems.append(Problem("zero_conf_limit_krw", "limit.number"))
     else:
         limit = int(raw_limit)

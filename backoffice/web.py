@@ -23,6 +23,7 @@ from merchants.service import (CAN_CREATE_INVOICE, CAN_CREATE_NONAPPROVED_PULL_P
                                CAN_MODIFY_WEBHOOKS, CAN_VIEW_INVOICES, CAN_VIEW_PULL_PAYMENTS,
                                CAN_VIEW_STORE, SPEED_POLICIES)
 from pos import sales
+from untrusted import FIRST_DAY, LAST_DAY, UntrustedInput, calendar_month
 
 bp = Blueprint("backoffice", __name__, url_prefix="/merchant")
 
@@ -388,11 +389,13 @@ def webhook_redeliver(webhook_id: str, delivery_id: str):
 
 
 def _month(raw: str | None, today: date) -> date:
-    try:
-        year, month = (int(x) for x in (raw or "").split("-"))
-        return date(year, month, 1)
-    except (ValueError, TypeError):
+    if not raw:
         return today.replace(day=1)
+    try:
+        return calendar_month(raw)
+    except UntrustedInput:
+        abort(400, description=_("The month is YYYY-MM, from %(first)s to %(last)s.",
+                                 first=f"{FIRST_DAY:%Y-%m}", last=f"{LAST_DAY:%Y-%m}"))
 
 
 def _month_lines(store_id: str, first: date):
@@ -425,7 +428,11 @@ def payouts():
         day_text=lambda d: format_date(d, "medium", locale=_locale()))
 
 
-@bp.get("/statements/<int:year>-<int:month>.csv")
+# Years the calendar arithmetic can handle (untrusted.FIRST_DAY..LAST_DAY); others are 404.
+YEAR, MONTH = f"int(min={FIRST_DAY.year}, max={LAST_DAY.year})", "int(min=1, max=12)"
+
+
+@bp.get(f"/statements/<{YEAR}:year>-<{MONTH}:month>.csv")
 @require_roles("owner")
 def statement_csv(year: int, month: int):
     store = _store()
@@ -454,7 +461,7 @@ def _ledger_statements():
     return statement_csv
 
 
-@bp.get("/statements/<int:year>-<int:month>-<int:day>.csv")
+@bp.get(f"/statements/<{YEAR}:year>-<{MONTH}:month>-<int(min=1, max=31):day>.csv")
 @require_roles("owner")
 def ledger_statement_csv(year: int, month: int, day: int):
     """One business day of the ledger: opening balance, each sale (gross, city fee, net),

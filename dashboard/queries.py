@@ -23,11 +23,13 @@ from dashboard.rollup import facts, sums
 from merchants.districts import CATEGORIES, DISTRICTS
 from merchants.models import Store
 from payments.models import Invoice, Payment
+from untrusted import UntrustedInput, calendar_day, whole_number
 
 MAX_PERIOD_DAYS = 400
 PRESETS = ("today", "7d", "30d", "month", "last-month")
 EXPOSURE_CAP_SETTING = "zero_conf_exposure_cap_krw"
 DEFAULT_EXPOSURE_CAP_KRW = 5_000_000
+MAX_EXPOSURE_CAP_KRW = 9_999_999_999_999
 EXPOSURE_WINDOW = timedelta(days=14)  # Bitcoin Core's default mempool expiry (336 h)
 
 
@@ -73,7 +75,9 @@ def preset_period(preset: str, today: date) -> Period:
 
 
 def parse_period(args, now: datetime) -> tuple[Period, str | None]:
-    """From ?preset= or ?from=&to= (YYYY-MM-DD, Seoul days); last 30 days by default."""
+    """From ?preset= or ?from=&to= (YYYY-MM-DD, Seoul days); last 30 days by default. An
+    unreadable or out-of-range day raises UntrustedInput; a period that ends before it
+    starts or is too long comes back as a default with the reason."""
     today = seoul_day(now)
     preset = (args.get("preset") or "").strip()
     raw_from, raw_to = (args.get("from") or "").strip(), (args.get("to") or "").strip()
@@ -81,11 +85,9 @@ def parse_period(args, now: datetime) -> tuple[Period, str | None]:
         return preset_period(preset, today), None
     if not raw_from and not raw_to:
         return preset_period("30d", today), None
-    try:
-        start = date.fromisoformat(raw_from) if raw_from else None
-        end = date.fromisoformat(raw_to) if raw_to else today
-    except ValueError:
-        return preset_period("30d", today), "dates are YYYY-MM-DD"
+    # A day that is not YYYY-MM-DD within the calendar's safe range raises UntrustedInput.
+    start = calendar_day(raw_from) if raw_from else None
+    end = calendar_day(raw_to) if raw_to else today
     if start is None:
         start = end - timedelta(days=29)
     if end < start:
@@ -482,7 +484,10 @@ def exposure_cap(session) -> int:
     if setting is not None:
         return int(setting.value)
     raw = os.environ.get("BUSANPAY_ZERO_CONF_EXPOSURE_CAP_KRW", "")
-    return int(raw) if raw.strip().isdigit() else DEFAULT_EXPOSURE_CAP_KRW
+    try:
+        return whole_number(raw.strip(), maximum=MAX_EXPOSURE_CAP_KRW)
+    except UntrustedInput:
+        return DEFAULT_EXPOSURE_CAP_KRW
 
 
 def exposure(session, per_invoice_limit_krw: int, now: datetime, limit: int | None = 200) -> Exposure:

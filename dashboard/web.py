@@ -29,10 +29,13 @@ from dashboard.rollup import fold, pending_deltas
 from i18n import current_language
 from merchants.districts import CATEGORIES, DISTRICTS
 from payments.models import Invoice
+from untrusted import FIRST_DAY, LAST_DAY, UntrustedInput, calendar_day, whole_number
 
 bp = Blueprint("city", __name__, url_prefix="/city")
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+READ_METHODS = ["GET", "HEAD"]  # a 405's Allow header: the dashboard only reads
+MAX_PAGE = 100_000
 FOLD_THRESHOLD = 200  # fold the rollup's change log when a page finds more rows than this
 CSP = ("default-src 'none'; style-src 'self'; img-src 'self' data:; script-src 'self'; "
        "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
@@ -157,8 +160,16 @@ def _helpers():
             "can_set_cap": current_user.is_authenticated and current_user.role == "city_admin"}
 
 
+def _refuse_day():
+    abort(400, description=_("Dates are YYYY-MM-DD, from %(first)s to %(last)s.",
+                             first=FIRST_DAY.isoformat(), last=LAST_DAY.isoformat()))
+
+
 def _period():
-    period, error = q.parse_period(request.args, _gateway().clock())
+    try:
+        period, error = q.parse_period(request.args, _gateway().clock())
+    except UntrustedInput:
+        _refuse_day()
     if error:
         flash(_("Period not understood (%(reason)s): showing %(start)s – %(end)s.",
                 reason=error, start=period.start.isoformat(), end=period.end.isoformat()), "error")
@@ -166,7 +177,12 @@ def _period():
 
 
 def _page() -> int:
-    return min(max(request.args.get("page", 1, type=int) or 1, 1), 100_000)
+    raw = request.args.get("page") or "1"
+    try:
+        return whole_number(raw, minimum=1, maximum=MAX_PAGE)
+    except UntrustedInput:
+        abort(400, description=_("The page number is a whole number from 1 to %(max)s.",
+                                 max=MAX_PAGE))
 
 
 def _wants_csv() -> bool:
@@ -260,12 +276,14 @@ STORE_HEADER = ["store_id", "name", "district", "district_ko", "district_en", "c
 def _anything_else(_rest):
     """Unknown /city paths: 404 to read, 405 to change (after the guard above, so an
     auditor's PUT/PATCH/DELETE anywhere under /city is a 403 like any other change)."""
-    abort(404 if request.method == "GET" else 405)
+    if request.method == "GET":
+        abort(404)
+    abort(405, valid_methods=READ_METHODS)
 
 
 @bp.route("/", methods=["PUT", "PATCH", "DELETE", "POST"], endpoint="overview_changes")
 def _overview_changes():
-    abort(405)
+    abort(405, valid_methods=READ_METHODS)
 
 
 @bp.get("/")
@@ -491,10 +509,11 @@ def exposure():
 @require_roles("city_admin")
 def set_exposure_cap():
     raw = (request.form.get("cap_krw") or "").replace(",", "").replace("₩", "").strip()
-    if not raw.isdigit() or len(raw) > 13:
+    try:
+        value = whole_number(raw, maximum=q.MAX_EXPOSURE_CAP_KRW)
+    except UntrustedInput:
         flash(_("The cap is a whole number of won (0 to 9,999,999,999,999)."), "error")
         return redirect(url_for("city.exposure"))
-    value = int(raw)
     gateway = _gateway()
     with gateway.db.write() as s:
         before = q.exposure_cap(s)
@@ -553,10 +572,13 @@ AUDIT_HEADER = ["at_seoul", "actor_id", "actor_email", "actor_role", "action", "
 
 
 def _date_arg(name: str) -> date | None:
-    try:
-        return date.fromisoformat((request.args.get(name) or "").strip())
-    except ValueError:
+    raw = (request.args.get(name) or "").strip()
+    if not raw:
         return None
+    try:
+        return calendar_day(raw)
+    except UntrustedInput:
+        _refuse_day()
 
 
 @bp.get("/audit")

@@ -4,23 +4,24 @@ Thin edge: parse input, call one service method, map domain errors to HTTP.
 """
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
-from decimal import Decimal
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from merchants.api_auth import api_error, require_permission
 from merchants.service import CAN_CREATE_INVOICE, CAN_MODIFY_INVOICES, CAN_VIEW_INVOICES
 from payments.invoice_json import invoice_json, payment_methods_json
-from payments.invoice_request import FieldError, InvalidRequest, parse_invoice_request
+from payments.invoice_request import (FieldError, InvalidRequest, parse_invoice_request,
+                                      parse_metadata)
 from payments.rates import RateUnavailable
-from ratelimits import invoice_limit, limiter
 from payments.service import (IdempotencyConflict, InvoiceFilter, InvoiceNotFound,
                               StatusChangeRefused, StoreNotFound, request_fingerprint)
+from ratelimits import invoice_limit, limiter
+from untrusted import UntrustedInput, decode_json, whole_number
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 STATUSES = ("New", "Processing", "Settled", "Expired", "Invalid")
+MAX_TIMESTAMP = 253402300799  # 9999-12-31T23:59:59Z, the last second datetime can hold
 
 
 class BadBody(Exception):
@@ -44,7 +45,8 @@ def unprocessable(errors: list[FieldError]):
 
 
 def read_json(optional: bool = False):
-    """The body decoded with exact decimals; None for an empty or `null` body when optional."""
+    """The body decoded with exact decimals (untrusted.decode_json: bounded depth, no NUL);
+    None for an empty or `null` body when optional."""
     raw = request.get_data(cache=True)
     if not raw.strip() or raw.strip() == b"null":
         if optional:
@@ -54,9 +56,9 @@ def read_json(optional: bool = False):
         raise BadBody("unsupported-content-type",
                       f"Send the body as application/json, not {request.mimetype or 'no content type'}")
     try:
-        return json.loads(raw, parse_float=Decimal)
-    except (ValueError, UnicodeDecodeError) as err:
-        raise BadBody("invalid-json", f"The body is not valid JSON: {err}") from None
+        return decode_json(raw)
+    except UntrustedInput as err:
+        raise BadBody("invalid-json", err.message) from None
 
 
 def _bad_body(err: BadBody):
@@ -111,12 +113,7 @@ def _store_for(store_id: str | None) -> str:
 @limiter.limit(invoice_limit, error_message="Too many invoices for this API key: slow down")
 @require_permission(CAN_CREATE_INVOICE)
 def create_invoice(store_id: str):
-    body = read_json()
-    plain_metadata = None
-    if isinstance(body, dict) and isinstance(body.get("metadata"), dict):
-        plain_metadata = json.loads(request.get_data())["metadata"]
-    parsed = parse_invoice_request(body, max_krw=gateway().settings.max_invoice_krw,
-                                   plain_metadata=plain_metadata)
+    parsed = parse_invoice_request(read_json(), max_krw=gateway().settings.max_invoice_krw)
     key = (request.headers.get("Idempotency-Key") or "").strip() or None
     if key is not None and len(key) > 200:
         return unprocessable([FieldError("Idempotency-Key", "at most 200 characters")])
@@ -132,23 +129,25 @@ def create_invoice(store_id: str):
     return jsonify(invoice_json(invoice, root))
 
 
-def _timestamp(name: str) -> datetime | None:
+def query_int(name: str, maximum: int, what: str | None = None) -> int | None:
+    """ASCII digits only: `²` passes str.isdigit and then fails int()."""
     raw = request.args.get(name)
     if raw in (None, ""):
         return None
     try:
-        return datetime.fromtimestamp(int(raw), tz=timezone.utc)
-    except (ValueError, OverflowError, OSError):
-        raise InvalidRequest([FieldError(name, "must be a unix timestamp in seconds")]) from None
+        return whole_number(raw, maximum=maximum)
+    except UntrustedInput as err:
+        raise InvalidRequest([FieldError(name, what or err.message)]) from None
+
+
+def _timestamp(name: str) -> datetime | None:
+    seconds = query_int(name, MAX_TIMESTAMP, "must be a unix timestamp in seconds")
+    return None if seconds is None else datetime.fromtimestamp(seconds, tz=timezone.utc)
 
 
 def _count(name: str, default: int, maximum: int) -> int:
-    raw = request.args.get(name)
-    if raw in (None, ""):
-        return default
-    if not raw.isdigit() or int(raw) > maximum:
-        raise InvalidRequest([FieldError(name, f"must be a whole number from 0 to {maximum}")])
-    return int(raw)
+    value = query_int(name, maximum)
+    return default if value is None else value
 
 
 def canonical_status(word: str, allowed=STATUSES) -> str:
@@ -201,9 +200,11 @@ def get_invoice(invoice_id: str, store_id: str | None):
 @require_permission(CAN_MODIFY_INVOICES)
 def update_invoice(invoice_id: str, store_id: str | None):
     body = read_json()
-    if not isinstance(body, dict) or not isinstance(body.get("metadata"), dict):
-        raise InvalidRequest([FieldError("metadata", "metadata must be an object")])
-    metadata = json.loads(request.get_data())["metadata"]
+    errors: list[FieldError] = []
+    metadata = parse_metadata(body.get("metadata") if isinstance(body, dict) else None, errors,
+                              required=True)
+    if errors:
+        raise InvalidRequest(errors)
     invoice = gateway().invoices.update_metadata(_store_for(store_id), invoice_id, metadata)
     return jsonify(invoice_json(invoice, base_url()))
 

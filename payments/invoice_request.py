@@ -6,12 +6,14 @@ of them at once, and nothing is written.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlparse
 
 from payments.quoting import Price, QuoteError, parse_amount, parse_currency, parse_price
+from untrusted import UntrustedInput, plain_decimal
 
 SPEED_POLICIES = ("HighSpeed", "MediumSpeed", "LowMediumSpeed", "LowSpeed")
 LANGUAGES = ("ko", "en", "zh", "ja")
@@ -71,11 +73,11 @@ def _minutes(raw: Any, path: str, maximum: int, errors: list[FieldError]) -> int
         errors.append(FieldError(path, "must be a number of minutes"))
         return None
     try:
-        value = Decimal(str(raw))
-    except InvalidOperation:
+        value = plain_decimal(str(raw).strip())
+    except UntrustedInput:
         errors.append(FieldError(path, "must be a number of minutes"))
         return None
-    if not value.is_finite() or value != value.to_integral_value() or not 1 <= value <= maximum:
+    if value != value.to_integral_value() or not 1 <= value <= maximum:
         errors.append(FieldError(path, f"must be whole minutes from 1 to {maximum}"))
         return None
     return int(value)
@@ -153,12 +155,45 @@ def parse_checkout(raw: Any, errors: list[FieldError]) -> CheckoutOptions:
     )
 
 
-def parse_invoice_request(body: Any, *, max_krw: int, plain_metadata: Any = None) -> InvoiceRequest:
-    """The body as decoded with Decimal floats. Raises InvalidRequest listing every problem.
+def parse_metadata(raw: Any, errors: list[FieldError], *, required: bool = False) -> dict:
+    """The client's free metadata object, as create and update both take it: numbers with a
+    fraction become ordinary JSON numbers again (not a money path), NaN/Infinity and numbers
+    beyond a double are refused (they would be stored and sent back as invalid JSON), and
+    `orderId`, which the invoice list searches, is a string or whole number of ≤ 200 chars."""
+    if raw is None and not required:
+        return {}
+    if not isinstance(raw, dict):
+        errors.append(FieldError("metadata", "metadata must be an object"))
+        return {}
+    before = len(errors)
+    metadata = _plain_json(raw, "metadata", errors)
+    if len(errors) > before:
+        return {}
+    if len(json.dumps(metadata)) > MAX_METADATA_BYTES:
+        errors.append(FieldError("metadata", f"metadata is larger than {MAX_METADATA_BYTES} bytes"))
+    order_id = metadata.get("orderId")
+    if order_id is not None and (not isinstance(order_id, (str, int)) or isinstance(order_id, bool)
+                                 or len(str(order_id)) > 200):
+        errors.append(FieldError("metadata.orderId", "orderId must be a string of at most 200 characters"))
+    return metadata
 
-    `plain_metadata` is the same metadata decoded with ordinary JSON numbers: metadata is
-    the client's free object, stored back exactly as it came, not a money path.
-    """
+
+def _plain_json(value: Any, path: str, errors: list[FieldError]) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain_json(v, f"{path}.{k}", errors) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain_json(v, f"{path}[{i}]", errors) for i, v in enumerate(value)]
+    if isinstance(value, (Decimal, float)) and not isinstance(value, bool):
+        number = float(value)
+        if not math.isfinite(number):
+            errors.append(FieldError(path, "numbers must be finite and within ±1.7e308 "
+                                           "(NaN and Infinity are not JSON)"))
+        return number
+    return value
+
+
+def parse_invoice_request(body: Any, *, max_krw: int) -> InvoiceRequest:
+    """The body as decoded with Decimal floats. Raises InvalidRequest listing every problem."""
     errors: list[FieldError] = []
     if not isinstance(body, dict):
         raise InvalidRequest([FieldError("", "the request body must be a JSON object")])
@@ -181,23 +216,9 @@ def parse_invoice_request(body: Any, *, max_krw: int, plain_metadata: Any = None
                 price = parse_price(amount, currency, max_krw=max_krw)
         except QuoteError as err:
             errors.append(FieldError(err.path, err.message))
-    metadata = body.get("metadata")
-    if metadata is None:
-        metadata = {}
-    elif not isinstance(metadata, dict):
-        errors.append(FieldError("metadata", "metadata must be an object"))
-        metadata = {}
-    else:
-        if len(json.dumps(metadata, default=str)) > MAX_METADATA_BYTES:
-            errors.append(FieldError("metadata", f"metadata is larger than {MAX_METADATA_BYTES} bytes"))
-        order_id = metadata.get("orderId")
-        if order_id is not None and (not isinstance(order_id, (str, int)) or isinstance(order_id, bool)
-                                     or len(str(order_id)) > 200):
-            errors.append(FieldError("metadata.orderId", "orderId must be a string of at most 200 characters"))
+    metadata = parse_metadata(body.get("metadata"), errors)
     checkout = parse_checkout(body.get("checkout"), errors)
     if errors:
         raise InvalidRequest(errors)
-    if plain_metadata is not None:
-        metadata = plain_metadata
     return InvoiceRequest(price=price, currency=currency or "KRW", metadata=metadata,
                           checkout=checkout)

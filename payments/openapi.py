@@ -21,6 +21,7 @@ from payments.invoice_request import (LANGUAGES, MAX_EXPIRATION_MINUTES, MAX_MET
                                       MAX_MONITORING_MINUTES)
 from payments.invoice_status import AdditionalStatus, InvoiceStatus
 from payments.quoting import CURRENCIES
+from untrusted import MAX_JSON_DEPTH
 
 API = "/api/v1"
 OPENAPI_PATH = f"{API}/openapi.json"
@@ -154,8 +155,9 @@ def request_schemas(max_invoice_krw: int | None) -> dict:
                         "description": "The shop's order reference; the list can filter by it."},
         }, closed=False, description=(
             "A free JSON object kept with the invoice and returned exactly as sent (at most "
-            f"{MAX_METADATA_BYTES} bytes). Greenfield's well-known fields (`orderUrl`, "
-            "`buyerEmail`, `itemDesc`, …) may be used.")),
+            f"{MAX_METADATA_BYTES} bytes; numbers finite and within a double's range, as "
+            "JSON has no NaN or Infinity). Greenfield's well-known fields (`orderUrl`, "
+            "`buyerEmail`, `itemDesc`, …) may be used. Create and update check it alike.")),
         "CheckoutOptions": obj({
             "speedPolicy": nullable({**ref("SpeedPolicy"), "description":
                                      "Matched in any case. Defaults to the store's."}),
@@ -318,13 +320,18 @@ def parameters() -> dict:
     }
 
 
+STRICT_JSON = (f"JSON is read as UTF-8, at most {MAX_JSON_DEPTH} levels of objects and arrays "
+               "deep, with no NUL (`\\u0000`) or lone surrogate in any string (`invalid-json`).")
+
+
 def responses(max_body_bytes: int | None) -> dict:
     size = f" ({max_body_bytes} bytes)" if max_body_bytes else ""
     return {
-        "BadBody": problem("The body is missing, not JSON, or not sent as application/json.",
-                           "missing-body", "invalid-json", "unsupported-content-type"),
+        "BadBody": problem("The body is missing, not JSON, or not sent as application/json. "
+                           + STRICT_JSON, "missing-body", "invalid-json", "unsupported-content-type"),
         "BadOptionalBody": problem("A body was sent but is not JSON, or not sent as "
-                                   "application/json (an empty or `null` body is fine).",
+                                   "application/json (an empty or `null` body is fine). "
+                                   + STRICT_JSON,
                                    "invalid-json", "unsupported-content-type"),
         "Unauthenticated": problem("No `Authorization: token <apiKey>` header, or the key is "
                                    "unknown or revoked.", "unauthenticated"),

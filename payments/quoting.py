@@ -6,7 +6,9 @@ never short. Rounding happens once, here.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import ROUND_CEILING, Decimal, InvalidOperation, localcontext
+from decimal import ROUND_CEILING, Decimal, localcontext
+
+from untrusted import UntrustedInput, plain_decimal
 
 SATS_PER_BTC = 100_000_000
 MAX_SATS = 21_000_000 * SATS_PER_BTC
@@ -44,22 +46,22 @@ def parse_currency(currency: object) -> str:
 
 
 def parse_amount(amount: object, *, allow_zero: bool = False) -> Decimal:
-    """A decimal string or number (never a binary float) as an exact Decimal."""
+    """A decimal string or number (never a binary float) as an exact Decimal: ASCII digits
+    only (Decimal itself takes full-width and Arabic-Indic ones), finite, and small enough
+    that no arithmetic on it overflows (`1e999999999` would)."""
     if amount is None:
         raise QuoteError("amount", "amount is required")
     if isinstance(amount, bool) or not isinstance(amount, (str, int, Decimal)):
         raise QuoteError("amount", "amount must be a decimal string or a number")
     try:
-        value = Decimal(amount.strip() if isinstance(amount, str) else amount)
-    except InvalidOperation:
-        raise QuoteError("amount", f"amount {amount!r} is not a decimal number") from None
-    if not value.is_finite():
-        raise QuoteError("amount", "amount must be a finite number")
+        value = plain_decimal(amount.strip() if isinstance(amount, str) else str(amount))
+    except UntrustedInput as err:
+        raise QuoteError("amount", f"amount {err.message}") from None
     if value < 0:
         raise QuoteError("amount", "amount must not be negative")
     if value == 0 and not allow_zero:
         raise QuoteError("amount", "amount must be greater than zero")
-    return value
+    return value.copy_abs()  # "-0" is zero
 
 
 def parse_price(amount: object, currency: object, *, max_krw: int,

@@ -35,6 +35,8 @@ from urllib.parse import urlsplit
 
 import requests
 
+from untrusted import retry_after_seconds
+
 __all__ = [
     "RateSourceError", "RateLimited", "RateUnavailable", "RateQuote", "LockedRate",
     "RateSource", "UpbitSource", "BithumbSource", "KorbitSource", "CoinoneSource",
@@ -378,9 +380,8 @@ class _HttpTickerSource:
         now = self._clock()
         with self._lock:
             self._strikes += 1
-            delay = None
-            if retry_after and retry_after.strip().isdigit():
-                delay = min(timedelta(seconds=max(1, int(retry_after.strip()))), RETRY_AFTER_MAX)
+            seconds = retry_after_seconds(retry_after, cap=int(RETRY_AFTER_MAX.total_seconds()))
+            delay = None if seconds is None else timedelta(seconds=max(1, seconds))
             if delay is None:
                 delay = min(BACKOFF_BASE * (2 ** min(self._strikes - 1, 16)), BACKOFF_MAX)
             self._retry_at = now + delay

@@ -22,7 +22,9 @@ TIP_PRESETS = (0, 5, 10, 15)
 MAX_TIP_PERCENT = 30
 MAX_MEMO_CHARS = 120
 # "15000", "15,000" or "₩15,000": digits with optional thousands separators, nothing else.
-_WON_TEXT = re.compile(r"^₩?\s*(\d{1,3}(,\d{3})+|\d+)$")
+# ASCII digits only: \d and int() also take full-width and Arabic-Indic digits.
+_WON_TEXT = re.compile(r"₩?\s*([0-9]{1,3}(,[0-9]{3}){1,5}|[0-9]{1,16})")
+_TIP_TEXT = re.compile(r"[0-9]{1,3}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 PAID_STATUSES = ("Settled",)
@@ -84,9 +86,9 @@ def parse_won(raw: Any) -> int:
             raise ValueError("amount.required")
         if text.startswith("-"):
             raise ValueError("amount.positive")
-        if re.match(r"^₩?\s*[\d,]*[.]\d*$", text):
+        if re.fullmatch(r"₩?\s*[0-9,]*[.][0-9]*", text):
             raise ValueError("amount.not_whole")
-        if not _WON_TEXT.match(text):
+        if not _WON_TEXT.fullmatch(text):
             raise ValueError("amount.not_number")
         value = int(text.lstrip("₩").strip().replace(",", ""))
     else:
@@ -114,7 +116,7 @@ def parse_charge(body: Any, *, max_krw: int) -> Charge:
     percent = body.get("tipPercent", 0)
     if percent in (None, ""):
         percent = 0
-    if isinstance(percent, str) and percent.strip().isdigit():
+    if isinstance(percent, str) and _TIP_TEXT.fullmatch(percent.strip()):
         percent = int(percent.strip())
     if isinstance(percent, bool) or not isinstance(percent, int) or \
             not 0 <= percent <= MAX_TIP_PERCENT:

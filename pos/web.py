@@ -32,6 +32,7 @@ from payments.service import (IdempotencyConflict, InvoiceNotFound, StatusChange
 from pos import sales
 from pos.qr_cache import QrCache
 from ratelimits import invoice_limit, limiter
+from untrusted import UntrustedInput, decode_json
 
 bp = Blueprint("pos", __name__, url_prefix="/pos")
 
@@ -257,7 +258,10 @@ def session_json():
 def charge():
     gateway = _gateway()
     store_id = _store_id()
-    body = request.get_json(silent=True)
+    try:  # the API's decoder: bounded depth, no NUL; floats, as parse_charge expects
+        body = decode_json(request.get_data(), parse_float=float) if request.is_json else None
+    except UntrustedInput as err:
+        return _json_error(400, "invalid-json", err.message)
     max_krw = gateway.settings.max_invoice_krw
     try:
         sale = sales.parse_charge(body, max_krw=max_krw)

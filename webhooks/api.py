@@ -1,12 +1,11 @@
 """Greenfield's store webhook API: /api/v1/stores/{storeId}/webhooks… (thin edge)."""
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify
 
 from merchants.api_auth import api_error, require_permission
 from merchants.service import CAN_MODIFY_WEBHOOKS
-from payments.api import handle_body_errors, read_json
-from payments.invoice_request import FieldError, InvalidRequest
+from payments.api import handle_body_errors, query_int, read_json
 from webhooks.rules import (DEFAULT_DELIVERY_COUNT, MAX_DELIVERY_COUNT, delivery_json,
                             parse_webhook, webhook_json)
 from webhooks.service import DeliveryNotFound, WebhookNotFound
@@ -68,13 +67,8 @@ def delete_webhook(store_id: str, webhook_id: str):
 
 
 def _count() -> int:
-    raw = request.args.get("count")
-    if raw in (None, ""):
-        return DEFAULT_DELIVERY_COUNT
-    if not raw.isdigit() or int(raw) > MAX_DELIVERY_COUNT:
-        raise InvalidRequest([FieldError("count",
-                                         f"must be a whole number from 0 to {MAX_DELIVERY_COUNT}")])
-    return int(raw)
+    count = query_int("count", MAX_DELIVERY_COUNT)
+    return DEFAULT_DELIVERY_COUNT if count is None else count
 
 
 @bp.get("/<webhook_id>/deliveries")

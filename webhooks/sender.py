@@ -15,6 +15,8 @@ from datetime import timedelta
 
 import requests
 
+from untrusted import retry_after_seconds
+
 SIGNATURE_HEADER = "BTCPay-Sig"
 USER_AGENT = "BusanPay-Webhooks/1"
 CONNECT_TIMEOUT = 3.0
@@ -74,9 +76,7 @@ def retry_delay(attempt_number: int, retry_after: int | None = None) -> timedelt
 
 
 def _retry_after(value: str | None) -> int | None:
-    if value and value.strip().isdigit():
-        return int(value.strip())
-    return None
+    return retry_after_seconds(value, cap=RETRY_AFTER_CAP)  # the receiver's header: untrusted
 
 
 def _network_error(err: Exception, read_timeout: float) -> str:
