@@ -278,8 +278,14 @@ def invoice_page(invoice_id: str):
     # Before anything is translated: the invoice's language is the fallback.
     set_page_default(checkout.get("defaultLanguage") or (store.default_language if store else None))
     view = build_view(invoice, payments, store.name if store else "", gateway.clock())
-    return _html(render_template("checkout/invoice.html", v=view, refund=refund_offer(invoice),
-                                 approx=approximate_amounts(invoice.amount_krw, display_rates())))
+    response = _html(render_template("checkout/invoice.html", v=view, refund=refund_offer(invoice),
+                                     approx=approximate_amounts(invoice.amount_krw, display_rates())))
+    if view.state == "new" and not view.paid_sats and "refunds" in current_app.blueprints:
+        # This browser is shown the unpaid request: evidence for a later refund claim.
+        from settlement.refund_pages import mark_payer_browser
+
+        mark_payer_browser(response, invoice.id)
+    return response
 
 
 def _qr_response(body: bytes, mimetype: str) -> Response:
