@@ -76,6 +76,7 @@ class Settings:
     public_url: str = ""
     max_body_bytes: int = 64 * 1024
     task_queue_url: str = ""
+    webhook_allow_private: bool = False  # deliver webhooks to loopback/private addresses
 
     @property
     def is_mainnet(self) -> bool:
@@ -122,6 +123,7 @@ class Settings:
             public_url=(env.get("BUSANPAY_PUBLIC_URL") or "").rstrip("/"),
             max_body_bytes=_int(env, "BUSANPAY_MAX_BODY_BYTES", 64 * 1024),
             task_queue_url=env.get("BUSANPAY_TASK_QUEUE") or "",
+            webhook_allow_private=_bool(env, "BUSANPAY_WEBHOOK_ALLOW_PRIVATE", False),
         )
 
     def with_overrides(self, overrides: Mapping[str, object]) -> "Settings":

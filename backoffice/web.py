@@ -308,7 +308,7 @@ def _require_webhooks():
 @require_roles("owner")
 def webhook_create():
     from payments.invoice_request import InvalidRequest
-    from webhooks.rules import parse_webhook
+    from webhooks.rules import PUBLIC_ONLY, parse_webhook
 
     store = _store()
     hooks = _require_webhooks()
@@ -321,10 +321,13 @@ def webhook_create():
     if not everything and not specific:
         errors["events"] = _("Choose at least one event, or “every event”.")
     try:
-        spec = parse_webhook(body)
+        spec = parse_webhook(body, allow_private=_gateway().settings.webhook_allow_private)
     except InvalidRequest as err:
         for problem in err.errors:
-            if problem.path == "url":
+            if problem.path == "url" and problem.message.startswith(PUBLIC_ONLY):
+                errors["url"] = _("Webhooks go only to public internet addresses: this URL names "
+                                  "a loopback, private or reserved address.")
+            elif problem.path == "url":
                 errors["url"] = _("Enter an absolute http or https URL (at most 2,000 characters, no spaces).")
             else:
                 errors.setdefault("events", _("Choose events from the list."))

@@ -284,11 +284,17 @@ def invoice_page(invoice_id: str):
     set_page_default(checkout.get("defaultLanguage") or (store.default_language if store else None))
     view = build_view(invoice, payments, store.name if store else "", gateway.clock())
     frame_origin = store.website if store and _ORIGIN.fullmatch(store.website or "") else None
-    return _html(render_template("checkout/invoice.html", v=view, refund=refund_offer(invoice),
-                                 approx=approximate_amounts(invoice.amount_krw, display_rates()),
-                                 frame_origin=frame_origin,
-                                 close_text=_("Close") if frame_origin else ""),
-                 frame_origin=frame_origin)
+    response = _html(render_template("checkout/invoice.html", v=view, refund=refund_offer(invoice),
+                                     approx=approximate_amounts(invoice.amount_krw, display_rates()),
+                                     frame_origin=frame_origin,
+                                     close_text=_("Close") if frame_origin else ""),
+                     frame_origin=frame_origin)
+    if view.state == "new" and not view.paid_sats and "refunds" in current_app.blueprints:
+        # This browser is shown the unpaid request: evidence for a later refund claim.
+        from settlement.refund_pages import mark_payer_browser
+
+        mark_payer_browser(response, invoice.id)
+    return response
 
 
 def _qr_response(body: bytes, mimetype: str) -> Response:

@@ -2,7 +2,7 @@
 
 `Exchange.sell_btc(sats, identifier)` returns the fill (sats sold, won received net of the
 venue's fee, average executed rate). `UpbitClient` speaks the Upbit-compatible private
-API: JWT HS256 bearer tokens carrying `access_key`, a fresh `nonce` and `query_hash`
+API: JWT HS256 bearer tokens (made by PyJWT) carrying `access_key`, a fresh `nonce` and `query_hash`
 (SHA-512 of the query string, `query_hash_alg` SHA512); `POST /v1/orders` with
 `market=KRW-BTC, side=ask, ord_type=market, volume, identifier`; `GET /v1/order` by
 `uuid` or `identifier`. The identifier is our conversion id, so a retry after a lost
@@ -16,10 +16,7 @@ Rounding: the won received is floored to whole won (never book won we do not hav
 """
 from __future__ import annotations
 
-import base64
 import hashlib
-import hmac
-import json
 import time
 import uuid
 from dataclasses import dataclass
@@ -27,6 +24,7 @@ from decimal import ROUND_FLOOR, Decimal
 from typing import Protocol
 from urllib.parse import unquote, urlencode
 
+import jwt
 import requests
 from sqlalchemy import select
 
@@ -63,17 +61,15 @@ class Exchange(Protocol):
     def sell_btc(self, sats: int, identifier: str) -> Fill: ...
 
 
-# -- JWT (HS256) ------------------------------------------------------------------------
+# -- JWT (HS256, signed by PyJWT) ----------------------------------------------------------
 
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def jwt_hs256(payload: dict, secret: str) -> str:
-    header = _b64url(json.dumps({"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode())
-    body = _b64url(json.dumps(payload, separators=(",", ":")).encode())
-    signature = hmac.new(secret.encode(), f"{header}.{body}".encode(), hashlib.sha256).digest()
-    return f"{header}.{body}.{_b64url(signature)}"
+def bearer_token(access_key: str, secret_key: str, params: dict | None) -> str:
+    """Upbit's private-API token: HS256 over `access_key`, a fresh `nonce` and, when the
+    request has parameters, their SHA-512 `query_hash`."""
+    payload = {"access_key": access_key, "nonce": str(uuid.uuid4())}
+    if params:
+        payload.update(query_hash=query_hash(params), query_hash_alg="SHA512")
+    return jwt.encode(payload, secret_key, algorithm="HS256")
 
 
 def query_string(params: dict) -> str:
@@ -100,10 +96,8 @@ class UpbitClient:
         self.http = session or requests.Session()
 
     def _headers(self, params: dict | None) -> dict:
-        payload = {"access_key": self.access_key, "nonce": str(uuid.uuid4())}
-        if params:
-            payload.update(query_hash=query_hash(params), query_hash_alg="SHA512")
-        return {"Authorization": f"Bearer {jwt_hs256(payload, self.secret_key)}",
+        token = bearer_token(self.access_key, self.secret_key, params)
+        return {"Authorization": f"Bearer {token}",
                 "Content-Type": "application/json; charset=utf-8", "Accept": "application/json"}
 
     def _call(self, method: str, path: str, params: dict) -> requests.Response:

@@ -188,19 +188,21 @@ class Conversion(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utc_now, sa_column=_utc("updated_at"))
 
 
-ACTIVE_CLAIM_SQL = "status IN ('open', 'submitted', 'approved')"
+APPROVED_CLAIM_SQL = "status = 'approved'"
 
 
 class RefundClaim(SQLModel, table=True):
-    """BTC owed back to a payer: the payer's link gives an address, a person approves,
-    the operator records the txid (keys stay offline)."""
+    """BTC owed back to a payer. Several claims may stand side by side for one invoice
+    (anyone who knows the invoice id can open one, so none may block another); each claim's
+    own secret key lets its opener give an address; the treasury approves one of them, with
+    the evidence shown, and the others are rejected; the operator records the txid (keys stay
+    offline). See docs/ARCHITECTURE.md, "Refunds"."""
 
     __tablename__ = "refund_claim"
-    # At most one active claim per invoice, enforced by the database (two clicks at once
-    # cannot open two).
-    __table_args__ = (Index("uq_refund_claim_active", "invoice_id", unique=True,
-                            sqlite_where=text(ACTIVE_CLAIM_SQL),
-                            postgresql_where=text(ACTIVE_CLAIM_SQL)),)
+    # At most one approved claim per invoice, enforced by the database.
+    __table_args__ = (Index("uq_refund_claim_approved", "invoice_id", unique=True,
+                            sqlite_where=text(APPROVED_CLAIM_SQL),
+                            postgresql_where=text(APPROVED_CLAIM_SQL)),)
 
     id: str = Field(primary_key=True, max_length=32)
     token_hash: str = Field(max_length=64, unique=True)  # SHA-256 of the payer's link token
@@ -210,10 +212,14 @@ class RefundClaim(SQLModel, table=True):
     store_id: str = Field(max_length=48, index=True)
     amount_sats: int = Field(sa_column=Column("amount_sats", BigInteger(), nullable=False))
     address: Optional[str] = Field(default=None, max_length=100)
-    status: str = Field(default="open", max_length=16)  # open submitted approved sent credited
+    status: str = Field(default="open", max_length=16)  # open submitted approved sent credited rejected
     txid: Optional[str] = Field(default=None, max_length=64)
     fee_sats: int = Field(default=0, sa_column=Column("fee_sats", BigInteger(), nullable=False,
                                                       default=0))
     decided_by: str = Field(default="", max_length=120)
+    # Evidence for the treasury: when the claimant's browser was shown the payment request
+    # while it was still unpaid (the checkout page's signed payer mark); None without it.
+    shown_unpaid_at: Optional[datetime] = Field(default=None,
+                                                sa_column=_utc("shown_unpaid_at", nullable=True))
     created_at: datetime = Field(default_factory=utc_now, sa_column=_utc("created_at"))
     updated_at: datetime = Field(default_factory=utc_now, sa_column=_utc("updated_at"))

@@ -1,16 +1,20 @@
 """Refund claims: BTC owed back to a payer (paid over, paid late, paid part then expired).
 
 1. `open_claim` makes a claim for what the ledger owes the payer on that invoice and a
-   random token for the payer's link (only its SHA-256 is stored);
-2. the payer submits a refund address (`submit_address`, validated for the network);
-3. the treasury operator approves (`approve`), sends from the offline wallet and records
-   the txid (`record_sent`) — ledger: refunds owed → treasury BTC;
+   random key for the claimant (only its SHA-256 is stored). Several claims may stand side by
+   side: whoever knows only the invoice id can open one, so no claim may block another;
+2. each claimant gives a refund address with their own key (`submit_address`, validated for
+   the network);
+3. the treasury approves one claim (`approve`; the others on the invoice are rejected), sends
+   from the offline wallet and records the txid (`record_sent`) — ledger: refunds owed →
+   treasury BTC;
 4. or a person credits the sats to the merchant instead (`credit_to_merchant`) — ledger:
    refunds owed → conversion at the invoice's locked rate, less the fee.
 """
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
 import secrets
 from datetime import datetime
@@ -24,6 +28,7 @@ from settlement.models import JournalEntry, LedgerAccount, LedgerInvoice, Postin
 from settlement.rules import REFUNDS_OWED, overpayment_credit_entry, refund_sent_entry
 
 ACTIVE = ("open", "submitted", "approved")
+UNDECIDED = ("open", "submitted")
 
 
 class RefundError(ValueError):
@@ -45,35 +50,44 @@ def owed_sats(session, invoice_id: str) -> int:
     return -int(total)
 
 
-def open_claim(session, invoice_id: str, moment: datetime) -> tuple[RefundClaim, str]:
+def approved_claim(session, invoice_id: str) -> RefundClaim | None:
+    return session.execute(select(RefundClaim).where(
+        RefundClaim.invoice_id == invoice_id, RefundClaim.status == "approved")).scalars().first()
+
+
+def open_claim(session, invoice_id: str, moment: datetime, *,
+               shown_unpaid_at: datetime | None = None) -> tuple[RefundClaim, str]:
+    """A new claim beside any others on the invoice, and its key (shown once)."""
     from payments.models import Invoice
 
     invoice = session.get(Invoice, invoice_id)
     if invoice is None:
         raise RefundError("unknown invoice")
-    active = session.execute(select(RefundClaim).where(
-        RefundClaim.invoice_id == invoice_id, RefundClaim.status.in_(ACTIVE))).scalars().first()
-    if active is not None:
-        raise RefundError(f"invoice {invoice_id} already has an open refund claim {active.id}")
+    if approved_claim(session, invoice_id) is not None:
+        raise RefundError(f"the treasury has already approved a refund claim for {invoice_id}")
     owed = owed_sats(session, invoice_id)
     if owed <= 0:
         raise RefundError("nothing is owed to the payer of this invoice")
     token = secrets.token_urlsafe(32)
     claim = RefundClaim(id=random_id(24), token_hash=_hash(token), invoice_id=invoice_id,
                         store_id=invoice.store_id, amount_sats=owed, status="open",
-                        created_at=moment, updated_at=moment)
-    try:
-        with session.begin_nested():  # a savepoint: a lost race leaves the caller's tx usable
-            session.add(claim)
-            session.flush()
-    except IntegrityError:
-        raise RefundError(f"invoice {invoice_id} already has an open refund claim") from None
+                        shown_unpaid_at=shown_unpaid_at, created_at=moment, updated_at=moment)
+    session.add(claim)
+    session.flush()
     return claim, token
 
 
 def claim_by_token(session, token: str) -> RefundClaim | None:
     return session.execute(select(RefundClaim).where(
         RefundClaim.token_hash == _hash(token))).scalar_one_or_none()
+
+
+def claim_for_key(session, claim_id: str, key: str | None) -> RefundClaim | None:
+    """The claim, when `key` is its key; None otherwise (constant-time comparison)."""
+    claim = session.get(RefundClaim, claim_id) if claim_id and len(claim_id) <= 32 else None
+    if claim is None or not key or len(key) > 100:
+        return None
+    return claim if hmac.compare_digest(claim.token_hash, _hash(key)) else None
 
 
 def submit_address(session, token: str, address: str, network: str, moment: datetime) -> RefundClaim:
@@ -101,11 +115,25 @@ def _claim(session, claim_id: str) -> RefundClaim:
 
 
 def approve(session, claim_id: str, by: str, moment: datetime) -> RefundClaim:
+    """The treasury chooses this claim; every other undecided claim on the invoice is
+    rejected. The database allows one approved claim per invoice (two approvals at once)."""
     claim = _claim(session, claim_id)
     if claim.status != "submitted":
         raise RefundError(f"only a claim with an address can be approved (it is {claim.status})")
+    if owed_sats(session, claim.invoice_id) < claim.amount_sats:
+        raise RefundError("that much is no longer owed to the payer of this invoice")
     claim.status, claim.decided_by, claim.updated_at = "approved", by, moment
-    session.add(claim)
+    try:
+        with session.begin_nested():
+            session.add(claim)
+            session.flush()
+    except IntegrityError:
+        raise RefundError("another claim on this invoice is already approved") from None
+    for other in session.execute(select(RefundClaim).where(
+            RefundClaim.invoice_id == claim.invoice_id, RefundClaim.id != claim.id,
+            RefundClaim.status.in_(UNDECIDED))).scalars():
+        other.status, other.decided_by, other.updated_at = "rejected", by, moment
+        session.add(other)
     return claim
 
 

@@ -18,6 +18,11 @@ def service():
     return service_for(current_app.extensions["busanpay"])
 
 
+def parse(body):
+    return parse_webhook(body, allow_private=current_app.extensions[
+        "busanpay"].settings.webhook_allow_private)
+
+
 handle_body_errors(bp)
 
 
@@ -40,7 +45,7 @@ def list_webhooks(store_id: str):
 @bp.post("")
 @require_permission(CAN_MODIFY_WEBHOOKS)
 def create_webhook(store_id: str):
-    spec = parse_webhook(read_json())
+    spec = parse(read_json())
     hook, secret = service().create(store_id, spec)
     return jsonify(webhook_json(hook, secret=secret))
 
@@ -55,7 +60,7 @@ def get_webhook(store_id: str, webhook_id: str):
 @require_permission(CAN_MODIFY_WEBHOOKS)
 def update_webhook(store_id: str, webhook_id: str):
     service().get(store_id, webhook_id)  # 404 before 422: the webhook must be ours
-    spec = parse_webhook(read_json())
+    spec = parse(read_json())
     return jsonify(webhook_json(service().update(store_id, webhook_id, spec)))
 
 

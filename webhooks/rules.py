@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from payments.invoice_request import FieldError, InvalidRequest
+from webhooks.destinations import literal_refusal
 
 #: The events this gateway emits (Greenfield's invoice events).
 EVENT_TYPES = ("InvoiceCreated", "InvoiceReceivedPayment", "InvoiceProcessing", "InvoiceExpired",
@@ -18,6 +19,8 @@ MAX_URL_LENGTH = 2000
 MAX_SECRET_LENGTH = 200
 DEFAULT_DELIVERY_COUNT = 50
 MAX_DELIVERY_COUNT = 1000
+#: How a URL naming a non-public literal address is refused (the back office keys on it).
+PUBLIC_ONLY = "must point at a public address"
 KNOWN_FIELDS = {"id", "enabled", "automaticRedelivery", "url", "authorizedEvents", "secret"}
 
 
@@ -41,8 +44,9 @@ def _bool(body: dict, name: str, default: bool, errors: list[FieldError], path: 
     return value
 
 
-def check_url(raw: Any) -> str | None:
-    """The problem with a webhook URL, or None when it can be used."""
+def check_url(raw: Any, *, allow_private: bool = False) -> str | None:
+    """The problem with a webhook URL, or None when it can be used. A literal non-public
+    address is refused here already; names are checked when each delivery resolves them."""
     if not isinstance(raw, str) or not raw.strip():
         return "url is required: an absolute http or https URL"
     url = raw.strip()
@@ -61,10 +65,14 @@ def check_url(raw: Any) -> str | None:
         return "must name a host"
     if port == 0:
         return "is not a valid URL"
+    reason = None if allow_private else literal_refusal(parts.hostname)
+    if reason:
+        return (f"{PUBLIC_ONLY}: {reason} addresses are not allowed "
+                "(webhooks are delivered only to public internet addresses)")
     return None
 
 
-def parse_webhook(body: Any) -> WebhookSpec:
+def parse_webhook(body: Any, *, allow_private: bool = False) -> WebhookSpec:
     """A create or update body (Greenfield's WebhookDataCreate/Update), or InvalidRequest with
     every problem. `id` is accepted and ignored so a fetched webhook can be sent back."""
     if not isinstance(body, dict):
@@ -72,7 +80,7 @@ def parse_webhook(body: Any) -> WebhookSpec:
     errors: list[FieldError] = []
     for name in sorted(set(body) - KNOWN_FIELDS):
         errors.append(FieldError(name, "unknown field"))
-    problem = check_url(body.get("url"))
+    problem = check_url(body.get("url"), allow_private=allow_private)
     if problem:
         errors.append(FieldError("url", problem))
     enabled = _bool(body, "enabled", True, errors)

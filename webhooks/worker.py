@@ -23,6 +23,7 @@ import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+from webhooks.sender import HttpSender
 from webhooks.service import Claim, WebhookService
 
 log = logging.getLogger(__name__)
@@ -128,8 +129,9 @@ def service_for(gateway) -> WebhookService:
     """The gateway's webhook service (one per gateway)."""
     service = gateway.extras.get("webhooks")
     if service is None:
-        service = gateway.extras.setdefault("webhooks", WebhookService(gateway.db,
-                                                                       clock=gateway.clock))
+        sender = HttpSender(allow_private=gateway.settings.webhook_allow_private)
+        service = gateway.extras.setdefault("webhooks", WebhookService(
+            gateway.db, clock=gateway.clock, sender=sender))
     return service
 
 

@@ -1,6 +1,7 @@
 """The payer's refund claim in a real browser (Debian chromium through Playwright) at phone
-size: an overpaid invoice (demo chain + watcher), "Claim a refund", a bad address, a good one.
-Screenshots go to docs/screens/refund-*.png."""
+size: an overpaid invoice (demo chain + watcher), "Claim a refund", a bad address, a good one;
+then the saved link (key after "#") opened in another browser. Screenshots go to
+docs/screens/refund-*.png."""
 from __future__ import annotations
 
 import pytest
@@ -43,5 +44,18 @@ def test_a_payer_on_a_phone_claims_a_refund_and_gives_an_address(world, server, 
         assert width <= PHONE["width"], "no sideways scrolling on a phone"
         # the refused address is answered 422 on purpose; chromium logs that status
         assert [e for e in errors if "status of 422" not in e] == []
+        saved = page.locator("code.link").inner_text()
+        assert "#key=" in saved
     finally:
         context.close()
+    # Another browser (no key cookie) opens the saved link: the key after "#" never reaches
+    # the server in the URL; the page's script posts it and the claim opens.
+    other, phone, errors = open_page(browser, saved, PHONE, bypass_csp=False)
+    try:
+        phone.wait_for_url(lambda url: "#" not in url and "/key" not in url)
+        phone.wait_for_load_state()
+        assert "Address received, waiting for approval" in phone.inner_text("main")
+        assert REGTEST_ADDRESS in phone.inner_text("main")
+        assert errors == []
+    finally:
+        other.close()

@@ -1,6 +1,6 @@
 """An Upbit-compatible private API double over HTTP on 127.0.0.1 (market sells of BTC).
 
-Every request must carry `Authorization: Bearer <JWT>` signed HS256 with the secret key
+Every request must carry `Authorization: Bearer <JWT>` signed HS256 (verified with PyJWT) with the secret key
 of a known access key; the payload's `nonce` must be new and, when there are parameters,
 `query_hash` must be the SHA-512 of the unquoted urlencoded parameters
 (`query_hash_alg` SHA512). Errors look like Upbit's: `{"error": {"name", "message"}}`.
@@ -12,9 +12,7 @@ creates the order and then answers 500.
 """
 from __future__ import annotations
 
-import base64
 import hashlib
-import hmac
 import json
 import threading
 import uuid
@@ -23,13 +21,11 @@ from decimal import ROUND_HALF_UP, Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
-
-def _b64decode(part: str) -> bytes:
-    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+import jwt
 
 
 class ExchangeFake:
-    def __init__(self, access_key: str = "upbit-access", secret_key: str = "upbit-secret",
+    def __init__(self, access_key: str = "upbit-access", secret_key: str = "upbit-secret-key-of-forty-characters-00",
                  price: Decimal = Decimal("150400000"), fee_rate: Decimal = Decimal("0.0005")):
         self.keys = {access_key: secret_key}
         self.access_key, self.secret_key = access_key, secret_key
@@ -99,19 +95,22 @@ class ExchangeFake:
         """None when the JWT is good, else the reason."""
         if not header or not header.startswith("Bearer "):
             return "no bearer token"
+        token = header[7:]
         try:
-            head, body, sig = header[7:].split(".")
-            if json.loads(_b64decode(head)).get("alg") != "HS256":
+            if jwt.get_unverified_header(token).get("alg") != "HS256":
                 return "alg must be HS256"
-            payload = json.loads(_b64decode(body))
-        except (ValueError, json.JSONDecodeError):
+            access_key = jwt.decode(token, options={"verify_signature": False}).get("access_key")
+        except jwt.InvalidTokenError:
             return "malformed JWT"
-        secret = self.keys.get(payload.get("access_key"))
+        secret = self.keys.get(access_key)
         if secret is None:
             return "unknown access key"
-        expected = hmac.new(secret.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest()
-        if not hmac.compare_digest(expected, _b64decode(sig)):
+        try:
+            payload = jwt.decode(token, secret, algorithms=["HS256"])
+        except jwt.InvalidSignatureError:
             return "bad signature"
+        except jwt.InvalidTokenError:
+            return "malformed JWT"
         nonce = payload.get("nonce")
         with self._lock:
             if not nonce or nonce in self.nonces:

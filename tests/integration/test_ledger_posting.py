@@ -137,8 +137,7 @@ def test_a_refund_is_claimed_approved_and_sent_with_ledger_entries(app, sgateway
     post_all(sgateway)
     with sgateway.db.write() as session:
         claim, token = open_claim(session, invoice, clock())
-        with pytest.raises(RefundError):
-            open_claim(session, invoice, clock())
+        rival, _ = open_claim(session, invoice, clock())  # claims stand side by side
     with pytest.raises(RefundError):
         with sgateway.db.write() as session:
             submit_address(session, token, "bc1qcr8te4kr609gcawutmrza0j4xv80jy8z306fyu", "regtest", clock())
@@ -146,6 +145,9 @@ def test_a_refund_is_claimed_approved_and_sent_with_ledger_entries(app, sgateway
         assert claim_by_token(session, token).id == claim.id and claim.amount_sats == 10_000
         submit_address(session, token, "bcrt1q6rz28mcfaxtmd6v789l9rrlrusdprr9pz3cppk", "regtest", clock())
         approve(session, claim.id, "treasurer", clock())
+        assert session.get(type(rival), rival.id).status == "rejected"
+        with pytest.raises(RefundError):  # one approved claim per invoice
+            open_claim(session, invoice, clock())
         record_sent(session, claim.id, "ef" * 32, clock())
         record_sent(session, claim.id, "ef" * 32, clock())  # repeated: once
     assert balance_of(sgateway, "refunds_owed:btc") == 0

@@ -6,7 +6,7 @@ from decimal import Decimal
 import pytest
 from sqlmodel import select
 
-from settlement.conversion import ExchangeError, UpbitClient, convert, jwt_hs256, query_hash
+from settlement.conversion import ExchangeError, UpbitClient, bearer_token, convert
 from tests.fakes.exchange_private import ExchangeFake
 from tests.integration.test_settlement_support import (balance_of, new_store, post_all,
                                                        settled_invoice, sgateway)  # noqa: F401
@@ -22,21 +22,31 @@ def client_for(fake, secret=None) -> UpbitClient:
     return UpbitClient(fake.url, fake.access_key, secret or fake.secret_key, poll_seconds=0.01)
 
 
-def test_the_jwt_is_hs256_with_a_sha512_query_hash():
+def test_the_jwt_is_hs256_over_the_access_key_a_fresh_nonce_and_a_sha512_query_hash():
     import base64
     import hashlib
     import hmac
     import json
 
-    token = jwt_hs256({"access_key": "a", "nonce": "n", "query_hash": query_hash({"uuid": "x"}),
-                       "query_hash_alg": "SHA512"}, "s")
+    import jwt
+
+    secret = "s" * 40  # Upbit's secret keys are 40 characters
+    token = bearer_token("a", secret, {"uuid": "x"})
     head, body, sig = token.split(".")
     pad = lambda p: p + "=" * (-len(p) % 4)  # noqa: E731
     assert json.loads(base64.urlsafe_b64decode(pad(head))) == {"alg": "HS256", "typ": "JWT"}
-    assert json.loads(base64.urlsafe_b64decode(pad(body)))["query_hash"] == \
-        hashlib.sha512(b"uuid=x").hexdigest()
-    assert base64.urlsafe_b64decode(pad(sig)) == hmac.new(b"s", f"{head}.{body}".encode(),
+    # the signature checked by hand, independently of the library that made it
+    assert base64.urlsafe_b64decode(pad(sig)) == hmac.new(secret.encode(), f"{head}.{body}".encode(),
                                                          hashlib.sha256).digest()
+    claims = jwt.decode(token, secret, algorithms=["HS256"])
+    assert claims == {"access_key": "a", "nonce": claims["nonce"],
+                      "query_hash": hashlib.sha512(b"uuid=x").hexdigest(),
+                      "query_hash_alg": "SHA512"}
+    again = jwt.decode(bearer_token("a", secret, {"uuid": "x"}), secret,
+                       algorithms=["HS256"])
+    assert again["nonce"] != claims["nonce"]
+    assert "query_hash" not in jwt.decode(bearer_token("a", secret, None), secret,
+                                            algorithms=["HS256"])
 
 
 def test_selling_the_pool_books_the_executed_won_and_the_fx_gain(app, sgateway, exchange):
@@ -103,5 +113,5 @@ def test_a_crash_between_ordering_and_posting_resumes_with_the_same_identifier(a
 
 def test_a_wrong_secret_is_refused_by_the_exchange(exchange):
     with pytest.raises(ExchangeError):
-        client_for(exchange, secret="wrong").sell_btc(1000, "x1")
+        client_for(exchange, secret="a-wrong-secret-key-of-forty-characters0").sell_btc(1000, "x1")
     assert exchange.rejected == ["bad signature"] and exchange.orders == {}

@@ -50,11 +50,11 @@ def test_a_webhook_is_created_listed_fetched_updated_and_deleted(client, merchan
     assert fetched == {k: v for k, v in created.items() if k != "secret"}
 
     res = client.put(f"{base(store_id)}/{hook_id}", headers=auth(token), json={
-        "id": hook_id, "url": "http://127.0.0.1:9/other", "enabled": False,
+        "id": hook_id, "url": "http://shop.example:9/other", "enabled": False,
         "automaticRedelivery": False})
     assert res.status_code == 200
     assert res.get_json() == {"id": hook_id, "enabled": False, "automaticRedelivery": False,
-                              "url": "http://127.0.0.1:9/other",
+                              "url": "http://shop.example:9/other",
                               "authorizedEvents": {"everything": True, "specificEvents": []}}
     assert client.get(f"{base(store_id)}/{hook_id}", headers=auth(token)).get_json() == \
         res.get_json()
@@ -186,7 +186,7 @@ def test_a_deleted_webhooks_deliveries_go_with_it(client, merchant, gateway):
     from webhooks.worker import service_for
 
     store_id, token = merchant
-    hook_id = create(client, merchant, url="http://127.0.0.1:9/never", enabled=True)["id"]
+    hook_id = create(client, merchant, url="http://shop.example:9/never", enabled=True)["id"]
     assert client.post(f"/api/v1/stores/{store_id}/invoices", headers=auth(token),
                        json={"amount": "1000"}).status_code == 200
     service_for(gateway).fan_out()

@@ -23,6 +23,18 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
+def app_config(app_config):
+    return {**app_config, "webhook_allow_private": True}  # the receivers listen on 127.0.0.1
+
+
+def local_sender(**timeouts):
+    """A sender that may reach the receivers on 127.0.0.1 (BUSANPAY_WEBHOOK_ALLOW_PRIVATE=1)."""
+    from webhooks.sender import HttpSender
+
+    return HttpSender(allow_private=True, **timeouts)
+
+
+@pytest.fixture
 def app(app):
     from webhooks import init_webhooks
 
@@ -261,10 +273,9 @@ def test_retries_stop_after_nine_attempts_over_about_an_hour(client, merchant, r
 
 def test_a_hanging_receiver_times_out_and_is_retried(client, merchant, receivers, gateway,
                                                      clock):
-    from webhooks.sender import HttpSender
     from webhooks.service import WebhookService
 
-    service = WebhookService(gateway.db, clock=clock, sender=HttpSender(read_timeout=0.5))
+    service = WebhookService(gateway.db, clock=clock, sender=local_sender(read_timeout=0.5))
     receiver = receivers()
     hook = new_webhook(client, merchant, receiver)
     receiver.hang()
@@ -365,7 +376,7 @@ def test_a_worker_that_dies_after_posting_causes_at_most_one_resend_with_the_sam
     from webhooks.service import UNKNOWN_OUTCOME, WebhookService
 
     wall = WallClock()
-    service = WebhookService(gateway.db, clock=clock, wall=wall)
+    service = WebhookService(gateway.db, clock=clock, wall=wall, sender=local_sender())
     receiver = receivers()
     hook = new_webhook(client, merchant, receiver, automaticRedelivery=automatic)
     new_invoice(client, merchant)
@@ -487,7 +498,8 @@ def test_two_delivery_workers_in_parallel_deliver_each_event_once_per_webhook(
         invoices[new_invoice(client, m)["id"]] = m[0]
 
     databases = [Database(db_url), Database(db_url)]
-    dispatchers = [Dispatcher(WebhookService(db, clock=clock, worker_id=f"worker-{n}"), threads=3)
+    dispatchers = [Dispatcher(WebhookService(db, clock=clock, worker_id=f"worker-{n}",
+                                               sender=local_sender()), threads=3)
                    for n, db in enumerate(databases)]
     stop = threading.Event()
 
@@ -517,10 +529,11 @@ def test_two_delivery_workers_in_parallel_deliver_each_event_once_per_webhook(
 WORKER_SCRIPT = """
 import sys, time
 from database import Database
+from webhooks.sender import HttpSender
 from webhooks.service import WebhookService
 db = Database(sys.argv[1])
 service = WebhookService(db, clock=lambda: __import__("database").utc_now(),
-                         worker_id=sys.argv[2])
+                         worker_id=sys.argv[2], sender=HttpSender(allow_private=True))
 idle_since = time.monotonic()
 deadline = time.monotonic() + 40
 while time.monotonic() < deadline and time.monotonic() - idle_since < 1.5:
@@ -561,7 +574,7 @@ def test_the_fan_out_cursor_advances_only_past_events_seen_long_enough_ago(
     from webhooks.service import FANOUT_SAFETY, WebhookService
 
     wall = WallClock()
-    service = WebhookService(gateway.db, clock=clock, wall=wall)
+    service = WebhookService(gateway.db, clock=clock, wall=wall, sender=local_sender())
     receiver = receivers()
     new_webhook(client, merchant, receiver)
     for _ in range(3):
@@ -589,7 +602,7 @@ def test_an_event_committed_after_a_later_one_is_still_fanned_out(client, mercha
     from payments.models import InvoiceEvent
     from webhooks.service import WebhookService
 
-    service = WebhookService(gateway.db, clock=clock)
+    service = WebhookService(gateway.db, clock=clock, sender=local_sender())
     receiver = receivers()
     new_webhook(client, merchant, receiver)
     invoice = new_invoice(client, merchant)

@@ -28,7 +28,7 @@ def test_a_minimal_body_subscribes_to_everything_enabled_with_automatic_redelive
 
 
 def test_specific_events_are_kept_once_in_order_and_an_empty_secret_means_generate():
-    spec = parse_webhook({"url": "http://127.0.0.1:9/x", "enabled": False, "secret": "",
+    spec = parse_webhook({"url": "http://shop.example:9/x", "enabled": False, "secret": "",
                           "automaticRedelivery": False, "id": "ignored",
                           "authorizedEvents": {"everything": False, "specificEvents": [
                               "InvoiceSettled", "InvoiceCreated", "InvoiceSettled"]}})
@@ -61,11 +61,18 @@ def test_urls_that_cannot_be_posted_to_are_refused(url):
     assert check_url(url) is not None
 
 
-@pytest.mark.parametrize("url", ["https://shop.example/btcpay?key=1", "http://127.0.0.1:8080/h",
-                                 "HTTPS://SHOP.EXAMPLE", "http://[::1]:8000/",
+@pytest.mark.parametrize("url", ["https://shop.example/btcpay?key=1", "http://203.0.114.1:8080/h",
+                                 "HTTPS://SHOP.EXAMPLE", "http://[2001:4860::1]:8000/",
                                  "http://u:p@h.example/"])
 def test_absolute_http_and_https_urls_are_accepted(url):
     assert check_url(url) is None
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8080/h", "http://[::1]:8000/",
+                                 "http://localhost:5000/", "http://2130706433/"])
+def test_loopback_urls_are_accepted_only_when_private_addresses_are_allowed(url):
+    assert check_url(url, allow_private=True) is None
+    assert check_url(url).startswith("must point at a public address: loopback")
 
 
 def test_subscription_is_everything_or_the_listed_events():
