@@ -22,9 +22,9 @@ What a real node does around a restart (seen on Bitcoin Core v31 regtest):
     node.boot()                          # -28 "Loading block index…", "Verifying blocks…",
                                          # "Loading wallet…", then the mempool loads
                                          # (getmempoolinfo.loaded false, then true)
-    node.boot(reindex=True, ibd_step=5)  # -reindex: initialblockdownload true and a tip that
-                                         # climbs back from 0 (ibd_step blocks per
-                                         # getblockchaininfo), then the mempool loads
+    node.boot(reindex=True, ibd_pace=3)  # -reindex: initialblockdownload true and a tip that
+                                         # climbs back from 0 (a block every ibd_pace
+                                         # requests), then the mempool loads
     node.on("getrawmempool", fn)         # run fn just before the next answer (a block
                                          # arriving between two calls of one pass)
 
@@ -115,7 +115,8 @@ class FakeBitcoind:
         self._warmup_each = 1
         self._warmup_left = 0
         self._ibd: list[ModelBlock] = []          # blocks a reindex has not reached yet
-        self.ibd_step = 1
+        self.ibd_pace = 3
+        self._ibd_requests = 0
         self._mempool_loading = 0                 # getmempoolinfo answers still loading
         self._hooks: dict[str, list] = {}
         self.started_at = time.time()
@@ -178,11 +179,11 @@ class FakeBitcoind:
         return self.chain.lose_blocks(lose_blocks, mempool=mempool)
 
     def boot(self, *, warmup: tuple[str, ...] = WARMUP, warmup_each: int = 1,
-             reindex: bool = False, ibd_step: int = 1, mempool_loading: int = 2) -> None:
+             reindex: bool = False, ibd_pace: int = 3, mempool_loading: int = 2) -> None:
         """Start again the way bitcoind does: every request first gets -28 with each
         `warmup` message in turn (`warmup_each` requests each); with `reindex` the chain is
-        rebuilt from genesis (initialblockdownload true, `ibd_step` blocks more per
-        getblockchaininfo); then the mempool loads (`mempool_loading` getmempoolinfo
+        rebuilt from genesis (initialblockdownload true, one block more every
+        `ibd_pace` requests: slower than a watcher's pass, as a real reindex is); then the mempool loads (`mempool_loading` getmempoolinfo
         answers with loaded false, while getrawmempool answers nothing)."""
         with self._lock, self.chain.lock:
             self._warmup, self._warmup_each = list(warmup), max(1, warmup_each)
@@ -192,7 +193,8 @@ class FakeBitcoind:
                 del self.chain.blocks[1:]
                 for block in self._ibd:
                     block.active = False
-            self.ibd_step = max(1, ibd_step)
+            self.ibd_pace = max(1, ibd_pace)
+            self._ibd_requests = 0
             self._mempool_loading = mempool_loading
             self.started_at = time.time()
         if self.cookie_file:
@@ -229,10 +231,9 @@ class FakeBitcoind:
             return message
 
     def _reindex_step(self) -> None:
-        """A reindexing node connects a few more blocks between two questions."""
-        for _ in range(self.ibd_step):
-            if not self._ibd:
-                return
+        """A reindexing node connects another block every few questions."""
+        self._ibd_requests += 1
+        if self._ibd and self._ibd_requests % self.ibd_pace == 0:
             block = self._ibd.pop(0)
             block.active = True
             self.chain.blocks.append(block)
@@ -359,9 +360,9 @@ class FakeBitcoind:
     def call(self, method: str, params: list):
         chain = self.chain
         with chain.lock:
+            if self._ibd:
+                self._reindex_step()
             if method == "getblockchaininfo":
-                if self._ibd:
-                    self._reindex_step()
                 tip = chain.tip
                 headers = tip.height + len(self._ibd)
                 return {"chain": "regtest", "blocks": tip.height, "headers": headers,
