@@ -50,25 +50,23 @@ from sqlalchemy import String, and_, any_, bindparam, delete, func, or_, select,
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from chain.backends import READY, BackendError, Block, ChainTx, NodeState
-from chain.logic import (Match, arrival_time, backoff_seconds,
+from chain.logic import (Match, arrival_time, backoff_seconds, block_arrival_time,
                          candidate_addresses, chunks, classify, confirmations,
-                         conflicting_spends, find_fork, outputs_paying, watch_done)
+                         conflicting_spends, find_fork, incident_facts, outputs_paying,
+                         watch_done)
 from chain.models import (ChainBlock, ChainPaymentTrack, ChainTxInput, ChainWatcherState,
                           InvoiceIncident)
 from database import insert_ignore
 from payments.bip21 import format_btc
 from payments.invoice_json import outbox_row, unix
 from payments.invoice_status import (AdditionalStatus, InvoiceFacts, PaymentFact,
-                                     PaymentState, confirmations_required, decide,
-                                     full_threshold_sats)
+                                     PaymentState, confirmations_required, decide)
 from payments.models import ExtendedKeyRecord, Invoice, InvoiceEvent, Payment
 
 log = logging.getLogger(__name__)
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 STATE_ID = 1
-INCIDENT_DEEP_REORG = "deep-reorg"
-INCIDENT_AFTER_MONITORING = "paid-after-monitoring"
 EVENT_RECEIVED = "InvoiceReceivedPayment"
 EVENT_PAYMENT_SETTLED = "InvoicePaymentSettled"
 #: Busan Pay's own webhook event: an incident opened or closed (sent only to webhooks that
@@ -940,64 +938,6 @@ class Watcher:
         summary["events"] += events
         summary["invoicesChanged"] += changed
         return True
-
-
-def incident_facts(facts: InvoiceFacts, payments: list[PaymentFact], rows: list,
-                   current: str | None, judge: bool) -> tuple[str | None, str]:
-    """The incident the facts support now, and why (for the history).
-
-    - ``deep-reorg``: a settled invoice (not marked by a person) whose on-time payments no
-      longer carry the confirmed value it settled on (a reorg took confirmations away, or
-      a payment was double-spent, replaced or orphaned after settlement). Judged only at
-      the end of a complete pass (`judge`); closes when the value is confirmed again.
-    - ``paid-after-monitoring``: a counting payment seen after the invoice's monitoring
-      ended (recorded, never credited); closes when no such payment counts any more.
-    A person's mark freezes the invoice: its incident stays as it is."""
-    if facts.additional_status == AdditionalStatus.MARKED:
-        return current, ""
-    late = [r for r in rows if r.state == PaymentState.SEEN.value
-            and r.seen_at > facts.monitoring_expires_at]
-    if not judge:
-        if current is None and late:
-            return INCIDENT_AFTER_MONITORING, _late_why(late)
-        return current, ""
-    if facts.status == "Settled":
-        required = confirmations_required(facts.speed_policy, facts.amount_krw,
-                                          facts.zero_conf_limit_krw)
-        needed = max(1, full_threshold_sats(facts.due_sats, facts.payment_tolerance))
-        confirmed = sum(p.value_sats for p in payments
-                        if p.state == PaymentState.SEEN and p.seen_at <= facts.expires_at
-                        and p.confirmations >= required)
-        listing = ", ".join(f"{p.txid}:{p.vout} {p.state.value} {p.confirmations} conf."
-                            for p in payments) or "none"
-        if confirmed < needed:
-            return INCIDENT_DEEP_REORG, (
-                f"settled, but only {confirmed} of the {needed} sats it settled on are "
-                f"confirmed ({required} confirmation(s) each) on time; payments: {listing}")
-        if current == INCIDENT_DEEP_REORG:
-            return (INCIDENT_AFTER_MONITORING if late else None), (
-                f"the facts are gone: {confirmed} of {needed} sats confirmed again; "
-                f"payments: {listing}")
-    if late:
-        return INCIDENT_AFTER_MONITORING, _late_why(late)
-    return None, "no payment seen after the end of monitoring counts any more"
-
-
-def _late_why(late: list) -> str:
-    return "paid after monitoring ended: " + ", ".join(
-        f"{r.txid}:{r.vout} {r.value_sats} sats seen {r.seen_at.isoformat()}" for r in late)
-
-
-def block_arrival_time(now: datetime, covered_at: datetime | None,
-                       median_time: int | None) -> datetime:
-    """When a payment first seen in a block counts as paid: just after the last complete
-    scan (`arrival_time`), or the block's median time past when that is later (after a
-    gap the block itself says the payment is at least that old; MTP never runs ahead of
-    the real time, unlike a header's own timestamp). Never after now."""
-    seen = arrival_time(now, covered_at)
-    if median_time is not None:
-        seen = max(seen, datetime.fromtimestamp(median_time, timezone.utc))
-    return min(now, seen)
 
 
 def _payment_json(row: dict, status: str) -> dict:

@@ -453,7 +453,8 @@ class FakeBitcoind:
             if txid not in block.txids:
                 raise RpcFault(-5, "No such transaction found in the provided block. "
                                    "Use gettransaction for wallet transactions.")
-        elif tx is None or tx.state == "gone" or (tx.state == "confirmed" and not self.txindex):
+        elif tx is None or tx.state in ("gone", "elsewhere") or \
+                (tx.state == "confirmed" and not self.txindex):
             if self.txindex:
                 raise RpcFault(-5, "No such mempool or blockchain transaction. "
                                    "Use gettransaction for wallet transactions.")

@@ -70,7 +70,7 @@ class ModelTx:
     locktime: int = 0
     wtxid: str = ""
     first_seen: int = 0
-    state: str = "mempool"          # mempool | confirmed | gone
+    state: str = "mempool"          # mempool | confirmed | gone | elsewhere (not this node's)
     block_hash: str | None = None
 
     @property
@@ -310,13 +310,21 @@ class ChainModel:
             if old.state != "mempool":
                 raise ValueError(f"{txid} is not in the mempool")
             old.state = "gone"
+            return self.conflicting(txid, outputs, state="mempool")
+
+    def conflicting(self, txid: str, outputs: list[tuple[str, int]] | None = None, *,
+                    state: str = "elsewhere") -> str:
+        """A tx spending `txid`'s inputs (higher fee) that this node has not seen: another
+        miner's branch can carry it (``reorg(…, mine=…, txids=[it])``)."""
+        with self.lock:
+            old = self.txs[txid]
             total = sum(i.prev_value for i in old.inputs)
             fee = old.fee + 500
             outs = [ModelOutput(script_for_address(a), v) for a, v in outputs] if outputs \
                 else [ModelOutput(random_p2wpkh(), total - fee)]
             ins = [ModelInput(i.txid, i.vout, i.prev_script, i.prev_value, i.sequence, b"", i.witness)
                    for i in old.inputs]
-            tx = ModelTx("", ins, outs, first_seen=self._now(len(self.blocks)))
+            tx = ModelTx("", ins, outs, first_seen=self._now(len(self.blocks)), state=state)
             self._new_txid(tx)
             self.txs[tx.txid] = tx
             return tx.txid
