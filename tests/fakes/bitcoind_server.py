@@ -118,6 +118,9 @@ class FakeBitcoind:
         self.ibd_pace = 3
         self._ibd_requests = 0
         self._mempool_loading = 0                 # getmempoolinfo answers still loading
+        self._warmup_until: float | None = None   # or by the clock (monotonic seconds)
+        self._loaded_at: float | None = None
+        self.ready_at: float | None = None        # when the last boot's node was ready
         self._hooks: dict[str, list] = {}
         self.started_at = time.time()
 
@@ -179,12 +182,15 @@ class FakeBitcoind:
         return self.chain.lose_blocks(lose_blocks, mempool=mempool)
 
     def boot(self, *, warmup: tuple[str, ...] = WARMUP, warmup_each: int = 1,
-             reindex: bool = False, ibd_pace: int = 3, mempool_loading: int = 2) -> None:
+             reindex: bool = False, ibd_pace: int = 3, mempool_loading: int = 2,
+             warmup_seconds: float | None = None, mempool_seconds: float | None = None) -> None:
         """Start again the way bitcoind does: every request first gets -28 with each
         `warmup` message in turn (`warmup_each` requests each); with `reindex` the chain is
         rebuilt from genesis (initialblockdownload true, one block more every
         `ibd_pace` requests: slower than a watcher's pass, as a real reindex is); then the mempool loads (`mempool_loading` getmempoolinfo
-        answers with loaded false, while getrawmempool answers nothing)."""
+        answers with loaded false, while getrawmempool answers nothing). With
+        `warmup_seconds` / `mempool_seconds` those phases last that long on the clock
+        instead (benchmarks: `ready_at` is when the node was ready)."""
         with self._lock, self.chain.lock:
             self._warmup, self._warmup_each = list(warmup), max(1, warmup_each)
             self._warmup_left = self._warmup_each
@@ -197,6 +203,13 @@ class FakeBitcoind:
             self._ibd_requests = 0
             self._mempool_loading = mempool_loading
             self.started_at = time.time()
+            now = time.monotonic()
+            self._warmup_until = now + warmup_seconds if warmup_seconds is not None else None
+            self._loaded_at = (self._warmup_until or now) + mempool_seconds \
+                if mempool_seconds is not None else None
+            if mempool_seconds is not None:
+                self._mempool_loading = 0
+            self.ready_at = self._loaded_at or self._warmup_until or now
         if self.cookie_file:
             self.rotate_cookie()
         self.start()
@@ -217,10 +230,17 @@ class FakeBitcoind:
 
     @property
     def mempool_loaded(self) -> bool:
+        if self._loaded_at is not None and time.monotonic() < self._loaded_at:
+            return False
         return not self._ibd and self._mempool_loading <= 0
 
     def _warming(self) -> str | None:
         with self._lock:
+            if self._warmup_until is not None:
+                left = self._warmup_until - time.monotonic()
+                if left <= 0 or not self._warmup:
+                    return None
+                return self._warmup[0]
             if not self._warmup:
                 return None
             message = self._warmup[0]

@@ -429,3 +429,19 @@ def test_after_any_sequence_of_restarts_reindexes_outages_and_reorgs_nothing_fal
     assert_no_incident_stands(node)
     assert_one_webhook_per_transition(node)
     assert_ledger_checks(app, sgateway)
+
+
+# --------------------------------------------------------------------------- the CLI
+
+def test_watcher_once_exits_0_on_a_good_pass_2_while_the_node_cannot_know_and_1_when_down(
+        node, app):
+    once = lambda: app.test_cli_runner().invoke(args=["watcher", "once", "--wait", "1"])  # noqa: E731
+    assert once().exit_code == 0
+    node.chain.mine(4)
+    assert once().exit_code == 0
+    node.fake.restart(reindex=True, warmup=(), mempool=False)
+    waiting = once()
+    assert waiting.exit_code == 2 and "initial block download" in json.loads(waiting.output)["waiting"]
+    node.fake.stop()
+    down = once()
+    assert down.exit_code == 1 and "unreachable" in json.loads(down.output)["error"]
