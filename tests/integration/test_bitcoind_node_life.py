@@ -256,6 +256,33 @@ def test_a_deep_reorg_incident_closes_itself_when_the_payment_confirms_again(nod
     assert_ledger_checks(app, sgateway)
 
 
+def test_a_city_review_covers_the_incident_it_saw_not_one_that_opens_later(node):
+    from dashboard import queries
+    from dashboard.models import CityExceptionReview
+
+    inv = node.invoice()
+    node.pay(inv["id"])
+    node.settle_down()
+    node.chain.mine()
+    node.settle_down()
+    node.chain.reorg(1, mine=2)
+    node.settle_down()
+    with node.gateway.db.write() as s:
+        s.add(CityExceptionReview(invoice_id=inv["id"], kind="deep-reorg", outcome="no-action",
+                                  reviewed_at=node.clock()))
+    open_queue = lambda: [r.invoice.id for r in queries.exceptions(s)[0]]  # noqa: E731
+    with node.gateway.db.read() as s:
+        assert open_queue() == []          # reviewed
+    node.chain.mine()                      # it confirms again: closed
+    node.settle_down()
+    node.chain.reorg(1, mine=2)            # and is reorganised away again: a new incident
+    node.settle_down()
+    assert node.row(inv["id"]).incident == "deep-reorg"
+    assert [r.closed_at is None for r in node.incidents(inv["id"])] == [False, True]
+    with node.gateway.db.read() as s:
+        assert open_queue() == [inv["id"]]
+
+
 # --------------------------------------------------------------------------- finding 4
 
 def test_the_invoice_api_shows_an_incident_and_only_subscribed_webhooks_hear_of_it(
