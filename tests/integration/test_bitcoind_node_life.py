@@ -472,3 +472,41 @@ def test_watcher_once_exits_0_on_a_good_pass_2_while_the_node_cannot_know_and_1_
     node.fake.stop()
     down = once()
     assert down.exit_code == 1 and "unreachable" in json.loads(down.output)["error"]
+
+
+def test_a_zmq_notification_from_the_node_wakes_the_job_and_ends_its_back_off(node):
+    import struct
+
+    import zmq
+
+    from chain.jobs import jobs
+    from chain.runtime import watcher_for
+
+    context = zmq.Context()
+    pub = context.socket(zmq.PUB)
+    pub.setsockopt(zmq.LINGER, 0)
+    port = pub.bind_to_random_port("tcp://127.0.0.1")
+    node.backend.zmq_endpoints = [f"tcp://127.0.0.1:{port}"]
+    try:
+        [job] = jobs(node.gateway)
+        watcher = watcher_for(node.gateway)
+        node.fake.stop()
+        for _ in range(6):
+            node.clock.advance(seconds=1)
+            watcher.run_once()
+        node.fake.start()
+        deadline = time.monotonic() + 10
+        seq = 0
+        while not job.wake.is_set() and time.monotonic() < deadline:
+            pub.send_multipart([b"hashblock", bytes(32), struct.pack("<I", seq)])
+            seq += 1
+            time.sleep(0.05)
+        assert job.wake.is_set() and watcher._nudge.is_set()
+        watcher._last_probe = time.monotonic()   # no probe due: only the notification counts
+        assert watcher.run_once()["ok"] is True
+    finally:
+        notifier = node.gateway.extras.pop("chain_zmq", None)
+        if notifier is not None:
+            notifier.close()
+        pub.close(0)
+        context.term()
