@@ -119,6 +119,7 @@ class FakeBitcoind:
         self._ibd_requests = 0
         self._mempool_loading = 0                 # getmempoolinfo answers still loading
         self._warmup_until: float | None = None   # or by the clock (monotonic seconds)
+        self._warmup_seconds: float | None = None
         self._loaded_at: float | None = None
         self.ready_at: float | None = None        # when the last boot's node was ready
         self._hooks: dict[str, list] = {}
@@ -186,9 +187,10 @@ class FakeBitcoind:
              warmup_seconds: float | None = None, mempool_seconds: float | None = None) -> None:
         """Start again the way bitcoind does: every request first gets -28 with each
         `warmup` message in turn (`warmup_each` requests each); with `reindex` the chain is
-        rebuilt from genesis (initialblockdownload true, one block more every
-        `ibd_pace` requests: slower than a watcher's pass, as a real reindex is); then the mempool loads (`mempool_loading` getmempoolinfo
-        answers with loaded false, while getrawmempool answers nothing). With
+        rebuilt from genesis (initialblockdownload true, one block more every `ibd_pace`
+        requests: slower than a watcher's pass, as a real reindex is; do not mine until it
+        is done); then the mempool loads (`mempool_loading` getmempoolinfo answers with
+        loaded false, while getrawmempool answers nothing). With
         `warmup_seconds` / `mempool_seconds` those phases last that long on the clock
         instead (benchmarks: `ready_at` is when the node was ready)."""
         with self._lock, self.chain.lock:
@@ -205,6 +207,7 @@ class FakeBitcoind:
             self.started_at = time.time()
             now = time.monotonic()
             self._warmup_until = now + warmup_seconds if warmup_seconds is not None else None
+            self._warmup_seconds = warmup_seconds
             self._loaded_at = (self._warmup_until or now) + mempool_seconds \
                 if mempool_seconds is not None else None
             if mempool_seconds is not None:
@@ -240,7 +243,8 @@ class FakeBitcoind:
                 left = self._warmup_until - time.monotonic()
                 if left <= 0 or not self._warmup:
                     return None
-                return self._warmup[0]
+                done = 1 - left / self._warmup_seconds if self._warmup_seconds else 0
+                return self._warmup[min(len(self._warmup) - 1, int(done * len(self._warmup)))]
             if not self._warmup:
                 return None
             message = self._warmup[0]
