@@ -2,6 +2,10 @@
 
 One pass (`Watcher.run_once`):
 
+0. **Can the node know?** (`node_state`, Bitcoin Core only.) While it is in initial block
+   download (a reindex too), its mempool is not loaded, or its tip is below the processed
+   height (a restart that lost blocks), the pass waits: it judges nothing and stores why
+   (``chain_watcher_state.waiting``, shown by `health`).
 1. **Blocks.** From the last processed block to the backend's tip. A stored block hash
    that the backend no longer has at its height is a reorg: walk back to the fork
    (`chain.logic.find_fork`), mark the blocks after it orphaned, and take their payments
@@ -16,22 +20,31 @@ One pass (`Watcher.run_once`):
 2. **Mempool.** `mempool_txs(watched)` for the addresses of invoices still monitored;
    pending payments missing from the answer are asked for by txid (`tx_status`):
    gone means ``replaced`` (``double_spent`` once a conflicting transaction confirms).
-3. **Time.** In the same transaction as the mempool results: invoices whose expiry or
-   monitoring end has come are re-decided.
+   Then the tip is read again: if a block came during the scan nothing is written and the
+   pass catches up and scans again (a payment mined in between would look gone).
+3. **Time and incidents.** In the same transaction as the mempool results: invoices whose
+   expiry or monitoring end has come are re-decided, and incidents are judged (opened,
+   or closed when their facts are gone; `chain.logic.incident_facts`), each recorded in
+   ``invoice_incident`` and told by a ``BusanPayInvoiceIncident`` outbox event.
 
 Rule for time-based transitions (never expire or invalidate because the backend was
 down): expiry and end of monitoring are decided only at the start time of a pass whose
 chain catch-up AND mempool scan both succeeded (``covered_at``). Block and reorg
 transactions decide at the previous ``covered_at``, so they never apply a time
-transition that no successful scan has covered. A payment found after a gap (backend
-or watcher down) is dated just after the last complete scan (`chain.logic.arrival_time`):
-it may have arrived then, so an outage never turns an on-time payment late. A payment seen
+transition that no successful scan has covered. A payment is dated by the node's own
+first-seen time when it gives one (Core's ``getmempoolentry`` ``time``); first seen in a
+block, by the later of "just after the last complete scan" and the block's median time
+past (`chain.logic.block_arrival_time`); otherwise just after the last complete scan
+(`chain.logic.arrival_time`): it may have arrived then, so an outage never turns an
+on-time payment late. A payment seen
 after its invoice's monitoring ended is recorded and flagged (``late``, incident
 ``paid-after-monitoring``), never credited.
 
 Backend failures: the pass stops, the error and a back-off (at least the server's
-Retry-After) are stored in ``chain_watcher_state``; other passes skip until it ends.
-Everything is kept; nothing is decided from missing data. `health(gateway)` reads it.
+Retry-After) are stored in ``chain_watcher_state``; until it ends a pass is one cheap
+probe (at most every PROBE_SECONDS) and runs in full as soon as the probe answers or a
+ZMQ notification arrives (`nudge`). Everything is kept; nothing is decided from missing
+data. `health(gateway)` reads it.
 """
 from __future__ import annotations
 
