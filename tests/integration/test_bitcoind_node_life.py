@@ -110,6 +110,13 @@ class Node:
 
 
 @pytest.fixture
+def app_config(app_config):
+    # The webhook receivers listen on 127.0.0.1 (BUSANPAY_WEBHOOK_ALLOW_PRIVATE=1 where the
+    # SSRF guard exists; an unknown override is ignored elsewhere).
+    return {**app_config, "webhook_allow_private": True}
+
+
+@pytest.fixture
 def node(app, client, gateway, clock):
     world = Node(app, client, gateway, clock)
     world.settle_down()
