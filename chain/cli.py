@@ -88,12 +88,17 @@ def register(app: Flask) -> None:
     @click.option("--wait", type=float, default=30.0,
                   help="seconds to wait for another running pass to finish")
     def watcher_once(wait):
-        """One full watcher pass; prints its JSON summary (exit 1 if the pass failed)."""
+        """One full watcher pass; prints its JSON summary. Exit 0 when the pass covered
+        chain and mempool, 2 when the node cannot be believed yet (initial block download,
+        mempool loading, tip below the processed height: nothing was judged, try again),
+        1 when it failed or was skipped (backend or database error, another watcher)."""
         from chain.runtime import watcher_for
 
         summary = watcher_for(gateway()).run_once(force=True, wait=wait)
         click.echo(json.dumps(summary, sort_keys=True))
-        if summary.get("error") or summary.get("skipped"):
+        if summary.get("waiting"):
+            sys.exit(2)
+        if not summary.get("ok"):
             sys.exit(1)
 
     @watcher_group.command("status")

@@ -5,11 +5,12 @@ No database and no backend calls here, so each rule is tested on its own.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Callable, Collection, Iterable, Iterator, Sequence, TypeVar
 
 from chain.backends import ChainTx, TxStatus, normalize_address
-from payments.invoice_status import PaymentState
+from payments.invoice_status import (AdditionalStatus, InvoiceFacts, PaymentFact, PaymentState,
+                                     confirmations_required, full_threshold_sats)
 
 T = TypeVar("T")
 
@@ -19,6 +20,8 @@ T = TypeVar("T")
 REORG_WATCH_BLOCKS = 6
 #: A payment first seen after a gap is dated just after the last complete scan.
 ARRIVAL_EPSILON = timedelta(microseconds=1)
+INCIDENT_DEEP_REORG = "deep-reorg"
+INCIDENT_AFTER_MONITORING = "paid-after-monitoring"
 
 
 def confirmations(tip_height: int | None, block_height: int | None) -> int:
@@ -113,6 +116,64 @@ def arrival_time(now: datetime, covered_at: datetime | None) -> datetime:
     if covered_at is None:
         return now
     return min(now, covered_at + ARRIVAL_EPSILON)
+
+
+def incident_facts(facts: InvoiceFacts, payments: list[PaymentFact], rows: list,
+                   current: str | None, judge: bool) -> tuple[str | None, str]:
+    """The incident the facts support now, and why (for the history).
+
+    - ``deep-reorg``: a settled invoice (not marked by a person) whose on-time payments no
+      longer carry the confirmed value it settled on (a reorg took confirmations away, or
+      a payment was double-spent, replaced or orphaned after settlement). Judged only at
+      the end of a complete pass (`judge`); closes when the value is confirmed again.
+    - ``paid-after-monitoring``: a counting payment seen after the invoice's monitoring
+      ended (recorded, never credited); closes when no such payment counts any more.
+    A person's mark freezes the invoice: its incident stays as it is."""
+    if facts.additional_status == AdditionalStatus.MARKED:
+        return current, ""
+    late = [r for r in rows if r.state == PaymentState.SEEN.value
+            and r.seen_at > facts.monitoring_expires_at]
+    if not judge:
+        if current is None and late:
+            return INCIDENT_AFTER_MONITORING, _late_why(late)
+        return current, ""
+    if facts.status == "Settled":
+        required = confirmations_required(facts.speed_policy, facts.amount_krw,
+                                          facts.zero_conf_limit_krw)
+        needed = max(1, full_threshold_sats(facts.due_sats, facts.payment_tolerance))
+        confirmed = sum(p.value_sats for p in payments
+                        if p.state == PaymentState.SEEN and p.seen_at <= facts.expires_at
+                        and p.confirmations >= required)
+        listing = ", ".join(f"{p.txid}:{p.vout} {p.state.value} {p.confirmations} conf."
+                            for p in payments) or "none"
+        if confirmed < needed:
+            return INCIDENT_DEEP_REORG, (
+                f"settled, but only {confirmed} of the {needed} sats it settled on are "
+                f"confirmed ({required} confirmation(s) each) on time; payments: {listing}")
+        if current == INCIDENT_DEEP_REORG:
+            return (INCIDENT_AFTER_MONITORING if late else None), (
+                f"the facts are gone: {confirmed} of {needed} sats confirmed again; "
+                f"payments: {listing}")
+    if late:
+        return INCIDENT_AFTER_MONITORING, _late_why(late)
+    return None, "no payment seen after the end of monitoring counts any more"
+
+
+def _late_why(late: list) -> str:
+    return "paid after monitoring ended: " + ", ".join(
+        f"{r.txid}:{r.vout} {r.value_sats} sats seen {r.seen_at.isoformat()}" for r in late)
+
+
+def block_arrival_time(now: datetime, covered_at: datetime | None,
+                       median_time: int | None) -> datetime:
+    """When a payment first seen in a block counts as paid: just after the last complete
+    scan (`arrival_time`), or the block's median time past when that is later (after a
+    gap the block itself says the payment is at least that old; MTP never runs ahead of
+    the real time, unlike a header's own timestamp). Never after now."""
+    seen = arrival_time(now, covered_at)
+    if median_time is not None:
+        seen = max(seen, datetime.fromtimestamp(median_time, timezone.utc))
+    return min(now, seen)
 
 
 def backoff_seconds(failures: int, retry_after: float | None = None,

@@ -22,6 +22,9 @@ def _h(*parts: object) -> str:
 
 class MemoryChain:
     name = "memory"
+    #: `reorg` lowers the tip on purpose (a later mine builds the new branch): a tip below
+    #: what the watcher processed is a reorg here, never a node catching up.
+    lower_tip_is_reorg = True
 
     def __init__(self, *, seed: str = "mem", genesis_time: int = 1_790_000_000):
         self._seed = seed

@@ -15,16 +15,19 @@ stopped, detect reorgs and double spends, and show its health.
   ``InvoicePaymentSettled`` was recorded, whether it still needs per-block work.
 - ``chain_tx_input``: the outpoints spent by payment transactions, for double-spend
   detection (a confirmed transaction spending one of them with another txid).
+- ``invoice_incident``: every incident an invoice had, with when and why it opened and
+  closed. At most one open per invoice (a partial unique index); the open one is mirrored
+  in ``invoice.incident``/``incident_since``, which the ledger and the API read.
 """
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Optional
 
-from sqlalchemy import Column, Index, String, Text
+from sqlalchemy import Column, Index, String, Text, text
 from sqlmodel import Field, SQLModel
 
-from database import UTCDateTime, utc_now
+from database import BigIntPK, UTCDateTime, utc_now
 
 
 def _utc(name: str, nullable: bool = False, index: bool = False) -> Column:
@@ -68,6 +71,11 @@ class ChainWatcherState(SQLModel, table=True):
                                                                            nullable=True))
     holder: Optional[str] = Field(default=None, max_length=120)
     incident: Optional[str] = Field(default=None, max_length=200)
+    # Why the watcher is waiting on a node it cannot believe yet (initial block download,
+    # mempool loading, a tip below the processed height), since when; None when not.
+    waiting: Optional[str] = Field(default=None, max_length=200)
+    waiting_since: Optional[datetime] = Field(default=None, sa_column=_utc("waiting_since",
+                                                                           nullable=True))
     updated_at: datetime = Field(default_factory=utc_now, sa_column=_utc("updated_at"))
 
 
@@ -97,3 +105,23 @@ class ChainTxInput(SQLModel, table=True):
     prev_txid: str = Field(primary_key=True, max_length=64)
     prev_vout: int = Field(primary_key=True)
     txid: str = Field(primary_key=True, max_length=64, index=True)
+
+
+class InvoiceIncident(SQLModel, table=True):
+    __tablename__ = "invoice_incident"
+    __table_args__ = (
+        Index("ux_invoice_incident_open", "invoice_id", unique=True,
+              sqlite_where=text("closed_at IS NULL"), postgresql_where=text("closed_at IS NULL")),
+    )
+
+    id: Optional[int] = Field(default=None, sa_column=Column("id", BigIntPK, primary_key=True,
+                                                             autoincrement=True))
+    invoice_id: str = Field(sa_column=Column("invoice_id", String(32), nullable=False,
+                                             index=True))
+    kind: str = Field(max_length=32)
+    opened_at: datetime = Field(sa_column=_utc("opened_at"))
+    opened_why: str = Field(sa_column=Column("opened_why", Text(), nullable=False))
+    closed_at: Optional[datetime] = Field(default=None, sa_column=_utc("closed_at",
+                                                                       nullable=True))
+    closed_why: Optional[str] = Field(default=None, sa_column=Column("closed_why", Text(),
+                                                                     nullable=True))

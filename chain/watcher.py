@@ -2,6 +2,10 @@
 
 One pass (`Watcher.run_once`):
 
+0. **Can the node know?** (`node_state`, Bitcoin Core only.) While it is in initial block
+   download (a reindex too), its mempool is not loaded, or its tip is below the processed
+   height (a restart that lost blocks), the pass waits: it judges nothing and stores why
+   (``chain_watcher_state.waiting``, shown by `health`).
 1. **Blocks.** From the last processed block to the backend's tip. A stored block hash
    that the backend no longer has at its height is a reorg: walk back to the fork
    (`chain.logic.find_fork`), mark the blocks after it orphaned, and take their payments
@@ -16,22 +20,31 @@ One pass (`Watcher.run_once`):
 2. **Mempool.** `mempool_txs(watched)` for the addresses of invoices still monitored;
    pending payments missing from the answer are asked for by txid (`tx_status`):
    gone means ``replaced`` (``double_spent`` once a conflicting transaction confirms).
-3. **Time.** In the same transaction as the mempool results: invoices whose expiry or
-   monitoring end has come are re-decided.
+   Then the tip is read again: if a block came during the scan nothing is written and the
+   pass catches up and scans again (a payment mined in between would look gone).
+3. **Time and incidents.** In the same transaction as the mempool results: invoices whose
+   expiry or monitoring end has come are re-decided, and incidents are judged (opened,
+   or closed when their facts are gone; `chain.logic.incident_facts`), each recorded in
+   ``invoice_incident`` and told by a ``BusanPayInvoiceIncident`` outbox event.
 
 Rule for time-based transitions (never expire or invalidate because the backend was
 down): expiry and end of monitoring are decided only at the start time of a pass whose
 chain catch-up AND mempool scan both succeeded (``covered_at``). Block and reorg
 transactions decide at the previous ``covered_at``, so they never apply a time
-transition that no successful scan has covered. A payment found after a gap (backend
-or watcher down) is dated just after the last complete scan (`chain.logic.arrival_time`):
-it may have arrived then, so an outage never turns an on-time payment late. A payment seen
+transition that no successful scan has covered. A payment is dated by the node's own
+first-seen time when it gives one (Core's ``getmempoolentry`` ``time``); first seen in a
+block, by the later of "just after the last complete scan" and the block's median time
+past (`chain.logic.block_arrival_time`); otherwise just after the last complete scan
+(`chain.logic.arrival_time`): it may have arrived then, so an outage never turns an
+on-time payment late. A payment seen
 after its invoice's monitoring ended is recorded and flagged (``late``, incident
 ``paid-after-monitoring``), never credited.
 
 Backend failures: the pass stops, the error and a back-off (at least the server's
-Retry-After) are stored in ``chain_watcher_state``; other passes skip until it ends.
-Everything is kept; nothing is decided from missing data. `health(gateway)` reads it.
+Retry-After) are stored in ``chain_watcher_state``; until it ends a pass is one cheap
+probe (at most every PROBE_SECONDS) and runs in full as soon as the probe answers or a
+ZMQ notification arrives (`nudge`). Everything is kept; nothing is decided from missing
+data. `health(gateway)` reads it.
 """
 from __future__ import annotations
 
@@ -49,27 +62,34 @@ from typing import Iterable
 from sqlalchemy import String, and_, any_, bindparam, delete, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
 
-from chain.backends import BackendError, Block, ChainTx
-from chain.logic import (Match, arrival_time, backoff_seconds,
+from chain.backends import READY, BackendError, Block, ChainTx, NodeState
+from chain.logic import (Match, arrival_time, backoff_seconds, block_arrival_time,
                          candidate_addresses, chunks, classify, confirmations,
-                         conflicting_spends, find_fork, outputs_paying, watch_done)
-from chain.models import ChainBlock, ChainPaymentTrack, ChainTxInput, ChainWatcherState
+                         conflicting_spends, find_fork, incident_facts, outputs_paying,
+                         watch_done)
+from chain.models import (ChainBlock, ChainPaymentTrack, ChainTxInput, ChainWatcherState,
+                          InvoiceIncident)
 from database import insert_ignore
 from payments.bip21 import format_btc
 from payments.invoice_json import outbox_row, unix
 from payments.invoice_status import (AdditionalStatus, InvoiceFacts, PaymentFact,
-                                     PaymentState, confirmations_required, decide,
-                                     full_threshold_sats)
+                                     PaymentState, confirmations_required, decide)
 from payments.models import ExtendedKeyRecord, Invoice, InvoiceEvent, Payment
 
 log = logging.getLogger(__name__)
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 STATE_ID = 1
-INCIDENT_DEEP_REORG = "deep-reorg"
-INCIDENT_AFTER_MONITORING = "paid-after-monitoring"
 EVENT_RECEIVED = "InvoiceReceivedPayment"
 EVENT_PAYMENT_SETTLED = "InvoicePaymentSettled"
+#: Busan Pay's own webhook event: an incident opened or closed (sent only to webhooks that
+#: name it in specificEvents; see webhooks/rules.py).
+EVENT_INCIDENT = "BusanPayInvoiceIncident"
+#: While the backend is down, one cheap probe at most this often (seconds); a probe that
+#: answers (or a ZMQ notification) ends the back-off at once.
+PROBE_SECONDS = 0.5
+#: Passes redone when the tip moved during the mempool scan, before giving up this round.
+TIP_RETRIES = 3
 #: Seconds between re-asking the backend about replaced/orphaned payments (every new
 #: block also triggers it).
 SLOW_CHECK_SECONDS = 30.0
@@ -84,6 +104,7 @@ _I = ChainTxInput.__table__
 _B = ChainBlock.__table__
 _INV = Invoice.__table__
 _E = InvoiceEvent.__table__
+_X = InvoiceIncident.__table__
 
 
 def _by_key(table):
@@ -274,6 +295,14 @@ class Watcher:
         self.watched = WatchedAddresses()
         self._last_slow_check = 0.0
         self._state_ready = False
+        self._nudge = threading.Event()
+        self._last_probe = 0.0
+        self._respect_until: datetime | None = None   # the server's own Retry-After
+        self._pass_touched: set[str] = set()
+
+    def nudge(self) -> None:
+        """The node spoke (a ZMQ notification): the next pass ignores the back-off."""
+        self._nudge.set()
 
     # -- the pass --------------------------------------------------------------------------
     def run_once(self, *, force: bool = False, wait: float | None = None) -> dict:
@@ -282,10 +311,12 @@ class Watcher:
         summary: dict = {"ok": False, "backend": getattr(self.backend, "name", "?"),
                          "blocks": 0, "reorgs": [], "payments": 0, "events": 0,
                          "invoicesChanged": 0, "mempoolTxs": 0, "timeTransitions": False,
-                         "tip": None, "processed": None, "error": None, "skipped": None}
+                         "tip": None, "processed": None, "error": None, "skipped": None,
+                         "waiting": None, "tipMoved": 0}
         self._ensure_state()
         state = self._state()
-        if not force and state.backoff_until is not None and start < state.backoff_until:
+        if not force and state.backoff_until is not None and start < state.backoff_until \
+                and not self._backoff_ends(start, summary):
             summary["skipped"] = "backoff"
             summary["backoffUntil"] = unix(state.backoff_until)
             summary["error"] = state.last_error
@@ -293,12 +324,29 @@ class Watcher:
         if not self.lock.acquire(self.lock_wait if wait is None else wait):
             summary["skipped"] = "another watcher is running"
             return summary
+        self._pass_touched = set()
         try:
-            tip = self.backend.tip()
-            summary["tip"] = tip.height
-            new_block = self._sync_chain(tip, summary)
-            self._mempool_and_time(start, tip, new_block, summary)
-            summary["ok"] = True
+            for _ in range(TIP_RETRIES):
+                node = self._node_state()
+                if not node.ready:
+                    self._wait(node.reason or "the node is not ready", node.height, summary)
+                    break
+                tip = self.backend.tip()
+                summary["tip"] = tip.height
+                best = self._state().best_height
+                if best is not None and tip.height < best and \
+                        not getattr(self.backend, "lower_tip_is_reorg", False):
+                    self._wait(f"the node's tip {tip.height} is below the processed height "
+                               f"{best} (restarted, reindexing or lost blocks): waiting for it "
+                               "to catch up", tip.height, summary)
+                    break
+                new_block = self._sync_chain(tip, summary)
+                if self._mempool_and_time(start, tip, new_block, summary):
+                    summary["ok"] = True
+                    break
+                summary["tipMoved"] += 1  # a block came during the mempool scan: again
+            else:
+                summary["skipped"] = "the tip kept moving during the mempool scan"
         except BackendError as err:
             summary["error"] = f"{type(err).__name__}: {err}"
             self._record_failure(err)
@@ -309,6 +357,54 @@ class Watcher:
         summary["processed"] = self._state().best_height
         summary["seconds"] = round(time.monotonic() - started, 4)
         return summary
+
+    # -- the node: back-off, probes, readiness ---------------------------------------------
+    def _backoff_ends(self, now: datetime, summary: dict) -> bool:
+        """In back-off: may this pass run anyway? Yes after a ZMQ notification, or when a
+        cheap probe answers (at most every PROBE_SECONDS; never before the server's own
+        Retry-After). So the watcher is back within about a second of the node."""
+        if self._nudge.is_set():
+            self._nudge.clear()
+            return True
+        if self._respect_until is not None and now < self._respect_until:
+            return False
+        mono = time.monotonic()
+        if mono - self._last_probe < PROBE_SECONDS:
+            return False
+        self._last_probe = mono
+        probe = getattr(self.backend, "probe", None)
+        try:
+            probe() if probe is not None else self.backend.tip()
+        except BackendError as err:
+            summary["probe"] = f"{type(err).__name__}: {err}"
+            return False
+        return True
+
+    def _node_state(self) -> NodeState:
+        ask = getattr(self.backend, "node_state", None)
+        return ask() if ask is not None else READY
+
+    def _best_hash(self) -> str:
+        ask = getattr(self.backend, "best_hash", None)
+        return ask() if ask is not None else self.backend.tip().hash
+
+    def _wait(self, reason: str, height: int | None, summary: dict) -> None:
+        """The node answers but cannot be believed yet: judge nothing, say why."""
+        now = self.clock()
+        summary["waiting"] = reason
+        with self.db.write() as s:
+            st = self._lock_state(s)
+            if st.waiting != reason[:200]:
+                log.warning("watcher waiting: %s", reason)
+            if st.waiting is None:
+                st.waiting_since = now
+            st.waiting = reason[:200]
+            st.failures = 0
+            st.backoff_until = None
+            if height is not None:
+                st.tip_height = height
+            st.holder = self.holder
+            st.updated_at = now
 
     # -- state -----------------------------------------------------------------------------
     def _ensure_state(self) -> None:
@@ -337,8 +433,11 @@ class Watcher:
                 st.failures = (st.failures or 0) + 1
                 st.last_error = f"{type(err).__name__}: {err}"[:2000]
                 st.last_error_at = now
-                delay = backoff_seconds(st.failures, getattr(err, "retry_after", None))
+                retry_after = getattr(err, "retry_after", None)
+                delay = backoff_seconds(st.failures, retry_after)
                 st.backoff_until = now + timedelta(seconds=delay)
+                self._respect_until = now + timedelta(seconds=retry_after) if retry_after \
+                    else None
                 st.holder = self.holder
                 st.updated_at = now
         except Exception:  # the database is down too: nothing to keep
@@ -427,6 +526,7 @@ class Watcher:
             changed = self._redecide(s, outbox, touched, decision_time, now, st.best_height,
                                      touched_payments=touched)
             events = outbox.flush(s)
+        self._pass_touched |= touched
         log.warning("reorg: %d block(s) orphaned above height %s; %d payment(s) moved",
                     len(orphaned), fork_height, len(hit))
         return {"fork": fork_height, "orphaned": len(orphaned), "payments": len(hit),
@@ -495,7 +595,7 @@ class Watcher:
             conflicted = conflicting_spends(block.txs, self._watched_inputs(s, block.txs)) - in_block
             invoices = self._lookup_invoices(s, addresses)
             matches = outputs_paying(block.txs, invoices)
-            seen_at = arrival_time(now, st.covered_at)
+            seen_at = block_arrival_time(now, st.covered_at, header.median_time)
             outbox = _Outbox()
             new, touched = self._record_payments(s, outbox, matches, invoices, block.txs,
                                                  seen_at, now, block_height=header.height,
@@ -529,6 +629,7 @@ class Watcher:
                 s, outbox, touched | settled_invoices | confirmed_invoices, decision_time, now,
                 header.height, touched_payments=touched | settled_invoices)
             events = outbox.flush(s)
+        self._pass_touched |= touched
         summary["events"] += events
         summary["invoicesChanged"] += changed
         return new
@@ -537,17 +638,21 @@ class Watcher:
     def _record_payments(self, s, outbox: _Outbox, matches: list[Match],
                          invoices: dict[str, _InvoiceRow],
                          txs: Iterable[ChainTx], seen_at: datetime, now: datetime, *,
-                         block_height: int | None, block_hash: str | None
+                         block_height: int | None, block_hash: str | None,
+                         node_seen: dict[str, datetime] | None = None
                          ) -> tuple[int, set[str]]:
         """Insert each matched output once; put known ones (back) into this block or the
-        mempool. Returns (payments new, invoice ids whose payments changed)."""
+        mempool. A new payment is dated `node_seen[txid]` (the node's first-seen time) when
+        the node said, else `seen_at`; never before its invoice nor after now. Returns
+        (payments new, invoice ids whose payments changed)."""
         if not matches:
             return 0, set()
         touched: set[str] = set()
         rows = []
+        node_seen = node_seen or {}
         for m in matches:
             inv = invoices[m.address]
-            seen = min(now, max(seen_at, inv.created_at))
+            seen = min(now, max(node_seen.get(m.txid, seen_at), inv.created_at))
             rows.append({"invoice_id": inv.id, "txid": m.txid, "vout": m.vout,
                          "address": m.address, "value_sats": m.value_sats,
                          "state": PaymentState.SEEN.value, "block_height": block_height,
@@ -677,9 +782,11 @@ class Watcher:
     # -- decisions -------------------------------------------------------------------------
     def _redecide(self, s, outbox: _Outbox, invoice_ids: Iterable[str], decision_time: datetime,
                   now: datetime, tip_height: int | None, *,
-                  touched_payments: set[str] = frozenset(),
-                  reorg_hit: set[str] = frozenset()) -> int:
+                  touched_payments: set[str] = frozenset(), judge_incidents: bool = False) -> int:
         """Re-decide these invoices over their payments; store the result, queue its events.
+        With `judge_incidents` (the end of a complete pass only, so a reorg and the blocks
+        that heal it in one catch-up never open and close an incident) deep-reorg incidents
+        open and close; otherwise only a payment after monitoring opens one.
         Returns how many invoices changed."""
         ids = sorted(set(invoice_ids))
         changed = 0
@@ -692,14 +799,14 @@ class Watcher:
                                .where(_P.c.invoice_id.in_(part))).all():
                 payments.setdefault(p.invoice_id, []).append(p)
             for inv in invoices:
-                changed += self._decide_one(outbox, inv, payments.get(inv.id, []),
+                changed += self._decide_one(s, outbox, inv, payments.get(inv.id, []),
                                             decision_time, now, tip_height,
-                                            inv.id in touched_payments, inv.id in reorg_hit)
+                                            inv.id in touched_payments, judge_incidents)
         return changed
 
-    def _decide_one(self, outbox: _Outbox, inv: Invoice, rows: list, decision_time: datetime,
-                    now: datetime, tip_height: int | None, touched: bool,
-                    reorg_hit: bool) -> int:
+    def _decide_one(self, s, outbox: _Outbox, inv: Invoice, rows: list,
+                    decision_time: datetime, now: datetime, tip_height: int | None,
+                    touched: bool, judge: bool) -> int:
         facts = InvoiceFacts(
             status=inv.status, additional_status=inv.additional_status, due_sats=inv.due_sats,
             amount_krw=inv.amount_krw, expires_at=inv.expires_at,
@@ -710,25 +817,17 @@ class Watcher:
                               confirmations=confirmations(tip_height, r.block_height),
                               state=r.state, seen_at=r.seen_at) for r in credited]
         decision = decide(facts, pfacts, decision_time)
-        incident = inv.incident
-        if incident is None:
-            if decision.incident:
-                incident = decision.incident
-            elif reorg_hit and inv.status == "Settled" and \
-                    inv.additional_status != AdditionalStatus.MARKED.value and \
-                    not settlement_still_confirmed(facts, pfacts):
-                incident = INCIDENT_DEEP_REORG  # settled on confirmations a reorg took away
-            elif len(credited) < len(rows):
-                incident = INCIDENT_AFTER_MONITORING
+        incident, why = incident_facts(facts, pfacts, rows, inv.incident, judge)
         visible = (decision.status.value != inv.status
                    or decision.additional_status.value != inv.additional_status
                    or decision.paid_sats != inv.paid_sats or incident != inv.incident or touched)
         if not visible:
             return 0
+        if incident != inv.incident:
+            self._move_incident(s, outbox, inv, incident, why, now)
         inv.status = decision.status.value
         inv.additional_status = decision.additional_status.value
         inv.paid_sats = decision.paid_sats
-        inv.incident = incident
         inv.updated_at = now
         inv.version = inv.version + 1
         over = decision.additional_status == AdditionalStatus.PAID_OVER
@@ -736,8 +835,9 @@ class Watcher:
             extra: dict = {}
             dedupe = None
             if event == "InvoiceProcessing":
+                # Once per invoice: a payment replaced (Processing -> New, no event) and paid
+                # again, or rolled back and forward by a node's crash, is the same transition.
                 extra = {"overPaid": over}
-                dedupe = f"InvoiceProcessing:v{inv.version}"  # may recur after Processing -> New
             elif event == "InvoiceSettled":
                 extra = {"manuallyMarked": False, "overPaid": over}
             elif event == "InvoiceInvalid":
@@ -747,8 +847,35 @@ class Watcher:
             outbox.add(inv, event, now, dedupe=dedupe, **extra)
         return 1
 
+    @staticmethod
+    def _move_incident(s, outbox: _Outbox, inv: Invoice, kind: str | None, why: str,
+                       now: datetime) -> None:
+        """Close the open incident (if any) and open `kind` (if any), each recorded in
+        invoice_incident with when and why, and told by one BusanPayInvoiceIncident event."""
+        if inv.incident is not None:
+            closed = s.execute(update(_X).where(_X.c.invoice_id == inv.id, _X.c.closed_at.is_(None))
+                               .values(closed_at=now, closed_why=why)
+                               .returning(_X.c.id, _X.c.kind, _X.c.opened_at)).first()
+            if closed is not None:
+                log.info("invoice %s: incident %s closed: %s", inv.id, closed.kind, why)
+                outbox.add(inv, EVENT_INCIDENT, now, dedupe=f"incident:{closed.id}:closed",
+                           incident=None, reason=why,
+                           closedIncident={"kind": closed.kind, "since": unix(closed.opened_at),
+                                           "until": unix(now)})
+        inv.incident, inv.incident_since = kind, (now if kind else None)
+        if kind is not None:
+            opened = s.execute(_X.insert().values(invoice_id=inv.id, kind=kind, opened_at=now,
+                                                  opened_why=why).returning(_X.c.id)).scalar_one()
+            log.warning("invoice %s: incident %s opened: %s", inv.id, kind, why)
+            outbox.add(inv, EVENT_INCIDENT, now, dedupe=f"incident:{opened}:opened",
+                       incident={"kind": kind, "since": unix(now)}, reason=why,
+                       closedIncident=None)
+
     # -- mempool and time ------------------------------------------------------------------
-    def _mempool_and_time(self, start: datetime, tip, new_block: bool, summary: dict) -> None:
+    def _mempool_and_time(self, start: datetime, tip, new_block: bool, summary: dict) -> bool:
+        """The mempool scan and the time transitions. False (nothing written) when the tip
+        moved during the scan: a payment mined in between would look gone from the mempool,
+        so the caller catches up and scans again."""
         st = self._state()
         best_hash = st.best_hash
         with self.db.read() as s:
@@ -764,9 +891,13 @@ class Watcher:
         ask = sorted({r.txid for r in pending if r.txid not in in_mempool and
                       (r.state == PaymentState.SEEN.value or slow_due)})
         statuses = {txid: self.backend.tx_status(txid) for txid in ask}
+        if self._best_hash() != tip.hash:
+            return False
         if slow_due:
             self._last_slow_check = time.monotonic()
         matches = outputs_paying(txs, watched)
+        node_seen = {tx.txid: datetime.fromtimestamp(tx.first_seen, timezone.utc)
+                     for tx in txs if tx.first_seen is not None}
         now = self.clock()
         with self.db.write() as s:
             st = self._lock_state(s)
@@ -777,7 +908,8 @@ class Watcher:
             seen_at = arrival_time(start, st.covered_at)
             outbox = _Outbox()
             new, touched = self._record_payments(s, outbox, matches, invoices, txs, seen_at, now,
-                                                 block_height=None, block_hash=None)
+                                                 block_height=None, block_hash=None,
+                                                 node_seen=node_seen)
             summary["payments"] += new
             for r in pending:
                 status = statuses.get(r.txid)
@@ -795,35 +927,30 @@ class Watcher:
             due = {r[0] for r in s.execute(select(_INV.c.id).where(or_(
                 and_(_INV.c.status == "New", _INV.c.expires_at <= start),
                 and_(_INV.c.status == "Processing", _INV.c.monitoring_expires_at <= start))))}
-            # A settled invoice whose payment lost the confirmations it settled on, and did
-            # not get them back by the end of this catch-up, is a deep-reorg incident.
-            changed = self._redecide(s, outbox, touched | settled | due | lost, start, now,
-                                     st.best_height, touched_payments=touched | settled,
-                                     reorg_hit=lost)
+            # Incidents are judged here, at the end of the catch-up: a settled invoice whose
+            # payments lost the confirmations it settled on (and did not get them back in
+            # this pass) opens one; an open one whose facts are gone closes.
+            open_incidents = {r[0] for r in s.execute(
+                select(_X.c.invoice_id).where(_X.c.closed_at.is_(None)))}
+            judged = touched | settled | due | lost | open_incidents | self._pass_touched
+            changed = self._redecide(s, outbox, judged, start, now, st.best_height,
+                                     touched_payments=touched | settled, judge_incidents=True)
             events = outbox.flush(s)
             st.covered_at = start
             st.last_success_at = now
             st.failures = 0
             st.backoff_until = None
             st.tip_height, st.tip_hash = tip.height, tip.hash
+            if st.waiting is not None:
+                log.warning("watcher no longer waiting (%s)", st.waiting)
+            st.waiting, st.waiting_since = None, None
             st.holder = self.holder
             st.backend = getattr(self.backend, "name", "?")[:64]
             st.updated_at = now
         summary["timeTransitions"] = True
         summary["events"] += events
         summary["invoicesChanged"] += changed
-
-
-def settlement_still_confirmed(facts: InvoiceFacts, payments: list[PaymentFact]) -> bool:
-    """Would the confirmed on-time value still settle this invoice? (After a reorg: a
-    settled invoice whose confirmations were taken away is an incident.)"""
-    required = confirmations_required(facts.speed_policy, facts.amount_krw,
-                                      facts.zero_conf_limit_krw)
-    needed = max(1, full_threshold_sats(facts.due_sats, facts.payment_tolerance))
-    confirmed = sum(p.value_sats for p in payments
-                    if p.state == PaymentState.SEEN and p.seen_at <= facts.expires_at
-                    and p.confirmations >= required)
-    return confirmed >= needed
+        return True
 
 
 def _payment_json(row: dict, status: str) -> dict:
@@ -851,6 +978,8 @@ def health(gateway) -> dict:
         return {"status": "starting", "backend": gateway.settings.chain}
     if st.failures:
         status = "down"
+    elif st.waiting:
+        status = "waiting"
     elif st.last_success_at is None:
         status = "starting"
     elif now - st.last_success_at > timedelta(seconds=60):
@@ -865,5 +994,6 @@ def health(gateway) -> dict:
             "lastSuccess": stamp(st.last_success_at), "coveredUntil": stamp(st.covered_at),
             "lastError": st.last_error, "lastErrorTime": stamp(st.last_error_at),
             "failures": st.failures, "backoffUntil": stamp(st.backoff_until),
-            "holder": st.holder, "incident": st.incident}
+            "holder": st.holder, "incident": st.incident, "waiting": st.waiting,
+            "waitingSince": stamp(st.waiting_since)}
 

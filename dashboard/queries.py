@@ -394,8 +394,12 @@ class ExceptionRow:
 
 
 def _reviewed():
+    # A review covers the incident open when it was made, not one that opened after it.
     return exists(select(CityExceptionReview.invoice_id)
-                  .where(CityExceptionReview.invoice_id == Invoice.id).correlate(Invoice))
+                  .where(CityExceptionReview.invoice_id == Invoice.id,
+                         or_(Invoice.incident_since.is_(None),
+                             CityExceptionReview.reviewed_at >= Invoice.incident_since))
+                  .correlate(Invoice))
 
 
 def exception_counts(session, *, store_id: str | None = None) -> dict[str, int]:

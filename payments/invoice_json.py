@@ -62,6 +62,10 @@ def invoice_json(invoice: Invoice, base_url: str, payment_methods: list[dict] | 
         "metadata": json.loads(invoice.metadata_json),
         "checkout": checkout,
         "receipt": {"enabled": True, "showQR": True, "showPayments": True},
+        # Beyond Greenfield: the open incident (chain/watcher.py opens and closes it).
+        "incident": None if invoice.incident is None else {
+            "kind": invoice.incident,
+            "since": unix(invoice.incident_since or invoice.updated_at)},
     }
     if payment_methods is not None:
         body["paymentMethods"] = payment_methods

@@ -88,7 +88,10 @@ class Invoice(SQLModel, table=True):
                                                               nullable=False))
     checkout_json: str = Field(default="{}", sa_column=Column("checkout_json", Text(),
                                                               nullable=False))
-    incident: Optional[str] = Field(default=None, max_length=32)
+    incident: Optional[str] = Field(default=None, max_length=32)  # the open incident's kind
+    # When the open incident opened (its history: chain.models.InvoiceIncident).
+    incident_since: Optional[datetime] = Field(default=None, sa_column=_utc("incident_since",
+                                                                            nullable=True))
     archived: bool = Field(default=False)
     # Bumped on every visible change: the checkout page's ETag.
     version: int = Field(default=1)

@@ -218,7 +218,7 @@ def request_schemas(max_invoice_krw: int | None) -> dict:
 INVOICE_FIELDS = ("id", "storeId", "amount", "paidAmount", "currency", "type", "checkoutLink",
                   "createdTime", "expirationTime", "monitoringExpiration", "status",
                   "additionalStatus", "availableStatusesForManualMarking", "archived",
-                  "metadata", "checkout", "receipt")
+                  "metadata", "checkout", "receipt", "incident")
 
 
 def response_schemas() -> dict:
@@ -264,6 +264,16 @@ def response_schemas() -> dict:
             "paymentMethods": {"type": "array", "items": ref("PaymentMethod"), "description":
                                "Only with `includePaymentMethods=true`: as `/payment-methods` "
                                "returns them."},
+            "incident": nullable(obj({
+                "kind": enum(("deep-reorg", "paid-after-monitoring"), (
+                    "`deep-reorg`: settled, but the payments no longer carry the confirmed "
+                    "value it settled on (a reorg, or a double spend after settlement); the "
+                    "merchant's credit is held. `paid-after-monitoring`: money came after "
+                    "monitoring ended (never credited; owed back).")),
+                "since": {**ref("UnixTimestamp"), "description": "When it opened."},
+            }, required=True, description=(
+                "Not in Greenfield: an open incident that needs a person, or null. It closes "
+                "by itself when its facts are gone (e.g. the payment confirms again)."))),
         }, required=INVOICE_FIELDS, description="An invoice."),
         "InvoiceList": {"type": "array", "items": ref("Invoice")},
         "Payment": obj({
@@ -519,7 +529,8 @@ WEBHOOKS = f"{API}/stores/{{storeId}}/webhooks"
 
 
 def webhook_schemas() -> dict:
-    from webhooks.rules import DELIVERY_STATUSES, EVENT_TYPES, MAX_SECRET_LENGTH, MAX_URL_LENGTH
+    from webhooks.rules import (ALL_EVENT_TYPES, DELIVERY_STATUSES, MAX_SECRET_LENGTH,
+                                MAX_URL_LENGTH)
 
     url = {"type": "string", "format": "uri", "maxLength": MAX_URL_LENGTH,
            "description": "Where each event is POSTed: an absolute http or https URL.",
@@ -531,10 +542,14 @@ def webhook_schemas() -> dict:
                       "examples": ["4fJ8kQz2mNpR3tUwZ8aE5h"]},
         "WebhookDeliveryId": {"type": "string", "description": "A delivery identifier (base58).",
                               "examples": ["9xTq2LmV8bS4yQ1mNpR3tU"]},
-        "WebhookEventType": enum(EVENT_TYPES, "An invoice event a webhook can receive."),
+        "WebhookEventType": enum(ALL_EVENT_TYPES, (
+            "An invoice event a webhook can receive. `BusanPayInvoiceIncident` (not in "
+            "Greenfield: an incident opened or closed, see `Invoice.incident`) is sent only "
+            "when named in `specificEvents`.")),
         "WebhookAuthorizedEvents": obj({
             "everything": {"type": "boolean",
-                           "description": "Every event type, including ones added later."},
+                           "description": "Every Greenfield event type, including ones added "
+                                          "later (Busan Pay's own only when named)."},
             "specificEvents": {"type": "array", "items": ref("WebhookEventType"),
                                "description": "The events sent when `everything` is false."},
         }, required=True, description="Which events the endpoint receives."),
@@ -604,7 +619,9 @@ def webhook_schemas() -> dict:
             "The JSON body POSTed to the webhook URL with `Content-Type: application/json` and "
             "`BTCPay-Sig: sha256=<hex HMAC-SHA256(secret, raw body)>`; events add their own "
             "fields (`manuallyMarked`, `overPaid`, `partiallyPaid`, `afterExpiration`, "
-            "`payment`, …).")),
+            "`payment`, …; `BusanPayInvoiceIncident`: `incident` (the open one, as on the "
+            "invoice, or null), `closedIncident` (`kind`, `since`, `until`, or null) and "
+            "`reason`).")),
     }
 
 

@@ -14,6 +14,11 @@ from webhooks.destinations import literal_refusal
 #: The events this gateway emits (Greenfield's invoice events).
 EVENT_TYPES = ("InvoiceCreated", "InvoiceReceivedPayment", "InvoiceProcessing", "InvoiceExpired",
                "InvoiceSettled", "InvoiceInvalid", "InvoicePaymentSettled")
+#: Busan Pay's own events, sent only to webhooks that name them in specificEvents (so a
+#: Greenfield client subscribed to "everything" never meets a type it does not know):
+#: BusanPayInvoiceIncident, an incident opened or closed on an invoice (chain/watcher.py).
+OPT_IN_EVENT_TYPES = ("BusanPayInvoiceIncident",)
+ALL_EVENT_TYPES = EVENT_TYPES + OPT_IN_EVENT_TYPES
 DELIVERY_STATUSES = ("Pending", "HttpSuccess", "HttpError", "Failed")
 MAX_URL_LENGTH = 2000
 MAX_SECRET_LENGTH = 200
@@ -102,10 +107,10 @@ def parse_webhook(body: Any, *, allow_private: bool = False) -> WebhookSpec:
                 else:
                     picked = []
                     for i, name in enumerate(specific):
-                        if name not in EVENT_TYPES:
+                        if name not in ALL_EVENT_TYPES:
                             errors.append(FieldError(
                                 f"authorizedEvents.specificEvents[{i}]",
-                                f"unknown event {name!r}: use {', '.join(EVENT_TYPES)}"))
+                                f"unknown event {name!r}: use {', '.join(ALL_EVENT_TYPES)}"))
                         elif name not in picked:
                             picked.append(name)
                     events = tuple(picked)
@@ -126,6 +131,8 @@ def parse_webhook(body: Any, *, allow_private: bool = False) -> WebhookSpec:
 
 
 def subscribed(everything: bool, events: tuple[str, ...] | list[str], event_type: str) -> bool:
+    if event_type in OPT_IN_EVENT_TYPES:
+        return event_type in events
     return everything or event_type in events
 
 

@@ -23,7 +23,7 @@ from typing import Collection, Protocol, runtime_checkable
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit, urlunsplit
 
 __all__ = [
-    "TxOutput", "OutPoint", "ChainTx", "BlockHeader", "Block", "TxStatus",
+    "TxOutput", "OutPoint", "ChainTx", "BlockHeader", "Block", "TxStatus", "NodeState", "READY",
     "BackendError", "BackendUnavailable", "BlockNotFound", "ChainBackend",
     "btc_to_sats", "backend_from_spec", "SATS_PER_BTC", "MAX_MONEY_SATS",
 ]
@@ -52,6 +52,9 @@ class ChainTx:
     txid: str
     inputs: tuple[OutPoint, ...]
     outputs: tuple[TxOutput, ...]
+    #: Unix seconds when the node first saw it in its mempool (Bitcoin Core's
+    #: getmempoolentry ``time``); None when the backend cannot say (Esplora, demo chains).
+    first_seen: int | None = None
 
     def pays(self, addresses: Collection[str]) -> tuple[TxOutput, ...]:
         """The outputs paying any of `addresses` (compared as the backends write them)."""
@@ -64,6 +67,7 @@ class BlockHeader:
     hash: str
     prev_hash: str | None   # None for the genesis block
     time: int               # unix seconds (the header's timestamp)
+    median_time: int | None = None  # median time past (unix seconds) when the backend gives it
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,19 @@ class TxStatus:
 
 UNKNOWN_TX = TxStatus(False, None, None, False)
 MEMPOOL_TX = TxStatus(False, None, None, True)
+
+
+@dataclass(frozen=True)
+class NodeState:
+    """Can the node be believed right now? ``ready`` False while it is in initial block
+    download (a reindex too) or its mempool is not loaded yet; ``reason`` says why (shown
+    in the watcher's health). ``height`` is its active chain's height when known."""
+    ready: bool
+    reason: str | None = None
+    height: int | None = None
+
+
+READY = NodeState(True)
 
 
 # --------------------------------------------------------------------------- errors
@@ -125,6 +142,11 @@ class ChainBackend(Protocol):
 
     def tx_status(self, txid: str) -> TxStatus:
         """Where the transaction is now (see TxStatus)."""
+
+    # Optional (the watcher falls back when a backend lacks them):
+    #   node_state() -> NodeState   whether the node can be believed now (default READY)
+    #   probe() -> None             one cheap request; raises BackendError while down
+    #   best_hash() -> str          the tip's hash alone (default: tip().hash)
 
     def close(self) -> None:
         """Release connections and threads."""

@@ -11,10 +11,19 @@ credentials (the password is never logged or put in a message).
 Mempool strategy: `getrawmempool` lists txids; only txids not seen before are fetched
 (`getrawtransaction txid true`, in JSON-RPC batches), and a bounded cache keeps what
 was fetched. `tx_status` works without -txindex for transactions this backend has
-seen in a block (it remembers, boundedly, which block held them).
+seen in a block (it remembers, boundedly, which block held them). The transactions that
+pay a watched address carry the node's first-seen time (`getmempoolentry` ``time``,
+asked once per transaction, in one batch).
+
+What the watcher believes (`node_state`): nothing while `getblockchaininfo` says
+``initialblockdownload`` (a fresh node or a ``-reindex``: the tip climbs from 0) or
+`getmempoolinfo` says the mempool is not ``loaded`` yet (after a restart). Extra fields of
+newer Cores (v29+ ``target``, v30+ ``coinbase_tx``, v31's cluster-mempool ``chunkweight``
+and ``fees.chunk``) are ignored.
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import threading
@@ -27,7 +36,7 @@ import requests
 
 from chain.backends import (
     MEMPOOL_TX, UNKNOWN_TX, Block, BlockHeader, BackendError, BackendUnavailable, BlockNotFound,
-    ChainTx, OutPoint, TxOutput, TxStatus, btc_to_sats, check_hash, normalize_address,
+    ChainTx, NodeState, OutPoint, TxOutput, TxStatus, btc_to_sats, check_hash, normalize_address,
 )
 
 RPC_MISC_ERROR = -1
@@ -99,11 +108,14 @@ def parse_header(obj: object) -> BlockHeader:
         raise BackendError("bitcoind sent a block header that is not an object")
     try:
         prev = obj.get("previousblockhash")
+        median = obj.get("mediantime")
         return BlockHeader(
             height=int(obj["height"]),
             hash=check_hash(obj["hash"], "block hash"),
             prev_hash=check_hash(prev, "previous block hash") if prev else None,
             time=int(obj["time"]),
+            median_time=int(median) if isinstance(median, int) and not isinstance(median, bool)
+            else None,
         )
     except (KeyError, TypeError, ValueError) as err:
         raise BackendError(f"bitcoind sent a malformed block header ({err!r})") from None
@@ -130,6 +142,7 @@ class BitcoindBackend:
         self._lock = threading.Lock()
         self._cache: OrderedDict[str, ChainTx] = OrderedDict()   # mempool txs fetched
         self._cache_size = cache_size
+        self._times: dict[str, int] = {}                          # mempool txid -> first seen
         self._hints: OrderedDict[str, str] = OrderedDict()       # txid -> block hash seen in
         self._hint_size = hint_size
         self._batch_size = batch_size
@@ -242,6 +255,31 @@ class BitcoindBackend:
         best = check_hash(self.call("getbestblockhash"), "best block hash")
         return parse_header(self.call("getblockheader", best, True))
 
+    def best_hash(self) -> str:
+        return check_hash(self.call("getbestblockhash"), "best block hash")
+
+    def probe(self) -> None:
+        """The cheapest question (while the node is down the watcher asks it often)."""
+        self.call("getblockcount")
+
+    def node_state(self) -> NodeState:
+        """Initial block download (or a reindex) and the mempool's loading, in one batch."""
+        results = self.batch([("getblockchaininfo", []), ("getmempoolinfo", [])])
+        for result in results:
+            if isinstance(result, RpcError):
+                raise result
+        chain, pool = results
+        if not isinstance(chain, dict) or not isinstance(pool, dict):
+            raise BackendError("bitcoind getblockchaininfo/getmempoolinfo: not objects")
+        height = chain.get("blocks")
+        height = height if isinstance(height, int) and not isinstance(height, bool) else None
+        if chain.get("initialblockdownload") is True:
+            return NodeState(False, f"the node is in initial block download (height {height} "
+                                    f"of {chain.get('headers')} headers)", height)
+        if pool.get("loaded") is False:
+            return NodeState(False, "the node is still loading its mempool", height)
+        return NodeState(True, None, height)
+
     def block_hash_at(self, height: int) -> str | None:
         if height < 0:
             return None
@@ -298,7 +336,29 @@ class BitcoindBackend:
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
             in_pool = [self._cache.get(t) or fetched.get(t) for t in current]
-        return [tx for tx in in_pool if tx is not None and tx.pays(wanted)]
+            for gone in [t for t in self._times if t not in present]:
+                del self._times[gone]
+        paying = [tx for tx in in_pool if tx is not None and tx.pays(wanted)]
+        return self._with_times(paying)
+
+    def _with_times(self, txs: list[ChainTx]) -> list[ChainTx]:
+        """Each tx with the node's first-seen time (asked once per tx; a tx that left the
+        mempool in between keeps None)."""
+        with self._lock:
+            unknown = [tx.txid for tx in txs if tx.txid not in self._times]
+        for start in range(0, len(unknown), self._batch_size):
+            chunk = unknown[start:start + self._batch_size]
+            for txid, entry in zip(chunk, self.batch(("getmempoolentry", [t]) for t in chunk)):
+                if isinstance(entry, RpcError):
+                    if entry.code == RPC_INVALID_ADDRESS_OR_KEY:
+                        continue
+                    raise entry
+                seen = entry.get("time") if isinstance(entry, dict) else None
+                if isinstance(seen, int) and not isinstance(seen, bool) and seen > 0:
+                    with self._lock:
+                        self._times[txid] = seen
+        with self._lock:
+            return [dataclasses.replace(tx, first_seen=self._times.get(tx.txid)) for tx in txs]
 
     def tx_status(self, txid: str) -> TxStatus:
         txid = check_hash(txid, "txid")

@@ -255,6 +255,9 @@ class DemoChain:
     """A ChainBackend over a SQLite file, plus the controls a demo needs."""
 
     name = "demo"
+    #: `reorg` lowers the tip on purpose (a later mine builds the new branch): a tip below
+    #: what the watcher processed is a reorg here, never a node catching up.
+    lower_tip_is_reorg = True
 
     def __init__(self, path: str, *, clock: Callable[[], datetime] | None = None,
                  network: str = "regtest"):

@@ -71,6 +71,8 @@ def parse_block_header(obj: object) -> BlockHeader:
             hash=check_hash(obj["id"], "block hash"),
             prev_hash=check_hash(prev, "previous block hash") if prev else None,
             time=_int(obj["timestamp"], "timestamp"),
+            median_time=_int(obj["mediantime"], "mediantime") if obj.get("mediantime") is not None
+            else None,
         )
     except KeyError as err:
         raise BackendError(f"esplora sent a block without {err}") from None
@@ -193,6 +195,12 @@ class EsploraBackend:
     def tip(self) -> BlockHeader:
         tip_hash = check_hash(self._text("/blocks/tip/hash"), "tip hash")
         return self._header(tip_hash)
+
+    def best_hash(self) -> str:
+        return check_hash(self._text("/blocks/tip/hash"), "tip hash")
+
+    def probe(self) -> None:
+        self._text("/blocks/tip/height")
 
     def _header(self, block_hash: str) -> BlockHeader:
         return parse_block_header(self._block_info(block_hash))

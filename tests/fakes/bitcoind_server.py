@@ -14,6 +14,23 @@ for unknown methods) for JSON-RPC 1.x requests and HTTP 200 for "jsonrpc": "2.0"
         node.fail(503, times=1)
     with FakeBitcoind(cookie_dir=tmp_path) as node:   # node.cookie_file
         node.rotate_cookie()                          # as on a node restart
+
+What a real node does around a restart (seen on Bitcoin Core v31 regtest):
+
+    node.stop(); node.start()            # down (connection refused), then up on the same port
+    node.crash(lose_blocks=31)           # SIGKILL: unflushed blocks and the mempool are lost
+    node.boot()                          # -28 "Loading block index…", "Verifying blocks…",
+                                         # "Loading wallet…", then the mempool loads
+                                         # (getmempoolinfo.loaded false, then true)
+    node.boot(reindex=True, ibd_pace=3)  # -reindex: initialblockdownload true and a tip that
+                                         # climbs back from 0 (a block every ibd_pace
+                                         # requests), then the mempool loads
+    node.on("getrawmempool", fn)         # run fn just before the next answer (a block
+                                         # arriving between two calls of one pass)
+
+Core v29-v31's extra fields are served too: ``target`` (headers, getblockchaininfo),
+``coinbase_tx`` (getblock), cluster-mempool ``chunkweight`` and ``fees.chunk``
+(mempool entries); coinbase inputs have sequence 4294967294.
 """
 from __future__ import annotations
 
@@ -30,6 +47,8 @@ from pathlib import Path
 from tests.fakes.chain_model import ChainModel, ModelBlock, ModelTx, core_script, descriptor_checksum
 
 COIN = 100_000_000
+WARMUP = ("Loading block index…", "Verifying blocks…", "Loading wallet…")
+REGTEST_TARGET = "7fffff" + "0" * 58
 
 
 class _Amount:
@@ -90,6 +109,21 @@ class FakeBitcoind:
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._address: tuple[str, int] | None = None
+        self.stopped = False
+        self._warmup: list[str] = []
+        self._warmup_each = 1
+        self._warmup_left = 0
+        self._ibd: list[ModelBlock] = []          # blocks a reindex has not reached yet
+        self.ibd_pace = 3
+        self._ibd_requests = 0
+        self._mempool_loading = 0                 # getmempoolinfo answers still loading
+        self._warmup_until: float | None = None   # or by the clock (monotonic seconds)
+        self._warmup_seconds: float | None = None
+        self._loaded_at: float | None = None
+        self.ready_at: float | None = None        # when the last boot's node was ready
+        self._hooks: dict[str, list] = {}
+        self.started_at = time.time()
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -99,13 +133,20 @@ class FakeBitcoind:
         class Handler(_Handler):
             owner = fake
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer(self._address or ("127.0.0.1", 0), Handler)
+        self._address = self._server.server_address[:2]
+        self.stopped = False
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever,
                                         kwargs={"poll_interval": 0.05}, daemon=True,
                                         name="fake-bitcoind")
         self._thread.start()
         return self
+
+    def stop(self) -> None:
+        """The node goes away: connections are refused (kept-alive ones are dropped)."""
+        self.stopped = True
+        self.close()
 
     def close(self) -> None:
         if self._server is not None:
@@ -124,14 +165,102 @@ class FakeBitcoind:
 
     @property
     def url(self) -> str:
-        assert self._server is not None, "start the fake first"
-        host, port = self._server.server_address[:2]
+        assert self._address is not None, "start the fake first"
+        host, port = self._address
         return f"http://{host}:{port}"
 
     @property
     def url_with_credentials(self) -> str:
-        host, port = self._server.server_address[:2]
+        host, port = self._address
         return f"http://{self.user}:{self.password}@{host}:{port}"
+
+    # -- a node's life ---------------------------------------------------------------------
+
+    def crash(self, *, lose_blocks: int = 0, mempool: bool = True) -> list[str]:
+        """SIGKILL: the node stops; its last `lose_blocks` blocks (never flushed) and, with
+        `mempool`, its mempool are lost. Returns the lost block hashes."""
+        self.stop()
+        return self.chain.lose_blocks(lose_blocks, mempool=mempool)
+
+    def boot(self, *, warmup: tuple[str, ...] = WARMUP, warmup_each: int = 1,
+             reindex: bool = False, ibd_pace: int = 3, mempool_loading: int = 2,
+             warmup_seconds: float | None = None, mempool_seconds: float | None = None) -> None:
+        """Start again the way bitcoind does: every request first gets -28 with each
+        `warmup` message in turn (`warmup_each` requests each); with `reindex` the chain is
+        rebuilt from genesis (initialblockdownload true, one block more every `ibd_pace`
+        requests: slower than a watcher's pass, as a real reindex is; do not mine until it
+        is done); then the mempool loads (`mempool_loading` getmempoolinfo answers with
+        loaded false, while getrawmempool answers nothing). With
+        `warmup_seconds` / `mempool_seconds` those phases last that long on the clock
+        instead (benchmarks: `ready_at` is when the node was ready)."""
+        with self._lock, self.chain.lock:
+            self._warmup, self._warmup_each = list(warmup), max(1, warmup_each)
+            self._warmup_left = self._warmup_each
+            if reindex:
+                self._ibd = self.chain.blocks[1:]
+                del self.chain.blocks[1:]
+                for block in self._ibd:
+                    block.active = False
+            self.ibd_pace = max(1, ibd_pace)
+            self._ibd_requests = 0
+            self._mempool_loading = mempool_loading
+            self.started_at = time.time()
+            now = time.monotonic()
+            self._warmup_until = now + warmup_seconds if warmup_seconds is not None else None
+            self._warmup_seconds = warmup_seconds
+            self._loaded_at = (self._warmup_until or now) + mempool_seconds \
+                if mempool_seconds is not None else None
+            if mempool_seconds is not None:
+                self._mempool_loading = 0
+            self.ready_at = self._loaded_at or self._warmup_until or now
+        if self.cookie_file:
+            self.rotate_cookie()
+        self.start()
+
+    def restart(self, *, lose_blocks: int = 0, mempool: bool = True, **boot) -> list[str]:
+        lost = self.crash(lose_blocks=lose_blocks, mempool=mempool)
+        self.boot(**boot)
+        return lost
+
+    def on(self, method: str, action) -> None:
+        """Run `action()` once, just before the next answer to `method`."""
+        with self._lock:
+            self._hooks.setdefault(method, []).append(action)
+
+    @property
+    def in_ibd(self) -> bool:
+        return bool(self._ibd)
+
+    @property
+    def mempool_loaded(self) -> bool:
+        if self._loaded_at is not None and time.monotonic() < self._loaded_at:
+            return False
+        return not self._ibd and self._mempool_loading <= 0
+
+    def _warming(self) -> str | None:
+        with self._lock:
+            if self._warmup_until is not None:
+                left = self._warmup_until - time.monotonic()
+                if left <= 0 or not self._warmup:
+                    return None
+                done = 1 - left / self._warmup_seconds if self._warmup_seconds else 0
+                return self._warmup[min(len(self._warmup) - 1, int(done * len(self._warmup)))]
+            if not self._warmup:
+                return None
+            message = self._warmup[0]
+            self._warmup_left -= 1
+            if self._warmup_left <= 0:
+                self._warmup.pop(0)
+                self._warmup_left = self._warmup_each
+            return message
+
+    def _reindex_step(self) -> None:
+        """A reindexing node connects another block every few questions."""
+        self._ibd_requests += 1
+        if self._ibd and self._ibd_requests % self.ibd_pace == 0:
+            block = self._ibd.pop(0)
+            block.active = True
+            self.chain.blocks.append(block)
 
     # -- controls --------------------------------------------------------------------------
 
@@ -234,6 +363,7 @@ class FakeBitcoind:
                   "versionHex": f"{block.version:08x}", "merkleroot": block.merkle_root,
                   "time": block.time, "mediantime": block.mediantime, "nonce": block.nonce,
                   "bits": block.bits, "difficulty": 4.656542373906925e-10,
+                  "target": REGTEST_TARGET,
                   "chainwork": f"{2 * (block.height + 1):064x}", "nTx": len(block.txids)}
         if block.prev_hash:
             result["previousblockhash"] = block.prev_hash
@@ -254,18 +384,34 @@ class FakeBitcoind:
     def call(self, method: str, params: list):
         chain = self.chain
         with chain.lock:
+            if self._ibd:
+                self._reindex_step()
             if method == "getblockchaininfo":
                 tip = chain.tip
-                return {"chain": "regtest", "blocks": tip.height, "headers": tip.height,
-                        "bestblockhash": tip.hash, "difficulty": 4.656542373906925e-10,
+                headers = tip.height + len(self._ibd)
+                return {"chain": "regtest", "blocks": tip.height, "headers": headers,
+                        "bestblockhash": tip.hash, "bits": "207fffff", "target": REGTEST_TARGET,
+                        "difficulty": 4.656542373906925e-10,
                         "time": tip.time, "mediantime": tip.mediantime,
-                        "verificationprogress": 1, "initialblockdownload": False,
+                        "verificationprogress": 1 if not self._ibd else tip.height / headers,
+                        "initialblockdownload": bool(self._ibd),
                         "chainwork": f"{2 * (tip.height + 1):064x}", "size_on_disk": 293 * (tip.height + 1),
                         "pruned": False, "warnings": []}
             if method == "getbestblockhash":
                 return chain.tip.hash
             if method == "getblockcount":
                 return chain.tip.height
+            if method == "getmempoolinfo":
+                loaded = self.mempool_loaded
+                if not self._ibd and self._mempool_loading > 0:
+                    self._mempool_loading -= 1
+                pool = [chain.txs[t] for t in chain.mempool()] if loaded else []
+                return {"loaded": loaded, "size": len(pool),
+                        "bytes": sum(t.vsize for t in pool), "usage": 1_000 * len(pool),
+                        "total_fee": _Amount(sum(t.fee for t in pool)), "maxmempool": 300_000_000,
+                        "mempoolminfee": _Amount(100), "minrelaytxfee": _Amount(100),
+                        "incrementalrelayfee": _Amount(100), "unbroadcastcount": 0,
+                        "fullrbf": True}
             if method == "getblockhash":
                 height = params[0]
                 block = chain.block_at(height) if isinstance(height, int) else None
@@ -284,33 +430,42 @@ class FakeBitcoind:
                     return "00" * 80
                 result = self.header_json(block)
                 result.update({"strippedsize": block.size - 100, "size": block.size, "weight": block.weight})
+                coinbase = chain.txs[block.txids[0]]
+                result["coinbase_tx"] = {
+                    "version": coinbase.version, "locktime": coinbase.locktime,
+                    "sequence": coinbase.inputs[0].sequence,
+                    "coinbase": coinbase.inputs[0].script_sig.hex(),
+                    "witness": coinbase.inputs[0].witness[0].hex()}
                 if verbosity == 1:
                     result["tx"] = list(block.txids)
                 else:
                     result["tx"] = [self.tx_json(chain.txs[t], with_fee=True) for t in block.txids]
                 return result
             if method == "getrawmempool":
+                pool = chain.mempool() if self.mempool_loaded else []
                 if params and params[0]:
-                    return {t: self._mempool_entry(chain.txs[t]) for t in chain.mempool()}
-                return chain.mempool()
+                    return {t: self._mempool_entry(chain.txs[t]) for t in pool}
+                return pool
             if method == "getmempoolentry":
                 _check_hash(params[0], "txid")
                 tx = chain.txs.get(params[0])
-                if tx is None or tx.state != "mempool":
+                if tx is None or tx.state != "mempool" or not self.mempool_loaded:
                     raise RpcFault(-5, "Transaction not in mempool")
                 return self._mempool_entry(tx)
             if method == "getrawtransaction":
                 return self._getrawtransaction(*params)
             if method == "uptime":
-                return 4242
+                return int(time.time() - self.started_at)
         raise RpcFault(-32601, "Method not found")
 
     def _mempool_entry(self, tx: ModelTx) -> dict:
         return {"vsize": tx.vsize, "weight": tx.weight, "time": tx.first_seen,
                 "height": self.chain.tip.height, "descendantcount": 1, "descendantsize": tx.vsize,
-                "ancestorcount": 1, "ancestorsize": tx.vsize, "wtxid": tx.wtxid,
+                "ancestorcount": 1, "ancestorsize": tx.vsize, "chunkweight": tx.weight,
+                "wtxid": tx.wtxid,
                 "fees": {"base": _Amount(tx.fee), "modified": _Amount(tx.fee),
-                         "ancestor": _Amount(tx.fee), "descendant": _Amount(tx.fee)},
+                         "ancestor": _Amount(tx.fee), "descendant": _Amount(tx.fee),
+                         "chunk": _Amount(tx.fee)},
                 "depends": [], "spentby": [], "bip125-replaceable": True, "unbroadcast": False}
 
     def _getrawtransaction(self, txid, verbose=False, blockhash=None):
@@ -322,7 +477,8 @@ class FakeBitcoind:
             if txid not in block.txids:
                 raise RpcFault(-5, "No such transaction found in the provided block. "
                                    "Use gettransaction for wallet transactions.")
-        elif tx is None or tx.state == "gone" or (tx.state == "confirmed" and not self.txindex):
+        elif tx is None or tx.state in ("gone", "elsewhere") or \
+                (tx.state == "confirmed" and not self.txindex):
             if self.txindex:
                 raise RpcFault(-5, "No such mempool or blockchain transaction. "
                                    "Use gettransaction for wallet transactions.")
@@ -366,6 +522,9 @@ class _Handler(BaseHTTPRequestHandler):
         fake = self.owner
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length)
+        if fake.stopped:  # a kept-alive connection to a node that went away
+            self.close_connection = True
+            return
         if fake._delay:
             time.sleep(fake._delay)
         if not fake.authorized(self.headers.get("Authorization")):
@@ -396,9 +555,16 @@ class _Handler(BaseHTTPRequestHandler):
         v2 = fake.error_style == "v2" or (fake.error_style == "by-request" and request.get("jsonrpc") == "2.0")
         fake.calls.append(method)
         try:
+            warming = fake._warming()
+            if warming:
+                raise RpcFault(-28, warming)
             fault = fake._take_rpc_error(method)
             if fault:
                 raise fault
+            with fake._lock:
+                hooks = fake._hooks.pop(method, [])
+            for action in hooks:
+                action()
             result = fake.call(method, params)
         except RpcFault as fault:
             error = {"code": fault.code, "message": fault.message}

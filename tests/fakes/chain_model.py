@@ -9,6 +9,11 @@ with their previous outputs, output scripts and addresses, sizes, weights and fe
     [block_hash] = chain.mine()
     chain.reorg(1)                  # the tx is back in the mempool
     new_txid = chain.replace(txid)  # a conflicting tx; the original is gone
+    chain.reorg(2, mine=3)          # a real node's reorg: a longer branch in one step
+    chain.lose_blocks(3)            # a crash: unflushed blocks and the mempool are gone
+
+With ``clock`` (a callable giving unix seconds) block and first-seen times follow it, so
+a test can line the chain's times up with the gateway's clock.
 """
 from __future__ import annotations
 
@@ -17,11 +22,14 @@ import secrets
 import struct
 import threading
 from dataclasses import dataclass, field
+from typing import Callable
 
 from chain.backends.demo import address_for_script, script_for_address
 
 COINBASE_PREV = "0" * 64
 SUBSIDY = 50 * 100_000_000
+#: Bitcoin Core (v29+) sets the coinbase input's nSequence to 0xFFFFFFFE.
+COINBASE_SEQUENCE = 0xFFFFFFFE
 
 
 def sha256d(data: bytes) -> bytes:
@@ -62,7 +70,7 @@ class ModelTx:
     locktime: int = 0
     wtxid: str = ""
     first_seen: int = 0
-    state: str = "mempool"          # mempool | confirmed | gone
+    state: str = "mempool"          # mempool | confirmed | gone | elsewhere (not this node's)
     block_hash: str | None = None
 
     @property
@@ -130,6 +138,7 @@ class ChainModel:
     all_blocks: dict[str, ModelBlock] = field(default_factory=dict)  # active and stale
     txs: dict[str, ModelTx] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock)
+    clock: Callable[[], int] | None = None
     _clock: int = 0
 
     def __post_init__(self):
@@ -141,6 +150,13 @@ class ChainModel:
         self._clock += 1
         return self._clock
 
+    def _now(self, height: int) -> int:
+        """A block's or a transaction's time: the test's clock, else made-up but rising."""
+        tick = self._tick()
+        if self.clock is not None:
+            return int(self.clock())
+        return self.start_time + 600 * height + tick
+
     def _new_txid(self, tx: ModelTx) -> None:
         blob = repr((tx.version, tx.locktime,
                      [(i.txid, i.vout, i.prev_value) for i in tx.inputs],
@@ -150,7 +166,7 @@ class ChainModel:
 
     def _coinbase(self, height: int, fees: int, pay_to: bytes | None = None) -> ModelTx:
         height_push = bytes([3]) + struct.pack("<I", height)[:3]
-        tx = ModelTx("", [ModelInput(COINBASE_PREV, 0xFFFFFFFF, None, 0, 0xFFFFFFFF,
+        tx = ModelTx("", [ModelInput(COINBASE_PREV, 0xFFFFFFFF, None, 0, COINBASE_SEQUENCE,
                                      height_push + secrets.token_bytes(8), (b"\0" * 32,))],
                      [ModelOutput(pay_to or random_p2wpkh(), SUBSIDY + fees),
                       ModelOutput(b"\x6a\x24\xaa\x21\xa9\xed" + secrets.token_bytes(32), 0)],
@@ -166,7 +182,7 @@ class ChainModel:
         self.txs[coinbase.txid] = coinbase
         all_txids = [coinbase.txid] + txids
         nonce = secrets.randbits(32)
-        when = self.start_time + 600 * height + self._tick()
+        when = self._now(height)
         merkle = sha256d("".join(all_txids).encode())[::-1].hex()
         header = struct.pack("<i", 0x20000000) + bytes.fromhex(prev or "0" * 64) + bytes.fromhex(merkle) \
             + struct.pack("<III", when, 0x207FFFFF, nonce)
@@ -208,7 +224,7 @@ class ChainModel:
                     ins.append(ModelInput(prev_txid, vout, prev.script, prev.value))
             for item in ins:
                 item.witness = (secrets.token_bytes(71), b"\x02" + secrets.token_bytes(32))
-            tx = ModelTx("", ins, outs, first_seen=self.start_time + self._tick())
+            tx = ModelTx("", ins, outs, first_seen=self._now(len(self.blocks)))
             self._new_txid(tx)
             self.txs[tx.txid] = tx
             return tx.txid
@@ -224,20 +240,68 @@ class ChainModel:
                 hashes.append(block.hash)
             return hashes
 
-    def reorg(self, depth: int, *, drop: bool = False) -> list[str]:
-        """Orphan the last `depth` blocks; their txs go back to the mempool (or vanish)."""
+    def reorg(self, depth: int, *, drop: bool = False, mine: int = 0,
+              txids: list[str] | None = None) -> list[str]:
+        """Orphan the last `depth` blocks; their txs go back to the mempool (or vanish with
+        `drop`), as Core returns them, unless they conflict with a transaction of the active
+        chain or the mempool. With `mine`, that many new blocks (the first taking `txids`,
+        default nothing) are mined in the same step, as a real node switches branches:
+        the tip never shows the lower height."""
         with self.lock:
             if not 1 <= depth < len(self.blocks):
                 raise ValueError("bad reorg depth")
             orphaned = self.blocks[-depth:]
             del self.blocks[-depth:]
+            returned = []
             for block in orphaned:
                 block.active = False
                 for txid in block.txids:
                     tx = self.txs[txid]
                     tx.block_hash = None
                     tx.state = "gone" if (drop or tx.is_coinbase) else "mempool"
+                    if tx.state == "mempool":
+                        returned.append(tx)
+            for i in range(mine):
+                self._mine_one(list(txids or []) if i == 0 else [])
+            for tx in returned:
+                if self._conflicts(tx):
+                    tx.state = "gone"
             return [b.hash for b in orphaned]
+
+    def _conflicts(self, tx: ModelTx) -> bool:
+        """Does another live transaction spend one of `tx`'s inputs?"""
+        spent = {(i.txid, i.vout) for i in tx.inputs}
+        return any(other.txid != tx.txid and other.state in ("mempool", "confirmed")
+                   and spent & {(i.txid, i.vout) for i in other.inputs}
+                   for other in self.txs.values() if not other.is_coinbase)
+
+    def lose_blocks(self, n: int, *, mempool: bool = True) -> list[str]:
+        """A crash: the last `n` blocks were never flushed, so the node no longer knows
+        them (not even as stale blocks); with `mempool` the mempool is lost too (no
+        mempool.dat). Their transactions are gone from this node; `rebroadcast` brings one
+        back, as the payer's wallet would. Returns the lost hashes."""
+        with self.lock:
+            if not 0 <= n < len(self.blocks):
+                raise ValueError("bad number of lost blocks")
+            lost = self.blocks[len(self.blocks) - n:] if n else []
+            del self.blocks[len(self.blocks) - n:]
+            for block in lost:
+                del self.all_blocks[block.hash]
+                for txid in block.txids:
+                    self.txs[txid].state, self.txs[txid].block_hash = "gone", None
+            if mempool:
+                for tx in self.txs.values():
+                    if tx.state == "mempool":
+                        tx.state = "gone"
+            return [b.hash for b in lost]
+
+    def rebroadcast(self, txid: str) -> None:
+        """A lost transaction arrives again (unless something now conflicts with it)."""
+        with self.lock:
+            tx = self.txs[txid]
+            if tx.state == "gone" and not tx.is_coinbase and not self._conflicts(tx):
+                tx.state = "mempool"
+                tx.first_seen = self._now(len(self.blocks))
 
     def replace(self, txid: str, outputs: list[tuple[str, int]] | None = None) -> str:
         """A conflicting tx spending the same inputs (higher fee); the original is gone."""
@@ -246,13 +310,21 @@ class ChainModel:
             if old.state != "mempool":
                 raise ValueError(f"{txid} is not in the mempool")
             old.state = "gone"
+            return self.conflicting(txid, outputs, state="mempool")
+
+    def conflicting(self, txid: str, outputs: list[tuple[str, int]] | None = None, *,
+                    state: str = "elsewhere") -> str:
+        """A tx spending `txid`'s inputs (higher fee) that this node has not seen: another
+        miner's branch can carry it (``reorg(…, mine=…, txids=[it])``)."""
+        with self.lock:
+            old = self.txs[txid]
             total = sum(i.prev_value for i in old.inputs)
             fee = old.fee + 500
             outs = [ModelOutput(script_for_address(a), v) for a, v in outputs] if outputs \
                 else [ModelOutput(random_p2wpkh(), total - fee)]
             ins = [ModelInput(i.txid, i.vout, i.prev_script, i.prev_value, i.sequence, b"", i.witness)
                    for i in old.inputs]
-            tx = ModelTx("", ins, outs, first_seen=self.start_time + self._tick())
+            tx = ModelTx("", ins, outs, first_seen=self._now(len(self.blocks)), state=state)
             self._new_txid(tx)
             self.txs[tx.txid] = tx
             return tx.txid

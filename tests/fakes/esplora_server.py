@@ -223,7 +223,7 @@ class FakeEsplora:
                 if not _HEX64.match(parts[1]):
                     return bad("Invalid hex string")
                 tx = chain.txs.get(parts[1].lower())
-                known = tx is not None and tx.state != "gone"
+                known = tx is not None and tx.state not in ("gone", "elsewhere")
                 if len(parts) == 3 and parts[2] == "status":
                     # electrs: an unknown txid is simply "not confirmed"
                     return ok_json(self._status(tx) if known else {"confirmed": False})

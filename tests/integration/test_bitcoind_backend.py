@@ -225,6 +225,90 @@ def test_the_spec_reads_user_and_password_from_the_url(node):
     assert node.password not in backend.url
 
 
+# --------------------------------------------------------------------------- a node's life
+
+def test_a_reindexing_node_is_not_ready_while_its_tip_climbs_back_from_genesis(node, backend):
+    node.chain.mine(4)
+    node.restart(reindex=True, ibd_pace=1, warmup=(), mempool_loading=1)
+    first = backend.node_state()
+    assert not first.ready and "initial block download" in first.reason and first.height < 4
+    while "initial block download" in (backend.node_state().reason or ""):
+        pass
+    loading = backend.node_state()
+    assert backend.node_state().ready or "mempool" in loading.reason
+    assert backend.node_state().ready and backend.tip().height == 4
+
+
+def test_a_restarted_node_answers_minus_28_in_sequence_then_loads_its_mempool(node, backend):
+    txid = node.chain.add_mempool_tx([(SHOP, 10_000)])
+    node.restart(mempool=False, mempool_loading=2)
+    messages = []
+    for _ in range(3):
+        with pytest.raises(BackendUnavailable) as caught:
+            backend.probe()
+        messages.append(str(caught.value))
+    assert ["Loading block index" in messages[0], "Verifying blocks" in messages[1],
+            "Loading wallet" in messages[2]] == [True, True, True]
+    assert backend.mempool_txs([SHOP]) == []           # not loaded yet: nothing to judge by
+    assert backend.node_state().reason == "the node is still loading its mempool"
+    assert backend.node_state().reason == "the node is still loading its mempool"
+    assert backend.node_state().ready
+    assert [tx.txid for tx in backend.mempool_txs([SHOP])] == [txid]
+
+
+def test_a_crash_loses_the_unflushed_blocks_and_the_mempool(node, backend):
+    txid = node.chain.add_mempool_tx([(SHOP, 10_000)])
+    node.chain.mine(3)
+    pending = node.chain.add_mempool_tx([(CAFE, 5_000)])
+    lost = node.crash(lose_blocks=2)
+    with pytest.raises(BackendUnavailable, match="unreachable"):
+        backend.probe()
+    node.boot(warmup=(), mempool_loading=0)
+    assert backend.tip().height == 1 and len(lost) == 2
+    with pytest.raises(BlockNotFound):
+        backend.block(lost[0])
+    assert backend.tx_status(pending) == UNKNOWN and backend.mempool_txs([SHOP, CAFE]) == []
+    node.chain.rebroadcast(pending)
+    assert [tx.txid for tx in backend.mempool_txs([CAFE])] == [pending] and txid
+
+
+def test_a_reorg_returns_orphaned_transactions_to_the_mempool_unless_they_conflict(node, backend):
+    kept = node.chain.add_mempool_tx([(SHOP, 10_000)])
+    spent = node.chain.add_mempool_tx([(CAFE, 9_000)])
+    node.chain.mine()
+    conflict = node.chain.conflicting(spent)       # another miner's branch spends it elsewhere
+    node.chain.reorg(1, mine=2, txids=[conflict])
+    assert backend.tip().height == 2
+    assert backend.tx_status(kept).in_mempool
+    assert backend.tx_status(spent) == UNKNOWN
+
+
+def test_mempool_payments_carry_the_nodes_first_seen_time(node, backend):
+    node.chain.clock = lambda: 1_795_000_123
+    txid = node.chain.add_mempool_tx([(SHOP, 10_000)])
+    [tx] = backend.mempool_txs([SHOP])
+    assert (tx.txid, tx.first_seen) == (txid, 1_795_000_123)
+    calls = node.calls.count("getmempoolentry")
+    backend.mempool_txs([SHOP])
+    assert node.calls.count("getmempoolentry") == calls   # asked once per transaction
+
+
+def test_core_v31_fields_are_served_and_tolerated(node, backend):
+    node.chain.add_mempool_tx([(SHOP, 10_000)])
+    body = lambda method, *params: requests.post(  # noqa: E731
+        node.url, auth=(node.user, node.password),
+        json={"method": method, "params": list(params), "id": 1}).json()["result"]
+    [entry] = body("getrawmempool", True).values()
+    assert entry["chunkweight"] == entry["weight"] and "chunk" in entry["fees"]
+    [block_hash] = node.chain.mine()
+    block = body("getblock", block_hash, 2)
+    assert block["target"] and block["coinbase_tx"]["sequence"] == 4294967294
+    assert block["tx"][0]["vin"][0]["sequence"] == 4294967294
+    assert "target" in body("getblockchaininfo")
+    parsed = backend.block(block_hash)
+    assert parsed.header.median_time == block["mediantime"] and parsed.txs[0].inputs == ()
+
+
 # --------------------------------------------------------------------------- ZMQ
 
 @pytest.fixture

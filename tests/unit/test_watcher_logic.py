@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, strategies as st
 
 from chain.backends import MEMPOOL_TX, UNKNOWN_TX, ChainTx, OutPoint, TxOutput, TxStatus
-from chain.logic import (arrival_time, backoff_seconds, candidate_addresses, classify,
-                         confirmations, conflicting_spends, find_fork, outputs_paying,
-                         watch_done)
+from chain.logic import (arrival_time, backoff_seconds, block_arrival_time, candidate_addresses,
+                         classify, confirmations, conflicting_spends, find_fork, incident_facts,
+                         outputs_paying, watch_done)
 from chain.memchain import MemoryChain
 from payments.invoice_status import (AdditionalStatus as A, InvoiceFacts, InvoiceStatus as S,
                                      PaymentFact, PaymentState as P, SpeedPolicy, decide)
@@ -154,6 +154,17 @@ def test_a_payment_found_after_a_gap_is_dated_just_after_the_last_complete_scan(
     assert arrival_time(T0, T0) == T0  # never in the future
 
 
+def test_a_payment_first_seen_in_a_block_is_dated_by_its_median_time_past_after_a_gap():
+    now = T0 + timedelta(hours=1)
+    mtp = int((T0 + timedelta(minutes=40)).timestamp())
+    assert block_arrival_time(now, T0, mtp) == T0 + timedelta(minutes=40)
+    # Without a gap the last scan is the later bound; MTP never dates it after now.
+    assert block_arrival_time(now, now - timedelta(seconds=1), mtp) == \
+        now - timedelta(seconds=1) + timedelta(microseconds=1)
+    assert block_arrival_time(now, T0, int((now + timedelta(hours=2)).timestamp())) == now
+    assert block_arrival_time(now, T0, None) == T0 + timedelta(microseconds=1)
+
+
 def test_back_off_doubles_up_to_a_cap_and_respects_retry_after():
     assert [backoff_seconds(n) for n in (1, 2, 3, 4)] == [1, 2, 4, 8]
     assert backoff_seconds(30) == 300
@@ -198,3 +209,55 @@ def test_any_payment_to_a_top_up_invoice_is_full_and_never_paid_over():
 def test_a_settled_top_up_whose_payment_vanished_is_a_deep_reorg_incident():
     d = decide(topup(S.SETTLED), [pay(5_000, state=P.ORPHANED)], T0 + timedelta(minutes=5))
     assert (d.status, d.incident) == (S.SETTLED, "deep-reorg")
+
+
+# -- incidents (chain/logic.py incident_facts) ---------------------------------------------
+
+class Row:
+    def __init__(self, value, state=P.SEEN, seen=T0 + timedelta(minutes=1)):
+        self.txid, self.vout, self.value_sats = "cd" * 32, 0, value
+        self.state, self.seen_at = state.value, seen
+
+
+def settled(additional=A.NONE):
+    return InvoiceFacts(status=S.SETTLED, additional_status=additional, due_sats=10_000,
+                        amount_krw=15_000, expires_at=EXP,
+                        monitoring_expires_at=EXP + timedelta(hours=24),
+                        speed_policy=SpeedPolicy.MEDIUM, zero_conf_limit_krw=0,
+                        payment_tolerance=Decimal("0"))
+
+
+def test_a_settled_invoice_whose_payment_lost_its_confirmation_is_a_deep_reorg_incident():
+    kind, why = incident_facts(settled(), [pay(10_000, conf=0)], [Row(10_000)], None, True)
+    assert kind == "deep-reorg" and "only 0 of the 10000 sats" in why
+
+
+def test_the_incident_closes_when_the_payment_confirms_again_and_says_why():
+    kind, why = incident_facts(settled(), [pay(10_000, conf=1)], [Row(10_000)], "deep-reorg",
+                               True)
+    assert kind is None and "confirmed again" in why
+
+
+def test_incidents_open_and_close_only_when_judged_at_the_end_of_a_pass():
+    assert incident_facts(settled(), [pay(10_000, conf=0)], [Row(10_000)], None, False)[0] is None
+    assert incident_facts(settled(), [pay(10_000, conf=1)], [Row(10_000)], "deep-reorg",
+                          False)[0] == "deep-reorg"
+
+
+def test_a_persons_mark_freezes_the_incident():
+    facts = settled(A.MARKED)
+    assert incident_facts(facts, [], [], "deep-reorg", True)[0] == "deep-reorg"
+    assert incident_facts(facts, [], [], None, True)[0] is None
+
+
+def test_money_after_monitoring_is_an_incident_until_that_payment_stops_counting():
+    late = EXP + timedelta(hours=25)
+    expired = InvoiceFacts(status=S.EXPIRED, additional_status=A.NONE, due_sats=10_000,
+                           amount_krw=15_000, expires_at=EXP,
+                           monitoring_expires_at=EXP + timedelta(hours=24),
+                           speed_policy=SpeedPolicy.MEDIUM, zero_conf_limit_krw=0,
+                           payment_tolerance=Decimal("0"))
+    assert incident_facts(expired, [], [Row(10_000, seen=late)], None, False)[0] == \
+        "paid-after-monitoring"
+    gone = [Row(10_000, state=P.REPLACED, seen=late)]
+    assert incident_facts(expired, [], gone, "paid-after-monitoring", True)[0] is None
