@@ -217,3 +217,116 @@ def test_signing_in_never_sends_the_owner_to_another_site(app, owner_store, targ
     seen = re.sub(r"[\t\n\r]", "", location).replace("\\", "/")
     assert urlsplit(urljoin("https://pay.busan.example/login", seen)).hostname == \
         "pay.busan.example", location
+
+
+def test_an_overpayment_is_refunded_once_and_never_alongside_another_claim(app, world):  # noqa: F811
+    from tests.integration.test_refund_pages import EXTRA, overpaid
+
+    invoice_id = overpaid(world)
+    before = payable_of(world)
+    refund = f"/api/v1/invoices/{invoice_id}/refund"
+    barrier = threading.Barrier(2)
+    codes: list[int] = []
+
+    def ask():
+        client = app.test_client()
+        barrier.wait()
+        codes.append(client.post(refund, headers=auth(world.token),
+                                 json={"refundVariant": "OverpaidAmount"}).status_code)
+
+    threads = [threading.Thread(target=ask) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(codes) == [200, 422]
+    from settlement.refunds import approve, record_sent
+    from tests.integration.test_refund_pages import REGTEST_ADDRESS, TXID
+
+    with world.gateway.db.write() as session:
+        [claim] = session.execute(select(RefundClaim)).scalars()
+        assert claim.amount_sats == EXTRA
+        claim.address, claim.status = REGTEST_ADDRESS, "submitted"  # the payer's page did this
+        approve(session, claim.id, "treasurer", world.clock())
+        record_sent(session, claim.id, TXID, world.clock())
+    for body in ({"refundVariant": "OverpaidAmount"},
+                 {"refundVariant": "OverpaidAmount", "subtractPercentage": "-50"},
+                 {"refundVariant": "Custom", "customAmount": "-1", "customCurrency": "KRW"},
+                 {"refundVariant": "Custom", "customAmount": "0", "customCurrency": "SATS"},
+                 {"refundVariant": "Custom", "customAmount": "1e30", "customCurrency": "BTC"},
+                 {"refundVariant": "RateThen", "subtractPercentage": "NaN"},
+                 {"refundVariant": "RateThen", "subtractPercentage": "100"}):
+        res = post(world, refund, body)
+        assert res.status_code == 422, (body, res.get_data(as_text=True))
+    assert payable_of(world) == before and claims(world) == 1
+
+
+def test_unpaid_expired_and_marked_invoices_cannot_be_refunded(world):  # noqa: F811
+    new = world.invoice(15000)
+    marked = world.invoice(15000)
+    res = post(world, f"/api/v1/stores/{{storeId}}/invoices/{marked['id']}/status",
+               {"status": "Settled"})
+    assert res.status_code == 200, res.get_data(as_text=True)
+    expired = world.invoice(15000)
+    world.clock.advance(hours=2)
+    world.run()
+    for invoice in (new, marked, expired):
+        for variant in ("RateThen", "CurrentRate", "Fiat", "OverpaidAmount"):
+            res = post(world, f"/api/v1/invoices/{invoice['id']}/refund",
+                       {"refundVariant": variant})
+            assert res.status_code == 422, (variant, res.get_data(as_text=True))
+    assert claims(world) == 0
+
+
+# -- textSearch, api-keys/current, health ------------------------------------------------
+def test_text_search_never_reaches_another_stores_invoices(app, world):  # noqa: F811
+    mine = world.invoice(15000)
+    other_store, other = make_merchant(app, name="Jagalchi Fish")
+    res = world.client.post(f"/api/v1/stores/{other_store}/invoices", headers=auth(other),
+                            json={"amount": "1000", "metadata": {"orderId": "SECRET-1"}})
+    theirs = res.get_json()["id"]
+    url = f"/api/v1/stores/{world.store_id}/invoices"
+    for term in (theirs, "SECRET-1", "%", "_", "%%", "\\", "' OR 1=1 --", "x" * 100_000,
+                 "a\x00b"):
+        res = world.client.get(url, headers=auth(world.token), query_string={"textSearch": term})
+        assert res.status_code in (200, 400, 422), (term[:20], res.status_code)
+        if res.status_code == 200:
+            assert theirs not in res.get_data(as_text=True), term[:20]
+            assert all(i["id"] == mine["id"] for i in res.get_json())
+
+
+def test_a_key_revokes_only_itself(app, world):  # noqa: F811
+    from merchants.service import CAN_VIEW_STORE, issue_api_key
+
+    with world.gateway.db.write() as session:
+        second = issue_api_key(session, world.store_id, [CAN_VIEW_STORE]).token
+    res = world.client.delete("/api/v1/api-keys/current", headers=auth(second))
+    assert res.status_code == 200
+    assert world.client.get("/api/v1/api-keys/current", headers=auth(second)).status_code == 401
+    assert world.client.get("/api/v1/api-keys/current",
+                            headers=auth(world.token)).status_code == 200
+    assert world.client.delete("/api/v1/api-keys/current").status_code == 401
+
+
+def test_health_and_server_info_say_nothing_internal(world):  # noqa: F811
+    health = world.client.get("/api/v1/health")
+    assert health.status_code == 200 and set(health.get_json()) == {"synchronized"}
+    assert world.client.get("/api/v1/server/info").status_code == 401
+    info = world.client.get("/api/v1/server/info", headers=auth(world.token)).get_data(as_text=True)
+    for secret in ("http://", "127.0.0.1", "postgres", "sqlite", "Traceback"):
+        assert secret not in info
+
+
+# -- the checkout page in a shop's frame ------------------------------------------------
+@pytest.mark.parametrize("website", [
+    "*", "https:", "https://*.example", "https://a.example; script-src *",
+    "https://a.example https://evil.example", "https://a.example\r\nX-Evil: 1",
+    "javascript:alert(1)", "https://a.example/path", "'self'", " https://a.example"])
+def test_no_stored_website_can_widen_the_frame_ancestors(app, world, website):  # noqa: F811
+    invoice = world.invoice(15000)
+    with world.gateway.db.write() as session:
+        session.get(Store, world.store_id).website = website
+    res = world.client.get(f"/i/{invoice['id']}")
+    csp = res.headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in csp and "\n" not in csp and "X-Evil" not in res.headers
+    assert "data-parent-origin" not in res.get_data(as_text=True)
