@@ -50,6 +50,24 @@ def post(world, url, body, token=None):
                              headers=auth(token or world.token), json=body)
 
 
+def twice_at_once(app, world, url: str, body: dict) -> list[int]:
+    """POST the same body from two threads released together; their status codes."""
+    barrier = threading.Barrier(2)
+    codes: list[int] = []
+
+    def send():
+        client = app.test_client()
+        barrier.wait()
+        codes.append(client.post(url, headers=auth(world.token), json=body).status_code)
+
+    threads = [threading.Thread(target=send) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return codes
+
+
 # -- money -----------------------------------------------------------------------------
 def test_a_shop_with_no_balance_cannot_make_the_city_fund_a_pull_payment(world):  # noqa: F811
     assert payable_of(world) == 0
@@ -91,21 +109,8 @@ def test_a_refund_after_the_payout_cannot_make_the_payable_negative(world):  # n
 
 def test_two_refunds_at_once_cannot_together_exceed_the_balance(app, world):  # noqa: F811
     settled(world)
-    barrier = threading.Barrier(2)
-    codes: list[int] = []
-
-    def refund():
-        client = app.test_client()
-        barrier.wait()
-        res = client.post(PULL.replace("{storeId}", world.store_id), headers=auth(world.token),
-                          json=as_php_client("10000", "KRW"))
-        codes.append(res.status_code)
-
-    threads = [threading.Thread(target=refund) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    codes = twice_at_once(app, world, PULL.replace("{storeId}", world.store_id),
+                          as_php_client("10000", "KRW"))
     assert sorted(codes) == [200, 422]
     assert payable_of(world) == 4850 and claims(world) == 1
     ledger_ok(world)
@@ -225,21 +230,8 @@ def test_an_overpayment_is_refunded_once_and_never_alongside_another_claim(app, 
     invoice_id = overpaid(world)
     before = payable_of(world)
     refund = f"/api/v1/invoices/{invoice_id}/refund"
-    barrier = threading.Barrier(2)
-    codes: list[int] = []
-
-    def ask():
-        client = app.test_client()
-        barrier.wait()
-        codes.append(client.post(refund, headers=auth(world.token),
-                                 json={"refundVariant": "OverpaidAmount"}).status_code)
-
-    threads = [threading.Thread(target=ask) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sorted(codes) == [200, 422]
+    assert sorted(twice_at_once(app, world, refund, {"refundVariant": "OverpaidAmount"})) == \
+        [200, 422]
     from settlement.refunds import approve, record_sent
     from tests.integration.test_refund_pages import REGTEST_ADDRESS, TXID
 
