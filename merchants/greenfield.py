@@ -101,6 +101,7 @@ def store_payment_methods_json(store: Store, own_key_text: str | None, *,
 # -- /api-keys/authorize -----------------------------------------------------------------
 MAX_APPLICATION_NAME = 120
 MAX_REDIRECT = 2000
+MAX_ORIGIN = 200  # Store.website's length
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,10 @@ def shop_origin(url: str) -> tuple[str, str]:
     shown = host if port in (None, default) else f"{host}:{port}"
     if ":" in host:  # an IPv6 literal keeps its brackets
         shown = f"[{host}]" if port in (None, default) else f"[{host}]:{port}"
-    return f"{parsed.scheme}://{shown}", shown
+    origin = f"{parsed.scheme}://{shown}"
+    if len(origin) > MAX_ORIGIN:  # it may become the store's website (200 characters)
+        raise ValueError("host too long")
+    return origin, shown
 
 
 def parse_authorize_request(args: Mapping[str, list[str]], known: tuple[str, ...]) \

@@ -36,7 +36,8 @@ from sqlmodel import Field, SQLModel
 
 from database import DecimalText, UTCDateTime
 from merchants.service import random_id
-from settlement.ledger import entry_from_amounts, post
+from settlement.daily import LOCK as SETTLEMENT_LOCK
+from settlement.ledger import balance, entry_from_amounts, lock, post
 from settlement.models import RefundClaim
 from settlement.refunds import RefundError, open_claim
 from settlement.rules import (CONVERSION_BTC, CONVERSION_KRW, REFUNDS_OWED, SATS_PER_BTC,
@@ -170,10 +171,17 @@ def open_refund(session, store_id: str, ask: RefundAsk, invoice, current_rate: D
         if current_rate is None and ask.variant != "RateThen":
             raise RefundRefused("currency", "no current exchange rate: retry shortly")
         sats, krw, rate = price(ask, invoice, current_rate)
+        # The settlement lock orders this debit with the daily payouts and with other
+        # refunds (PostgreSQL; SQLite writers are serial): each sees the others' debits.
+        lock(session, SETTLEMENT_LOCK)
         if invoice is not None and invoice.amount_krw is not None and \
                 refunded_krw(session, invoice.id) + krw > invoice.amount_krw:
             raise RefundRefused("amount", "refunds of this invoice would exceed its price of "
                                 f"{invoice.amount_krw} won")
+        available = -balance(session, payable(store_id))
+        if krw > available:  # the merchant pays from won it holds; the city lends nothing
+            raise RefundRefused("amount", f"the refund ({krw} won) is more than the store's "
+                                f"balance of {max(available, 0)} won")
         token = secrets.token_urlsafe(32)
         claim = RefundClaim(id=random_id(24), token_hash=_hash(token),
                             invoice_id=invoice.id if invoice is not None else None,
