@@ -3,9 +3,11 @@ gateway's refund claims: the viewLink is the payer's claim page, the treasury ap
 the merchant's won pays for it, and the ledger still checks."""
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 
 import pytest
+from sqlmodel import select
 
 from merchants.service import CAN_CREATE_NONAPPROVED_PULL_PAYMENTS, CAN_VIEW_INVOICES
 from settlement.models import RefundClaim
@@ -56,6 +58,23 @@ def as_php_client(amount, currency, name="Refund of order 1001; damaged") -> dic
             "payoutMethods": ["BTC"]}
 
 
+def open_view_link(client, link: str) -> str:
+    """What a browser does with the viewLink: the server never sees the part after '#'
+    (key.js posts it); returns the claim page's path."""
+    url, key = link.split("#key=")
+    path = "/" + url.split("/", 3)[3]
+    assert client.get(path).status_code == 200  # without the key: the page asks for it
+    res = client.post(path + "/key", data={"csrf_token": csrf_token(client, "/login"),
+                                           "key": key})
+    assert res.status_code == 303 and res.headers["Location"] == path
+    return path
+
+
+def stored(pull: dict) -> dict:
+    """The pull payment as a later GET shows it: the gateway kept no key to show."""
+    return {**pull, "viewLink": pull["viewLink"].split("#", 1)[0]}
+
+
 def test_a_shops_pull_payment_is_a_claim_the_payer_fills_and_the_treasury_pays(
         app, world, doc):  # noqa: F811
     settled(world)
@@ -67,9 +86,12 @@ def test_a_shops_pull_payment_is_a_claim_the_payer_fills_and_the_treasury_pays(
     # the merchant pays in won; the payer is owed the sats that buys, rounded down
     assert balance_of(world.gateway, payable) == before + 15000
     assert balance_of(world.gateway, "refunds_owed:btc") == -DUE
-    link = pull["viewLink"]
-    path = "/" + link.split("/", 3)[3]
+    with world.gateway.db.read() as session:
+        [claim] = session.exec(select(RefundClaim)).all()
+    assert claim.invoice_id is None and claim.merchant_funded
+    assert re.fullmatch(rf"https?://[^/]+/refund/{claim.id}#key=[\w-]{{43}}", pull["viewLink"])
     tourist = payer(app)
+    path = open_view_link(tourist, pull["viewLink"])
     page = tourist.get(path).get_data(as_text=True)
     assert "0.0001 BTC" in page and 'name="address"' in page
     assert api(world, doc, "get", "/api/v1/pull-payments/{pullPaymentId}/payouts",
@@ -83,6 +105,8 @@ def test_a_shops_pull_payment_is_a_claim_the_payer_fills_and_the_treasury_pays(
         ("AwaitingApproval", REGTEST_ADDRESS, "0.0001")
     treasurer = login(app, *TREASURY)
     token = csrf_token(treasurer, "/city/refunds")
+    queue = treasurer.get("/city/refunds").get_data(as_text=True)
+    assert f'id="claim-{payout["id"]}"' in queue and "paid for by the merchant" in queue
     assert treasurer.post(f"/city/refunds/{payout['id']}/approve",
                           data={"csrf_token": token}).status_code == 303
     assert treasurer.post(f"/city/refunds/{payout['id']}/sent",
@@ -91,8 +115,8 @@ def test_a_shops_pull_payment_is_a_claim_the_payer_fills_and_the_treasury_pays(
                    path={"pullPaymentId": pull["id"]})
     assert payout["state"] == "Completed" and payout["paymentProof"]["transactionId"] == TXID
     assert api(world, doc, "get", "/api/v1/pull-payments/{pullPaymentId}",
-               path={"pullPaymentId": pull["id"]}) == pull
-    assert api(world, doc, "get", PULL) == [pull]
+               path={"pullPaymentId": pull["id"]}) == stored(pull)
+    assert api(world, doc, "get", PULL) == [stored(pull)]
     assert balance_of(world.gateway, "refunds_owed:btc") == 0
     from settlement.reconcile import check_ledger
 
@@ -122,7 +146,8 @@ def test_invoice_refund_variants_set_the_amount(world, doc, body, sats, krw):  #
     from settlement.reconcile import check_ledger
 
     assert check_ledger(world.gateway)["ok"]
-    assert pull["viewLink"].endswith("/refund/" + pull["viewLink"].rsplit("/", 1)[1])
+    assert claim.merchant_funded
+    assert re.fullmatch(rf"https?://[^/]+/refund/{claim.id}#key=[\w-]{{43}}", pull["viewLink"])
 
 
 def test_an_overpayment_refund_costs_the_merchant_nothing(world, doc):  # noqa: F811
