@@ -50,6 +50,7 @@ def downgrade() -> None:
                                    server_default=""))
     op.drop_index("uq_refund_claim_funded_open", table_name="refund_claim")
     op.drop_index("uq_refund_claim_approved", table_name="refund_claim")
-    with op.batch_alter_table("refund_claim") as batch:
-        batch.drop_column("merchant_funded")
+    # Not a batch: rebuilding refund_claim on SQLite would trip pull_payment's foreign key
+    # (SQLite 3.35+ drops a column in place).
+    op.drop_column("refund_claim", "merchant_funded")
     _index("uq_refund_claim_approved", OLD_APPROVED)

@@ -16,7 +16,7 @@ from tests.integration.test_accounts_login import csrf_token
 from tests.integration.test_openapi import check_response
 from tests.integration.test_payment_scenarios import DUE, demo_chain  # noqa: F401
 from tests.integration.test_refund_pages import (EXTRA, REGTEST_ADDRESS, TREASURY, TXID, login,
-                                                 overpaid, payer, world)  # noqa: F401
+                                                 open_claim, overpaid, payer, world)  # noqa: F401
 from tests.integration.test_settlement_support import balance_of, post_all
 
 RATE = Decimal(150_000_000)
@@ -70,6 +70,18 @@ def open_view_link(client, link: str) -> str:
     return path
 
 
+def give_address(client, path: str) -> None:
+    res = client.post(path, data={"csrf_token": csrf_token(client, path),
+                                  "address": REGTEST_ADDRESS})
+    assert res.status_code == 303, res.get_data(as_text=True)[:400]
+
+
+def statuses(world) -> dict[str, tuple]:
+    with world.gateway.db.read() as session:
+        return {c.id: (c.status, c.invoice_id, c.merchant_funded, c.amount_sats)
+                for c in session.exec(select(RefundClaim))}
+
+
 def stored(pull: dict) -> dict:
     """The pull payment as a later GET shows it: the gateway kept no key to show."""
     return {**pull, "viewLink": pull["viewLink"].split("#", 1)[0]}
@@ -96,9 +108,7 @@ def test_a_shops_pull_payment_is_a_claim_the_payer_fills_and_the_treasury_pays(
     assert "0.0001 BTC" in page and 'name="address"' in page
     assert api(world, doc, "get", "/api/v1/pull-payments/{pullPaymentId}/payouts",
                path={"pullPaymentId": pull["id"]}) == []
-    res = tourist.post(path, data={"csrf_token": csrf_token(tourist, path),
-                                   "address": REGTEST_ADDRESS})
-    assert res.status_code == 303
+    give_address(tourist, path)
     [payout] = api(world, doc, "get", "/api/v1/pull-payments/{pullPaymentId}/payouts",
                    path={"pullPaymentId": pull["id"]})
     assert (payout["state"], payout["destination"], payout["payoutAmount"]) == \
@@ -215,3 +225,66 @@ def test_refund_permissions_and_other_stores(app, world, doc):  # noqa: F811
                             headers=auth(creator_only), json={"refundVariant": "RateThen"})
     assert res.status_code == 404  # not its store's invoice
     assert other_store != world.store_id
+
+
+def test_refunds_without_an_invoice_stand_apart_and_are_approved_one_by_one(app, world, doc):  # noqa: F811
+    """Invoice-less claims share no invoice: approving one rejects none of the others."""
+    settled(world)
+    links = [api(world, doc, "post", PULL, json=as_php_client(won, "KRW"))["viewLink"]
+             for won in ("3000", "4500")]
+    for link in links:
+        tourist = payer(app)
+        give_address(tourist, open_view_link(tourist, link))
+    first, second = (link.split("/refund/")[1].split("#")[0] for link in links)
+    assert {s[0] for s in statuses(world).values()} == {"submitted"}
+    treasurer = login(app, *TREASURY)
+    token = csrf_token(treasurer, "/city/refunds")
+    queue = treasurer.get("/city/refunds").get_data(as_text=True)
+    assert f'id="claim-{first}"' in queue and f'id="claim-{second}"' in queue
+    assert "claims on this invoice" not in queue and "/invoice/None/credit" not in queue
+    for claim_id in (first, second):
+        assert treasurer.post(f"/city/refunds/{claim_id}/approve",
+                              data={"csrf_token": token}).status_code == 303
+        assert statuses(world)[claim_id][0] == "approved"
+    assert {s[0] for s in statuses(world).values()} == {"approved"}
+    for claim_id, txid in ((first, TXID), (second, TXID[::-1])):
+        assert treasurer.post(f"/city/refunds/{claim_id}/sent",
+                              data={"csrf_token": token, "txid": txid}).status_code == 303
+    assert {s[0] for s in statuses(world).values()} == {"sent"}
+    assert balance_of(world.gateway, "refunds_owed:btc") == 0
+    from settlement.reconcile import check_ledger
+
+    assert check_ledger(world.gateway)["ok"]
+
+
+def test_a_merchant_refund_and_an_overpayment_claim_on_one_invoice_do_not_compete(
+        app, world, doc):  # noqa: F811
+    """The merchant-funded sats are that refund's own: a claim from the checkout page is
+    offered only the overpayment, and approving either leaves the other standing."""
+    invoice_id = overpaid(world)
+    pull = api(world, doc, "post", "/api/v1/invoices/{invoiceId}/refund",
+               path={"invoiceId": invoice_id}, json={"refundVariant": "RateThen"})
+    customer = payer(app)
+    give_address(customer, open_view_link(customer, pull["viewLink"]))
+    stranger = payer(app)
+    claim_path = open_claim(stranger, invoice_id)
+    give_address(stranger, claim_path)
+    funded = pull["viewLink"].split("/refund/")[1].split("#")[0]
+    rival = claim_path.rsplit("/", 1)[1]
+    assert statuses(world) == {funded: ("submitted", invoice_id, True, DUE),
+                               rival: ("submitted", invoice_id, False, EXTRA)}
+    treasurer = login(app, *TREASURY)
+    token = csrf_token(treasurer, "/city/refunds")
+    queue = treasurer.get("/city/refunds").get_data(as_text=True)
+    assert "claims on this invoice" not in queue  # one rival only: nothing to choose
+    for claim_id in (rival, funded):
+        assert treasurer.post(f"/city/refunds/{claim_id}/approve",
+                              data={"csrf_token": token}).status_code == 303
+    assert {s[0] for s in statuses(world).values()} == {"approved"}
+    for claim_id, txid in ((rival, TXID), (funded, TXID[::-1])):
+        assert treasurer.post(f"/city/refunds/{claim_id}/sent",
+                              data={"csrf_token": token, "txid": txid}).status_code == 303
+    assert balance_of(world.gateway, "refunds_owed:btc") == 0
+    from settlement.reconcile import check_ledger
+
+    assert check_ledger(world.gateway)["ok"]
