@@ -918,7 +918,10 @@ def pull_payment_schemas() -> dict:
             "archived": {"type": "boolean"},
             "viewLink": {"type": "string", "format": "uri", "description":
                          "The claim page: give it to the payer, who enters a bitcoin address "
-                         "there. Anyone with the link can; share it only with the payer."},
+                         "there. In the answer that creates the refund it ends with the "
+                         "claim's key (`#key=…`; anyone with the whole link can give the "
+                         "address, so share it only with the payer). The gateway keeps only "
+                         "the key's hash: later answers give the page without the key."},
         }, required=True, description="A refund to a payer (one refund claim)."),
         "PullPaymentDataList": {"type": "array", "items": ref("PullPaymentData")},
         "CreatePullPaymentRequest": obj({

@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Optional
 
 from sqlalchemy import (BigInteger, Boolean, Column, Date, ForeignKey, Index, Integer, String,
-                        Text, UniqueConstraint, text)
+                        Text, UniqueConstraint, false, text)
 from sqlmodel import Field, SQLModel
 
 from database import BigIntPK, DecimalText, UTCDateTime, utc_now
@@ -188,7 +188,12 @@ class Conversion(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utc_now, sa_column=_utc("updated_at"))
 
 
-APPROVED_CLAIM_SQL = "status = 'approved'"
+# Claims opened from the checkout page (or a shop's OverpaidAmount refund) share what the
+# ledger owes the payer: the treasury approves one of them per invoice. A refund the merchant
+# funds (a Greenfield pull payment) has its own sats and stands apart; a shop may have one
+# unfinished funded refund per invoice. NULL invoice ids never collide.
+APPROVED_CLAIM_SQL = "status = 'approved' AND NOT merchant_funded"
+FUNDED_OPEN_CLAIM_SQL = "merchant_funded AND status IN ('open', 'submitted', 'approved')"
 
 
 class RefundClaim(SQLModel, table=True):
@@ -202,7 +207,10 @@ class RefundClaim(SQLModel, table=True):
     # At most one approved claim per invoice, enforced by the database.
     __table_args__ = (Index("uq_refund_claim_approved", "invoice_id", unique=True,
                             sqlite_where=text(APPROVED_CLAIM_SQL),
-                            postgresql_where=text(APPROVED_CLAIM_SQL)),)
+                            postgresql_where=text(APPROVED_CLAIM_SQL)),
+                      Index("uq_refund_claim_funded_open", "invoice_id", unique=True,
+                            sqlite_where=text(FUNDED_OPEN_CLAIM_SQL),
+                            postgresql_where=text(FUNDED_OPEN_CLAIM_SQL)))
 
     id: str = Field(primary_key=True, max_length=32)
     token_hash: str = Field(max_length=64, unique=True)  # SHA-256 of the payer's link token
@@ -211,6 +219,10 @@ class RefundClaim(SQLModel, table=True):
         "invoice_id", String(32), ForeignKey("invoice.id"), nullable=True, index=True))
     store_id: str = Field(max_length=48, index=True)
     amount_sats: int = Field(sa_column=Column("amount_sats", BigInteger(), nullable=False))
+    # True when the merchant paid for this refund (entry `merchant_refund`): its sats are its
+    # own, not a share of an overpayment that rival claims compete for.
+    merchant_funded: bool = Field(default=False, sa_column=Column(
+        "merchant_funded", Boolean(), nullable=False, default=False, server_default=false()))
     address: Optional[str] = Field(default=None, max_length=100)
     status: str = Field(default="open", max_length=16)  # open submitted approved sent credited rejected
     txid: Optional[str] = Field(default=None, max_length=64)

@@ -1,6 +1,7 @@
 """Greenfield refunds a shop opens: pull payments and invoice refunds (thin edge over
 settlement.pull_payments). Every pull payment is one refund claim; `viewLink` is the claim
-page where the payer gives an address; the city treasury approves (never automatically).
+page where the payer gives an address, with the claim's key after '#' in the creating answer
+only (later answers omit it); the city treasury approves (never automatically).
 
 POST /api/v1/stores/{storeId}/pull-payments, GET the same (list),
 GET /api/v1/pull-payments/{pullPaymentId}, GET …/payouts,
@@ -51,15 +52,18 @@ def _not_found(_err):
 
 
 # -- JSON -------------------------------------------------------------------------------
-def view_link(pull) -> str:
-    return base_url() + url_for("refunds.claim_page", token=pull.view_token)
+def view_link(pull, key: str | None = None) -> str:
+    """The claim page; with the key after '#' (never sent to a server) only in the answer
+    that created it: the gateway keeps the key's hash, not the key."""
+    link = base_url() + url_for("refunds.claim_page", claim_id=pull.claim_id)
+    return link + "#key=" + key if key else link
 
 
-def pull_payment_json(pull) -> dict:
+def pull_payment_json(pull, key: str | None = None) -> dict:
     return {"id": pull.id, "name": pull.name, "description": pull.description,
             "currency": pull.currency, "amount": pull.amount_text, "period": None,
             "BOLT11Expiration": "0", "autoApproveClaims": False, "archived": pull.archived,
-            "viewLink": view_link(pull)}
+            "viewLink": view_link(pull, key)}
 
 
 def payouts_json(pull, claim) -> list[dict]:
@@ -120,9 +124,9 @@ def _open(store_id: str, ask: RefundAsk, invoice):
     gateway = _gateway()
     rate = _current_rate() if ask.variant not in ("RateThen", "OverpaidAmount") else None
     with gateway.db.write() as session:
-        pull = open_refund(session, store_id, ask, invoice, rate, gateway.clock())
+        pull, key = open_refund(session, store_id, ask, invoice, rate, gateway.clock())
         session.expunge(pull)
-    return jsonify(pull_payment_json(pull))
+    return jsonify(pull_payment_json(pull, key))
 
 
 # -- routes -----------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 No Flask here. A Greenfield pull payment is one refund claim plus the shop's own words
 (name, description, the amount and currency it asked for). The payer opens the claim page
-(`viewLink`), gives an address; the treasury approves and sends as for every claim.
+(`viewLink`, `/refund/<claim_id>#key=…`: the key is in the answer that creates the pull payment
+and nowhere else), gives an address; the treasury approves and sends as for every claim.
 
 Money: a merchant-funded refund moves value the merchant was credited back to the payer.
 At opening, one entry (kind `merchant_refund`) debits the merchant's payable the won the
@@ -23,8 +24,6 @@ fix the won and price it when sent).
 """
 from __future__ import annotations
 
-import hashlib
-import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_FLOOR, Decimal, localcontext
@@ -39,7 +38,7 @@ from merchants.service import random_id
 from settlement.daily import LOCK as SETTLEMENT_LOCK
 from settlement.ledger import balance, entry_from_amounts, lock, post
 from settlement.models import RefundClaim
-from settlement.refunds import RefundError, open_claim
+from settlement.refunds import RefundError, new_claim, open_claim
 from settlement.rules import (CONVERSION_BTC, CONVERSION_KRW, REFUNDS_OWED, SATS_PER_BTC,
                               krw_for_sats, payable)
 
@@ -67,9 +66,6 @@ class PullPayment(SQLModel, table=True):
     amount_krw: int = Field(default=0)      # what the merchant was debited (0: payer-owed)
     rate: Decimal = Field(sa_column=Column("rate", DecimalText(), nullable=False))
     variant: str = Field(max_length=16)
-    # The claim page's token: the shop hands this link to its customer (shown again on GET,
-    # as BTCPay shows a pull payment's link).
-    view_token: str = Field(max_length=64)
     archived: bool = Field(default=False)
     created_at: datetime = Field(sa_column=Column("created_at", UTCDateTime(), nullable=False))
 
@@ -146,21 +142,18 @@ def refunded_krw(session, invoice_id: str) -> int:
                                .where(PullPayment.invoice_id == invoice_id)).scalar_one())
 
 
-def _hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 def open_refund(session, store_id: str, ask: RefundAsk, invoice, current_rate: Decimal | None,
-                moment: datetime) -> PullPayment:
+                moment: datetime) -> tuple[PullPayment, str]:
     """Open the claim (and, when the merchant funds it, post the debit) in the caller's
-    transaction. `invoice` None: a store pull payment (the shop named no invoice)."""
+    transaction; return it with the claim's key, which only this answer shows (only its
+    SHA-256 is stored). `invoice` None: a store pull payment (the shop named no invoice)."""
     if invoice is not None and invoice.store_id != store_id:
         raise LookupError(invoice.id)
     if ask.variant == "OverpaidAmount":
         if invoice is None:
             raise RefundRefused("refundVariant", "OverpaidAmount needs an invoice")
         try:
-            claim, token = open_claim(session, invoice.id, moment)
+            claim, key = open_claim(session, invoice.id, moment)
         except RefundError as err:
             raise RefundRefused("refundVariant", str(err)) from None
         sats, krw, rate = claim.amount_sats, 0, invoice.rate
@@ -182,15 +175,11 @@ def open_refund(session, store_id: str, ask: RefundAsk, invoice, current_rate: D
         if krw > available:  # the merchant pays from won it holds; the city lends nothing
             raise RefundRefused("amount", f"the refund ({krw} won) is more than the store's "
                                 f"balance of {max(available, 0)} won")
-        token = secrets.token_urlsafe(32)
-        claim = RefundClaim(id=random_id(24), token_hash=_hash(token),
-                            invoice_id=invoice.id if invoice is not None else None,
-                            store_id=store_id, amount_sats=sats, status="open",
-                            created_at=moment, updated_at=moment)
         try:
             with session.begin_nested():
-                session.add(claim)
-                session.flush()
+                claim, key = new_claim(session, store_id,
+                                       invoice.id if invoice is not None else None, sats, moment,
+                                       merchant_funded=True)
         except IntegrityError:
             raise RefundRefused("invoiceId", "this invoice already has an open refund") from None
         post(session, entry_from_amounts(
@@ -207,10 +196,10 @@ def open_refund(session, store_id: str, ask: RefundAsk, invoice, current_rate: D
                        invoice_id=invoice.id if invoice is not None else None, claim_id=claim.id,
                        name=ask.name[:MAX_NAME], description=ask.description[:MAX_DESCRIPTION],
                        currency=currency, amount_text=amount_text[currency], amount_krw=krw,
-                       rate=rate, variant=ask.variant, view_token=token, created_at=moment)
+                       rate=rate, variant=ask.variant, created_at=moment)
     session.add(pull)
     session.flush()
-    return pull
+    return pull, key
 
 
 def pull_payment(session, pull_payment_id: str, store_id: str) -> tuple[PullPayment, RefundClaim]:

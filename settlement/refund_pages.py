@@ -47,7 +47,7 @@ from payments.addresses import InvalidAddress, validate_address
 from payments.bip21 import format_btc
 from ratelimits import limiter
 from settlement.refunds import ACTIVE, UNDECIDED, RefundError, approve, claim_for_key, open_claim, \
-    owed_sats, record_sent
+    owed_sats, record_sent, rivals
 
 log = logging.getLogger(__name__)
 
@@ -149,8 +149,7 @@ def refund_offer(session, invoice) -> dict | None:
         return None
     from settlement.models import RefundClaim
 
-    claims = list(session.execute(select(RefundClaim).where(
-        RefundClaim.invoice_id == invoice.id).order_by(RefundClaim.created_at)).scalars())
+    claims = list(session.execute(rivals(invoice.id).order_by(RefundClaim.created_at)).scalars())
     approved = next((c for c in claims if c.status == "approved"), None)
     sent = any(c.status == "sent" for c in claims)
     mine = next((c.id for c in claims if c.id == request.cookies.get(CLAIM_COOKIE)
@@ -209,20 +208,26 @@ def _language_of(invoice, store) -> str | None:
     return checkout.get("defaultLanguage") or (store.default_language if store else None)
 
 
+def _claim_place(session, claim):
+    """(invoice, store) of a claim, the page's language set from them; invoice None for a
+    refund a shop opened without one (a pull payment)."""
+    if claim.invoice_id is None:
+        from merchants.models import Store
+
+        store = session.get(Store, claim.store_id)
+        set_page_default(store.default_language if store else None)
+        return None, store
+    invoice, store = _invoice_and_store(session, claim.invoice_id)
+    set_page_default(_language_of(invoice, store))
+    return invoice, store
+
+
 def _claim_view(session, claim_id: str, key: str | None):
     """(claim, invoice, store) when `key` opens the claim; None otherwise."""
     claim = claim_for_key(session, claim_id, key)
     if claim is None:
         return None
-    if claim.invoice_id is None:  # a refund a shop opened without an invoice (pull payment)
-        from merchants.models import Store
-
-        invoice, store = None, session.get(Store, claim.store_id)
-        set_page_default(store.default_language if store else None)
-        return claim, invoice, store
-    invoice, store = _invoice_and_store(session, claim.invoice_id)
-    set_page_default(_language_of(invoice, store))
-    return claim, invoice, store
+    return (claim, *_claim_place(session, claim))
 
 
 def _key_page(session, claim_id: str, status: int = 200, error: str | None = None):
@@ -232,8 +237,7 @@ def _key_page(session, claim_id: str, status: int = 200, error: str | None = Non
     claim = session.get(RefundClaim, claim_id) if len(claim_id) <= 32 else None
     if claim is None:
         return _page("refunds/not_found.html", 404)
-    invoice, store = _invoice_and_store(session, claim.invoice_id)
-    set_page_default(_language_of(invoice, store))
+    _invoice, store = _claim_place(session, claim)
     return _page("refunds/key.html", status, claim_id=claim_id, store=store, error=error)
 
 
@@ -336,10 +340,13 @@ def queue():
                                          .group_by(RefundClaim.status)):
             counts[status] = int(n)
         # Claims that stand side by side on one invoice: the treasury chooses between them.
-        invoices = sorted({c.invoice_id for c, _name in rows})
-        rivals = dict(session.execute(
+        # (A merchant-funded refund has its own sats: it competes with nothing.)
+        invoices = sorted({c.invoice_id for c, _name in rows
+                           if c.invoice_id is not None and not c.merchant_funded})
+        contested = dict(session.execute(
             select(RefundClaim.invoice_id, func.count()).where(
-                RefundClaim.invoice_id.in_(invoices), RefundClaim.status.in_(ACTIVE))
+                RefundClaim.invoice_id.in_(invoices), RefundClaim.status.in_(ACTIVE),
+                RefundClaim.merchant_funded == False)  # noqa: E712
             .group_by(RefundClaim.invoice_id)).all()) if invoices else {}
     from dashboard.fmt import btc, seoul
     from dashboard.web import ROLE_NAMES
@@ -347,7 +354,7 @@ def queue():
     html = render_template("refunds/city.html", rows=rows, counts=counts, wanted=wanted,
                            statuses=STATUSES, status_names=CITY_STATUS_NAMES, btc=btc,
                            seoul=seoul, role_names=ROLE_NAMES, active="refunds",
-                           can_act=current_user.role in ACTORS, rivals=rivals,
+                           can_act=current_user.role in ACTORS, rivals=contested,
                            undecided=UNDECIDED)
     return _no_store(make_response(html), _CITY_CSP)
 

@@ -10,6 +10,11 @@
    treasury BTC;
 4. or a person credits the sats to the merchant instead (`credit_to_merchant`) — ledger:
    refunds owed → conversion at the invoice's locked rate, less the fee.
+
+A refund the merchant funds (a Greenfield pull payment, `settlement.pull_payments`) is a claim
+with `merchant_funded` set: its sats come from its own `merchant_refund` entry, so it has no
+rivals (approving it rejects nothing, and the sats it holds are not offered to rival claims),
+and it may have no invoice at all.
 """
 from __future__ import annotations
 
@@ -40,19 +45,44 @@ def _hash(token: str) -> str:
 
 
 def owed_sats(session, invoice_id: str) -> int:
-    """Sats the ledger owes the payer of this invoice (all its entries)."""
+    """Sats the ledger owes the payer of this invoice that rival claims share: all its
+    entries, less what unfinished merchant-funded refunds hold (those sats are theirs)."""
     total = session.execute(
         select(func.coalesce(func.sum(Posting.amount), 0)).select_from(Posting)
         .join(JournalEntry, JournalEntry.id == Posting.entry_id)
         .join(LedgerAccount, LedgerAccount.id == Posting.account_id)
         .where(JournalEntry.invoice_id == invoice_id, LedgerAccount.code == REFUNDS_OWED)
     ).scalar_one()
-    return -int(total)
+    held = session.execute(select(func.coalesce(func.sum(RefundClaim.amount_sats), 0)).where(
+        RefundClaim.invoice_id == invoice_id, RefundClaim.merchant_funded == True,  # noqa: E712
+        RefundClaim.status.in_(ACTIVE))).scalar_one()
+    return -int(total) - int(held)
+
+
+def rivals(invoice_id: str):
+    """The claims that compete for what the payer of this invoice is owed."""
+    return select(RefundClaim).where(RefundClaim.invoice_id == invoice_id,
+                                     RefundClaim.merchant_funded == False)  # noqa: E712
 
 
 def approved_claim(session, invoice_id: str) -> RefundClaim | None:
-    return session.execute(select(RefundClaim).where(
-        RefundClaim.invoice_id == invoice_id, RefundClaim.status == "approved")).scalars().first()
+    return session.execute(rivals(invoice_id).where(
+        RefundClaim.status == "approved")).scalars().first()
+
+
+def new_claim(session, store_id: str, invoice_id: str | None, amount_sats: int, moment: datetime,
+              *, merchant_funded: bool = False,
+              shown_unpaid_at: datetime | None = None) -> tuple[RefundClaim, str]:
+    """A claim row and its random key (only the key's SHA-256 is stored; the caller shows
+    the key once). Flushed, so a unique index that refuses it raises IntegrityError here."""
+    key = secrets.token_urlsafe(32)
+    claim = RefundClaim(id=random_id(24), token_hash=_hash(key), invoice_id=invoice_id,
+                        store_id=store_id, amount_sats=amount_sats, status="open",
+                        merchant_funded=merchant_funded, shown_unpaid_at=shown_unpaid_at,
+                        created_at=moment, updated_at=moment)
+    session.add(claim)
+    session.flush()
+    return claim, key
 
 
 def open_claim(session, invoice_id: str, moment: datetime, *,
@@ -68,13 +98,8 @@ def open_claim(session, invoice_id: str, moment: datetime, *,
     owed = owed_sats(session, invoice_id)
     if owed <= 0:
         raise RefundError("nothing is owed to the payer of this invoice")
-    token = secrets.token_urlsafe(32)
-    claim = RefundClaim(id=random_id(24), token_hash=_hash(token), invoice_id=invoice_id,
-                        store_id=invoice.store_id, amount_sats=owed, status="open",
-                        shown_unpaid_at=shown_unpaid_at, created_at=moment, updated_at=moment)
-    session.add(claim)
-    session.flush()
-    return claim, token
+    return new_claim(session, invoice.store_id, invoice_id, owed, moment,
+                     shown_unpaid_at=shown_unpaid_at)
 
 
 def claim_by_token(session, token: str) -> RefundClaim | None:
@@ -115,12 +140,13 @@ def _claim(session, claim_id: str) -> RefundClaim:
 
 
 def approve(session, claim_id: str, by: str, moment: datetime) -> RefundClaim:
-    """The treasury chooses this claim; every other undecided claim on the invoice is
-    rejected. The database allows one approved claim per invoice (two approvals at once)."""
+    """The treasury chooses this claim; every other undecided rival claim on the invoice is
+    rejected. The database allows one approved rival claim per invoice (two approvals at
+    once). A merchant-funded claim has no rivals: its own entry set its sats aside."""
     claim = _claim(session, claim_id)
     if claim.status != "submitted":
         raise RefundError(f"only a claim with an address can be approved (it is {claim.status})")
-    if owed_sats(session, claim.invoice_id) < claim.amount_sats:
+    if not claim.merchant_funded and owed_sats(session, claim.invoice_id) < claim.amount_sats:
         raise RefundError("that much is no longer owed to the payer of this invoice")
     claim.status, claim.decided_by, claim.updated_at = "approved", by, moment
     try:
@@ -129,9 +155,10 @@ def approve(session, claim_id: str, by: str, moment: datetime) -> RefundClaim:
             session.flush()
     except IntegrityError:
         raise RefundError("another claim on this invoice is already approved") from None
-    for other in session.execute(select(RefundClaim).where(
-            RefundClaim.invoice_id == claim.invoice_id, RefundClaim.id != claim.id,
-            RefundClaim.status.in_(UNDECIDED))).scalars():
+    if claim.merchant_funded:
+        return claim
+    for other in session.execute(rivals(claim.invoice_id).where(
+            RefundClaim.id != claim.id, RefundClaim.status.in_(UNDECIDED))).scalars():
         other.status, other.decided_by, other.updated_at = "rejected", by, moment
         session.add(other)
     return claim
@@ -167,7 +194,7 @@ def credit_to_merchant(session, invoice_id: str, sats: int, by: str, moment: dat
     facts = facts_for(session, invoice, row.fee_bps if row else default_bps)
     decision = random_id(12)
     post(session, overpayment_credit_entry(facts, sats, decision, moment=moment, by=by))
-    for claim in session.execute(select(RefundClaim).where(
-            RefundClaim.invoice_id == invoice_id, RefundClaim.status.in_(ACTIVE))).scalars():
+    for claim in session.execute(rivals(invoice_id).where(
+            RefundClaim.status.in_(ACTIVE))).scalars():
         claim.status, claim.decided_by, claim.updated_at = "credited", by, moment
         session.add(claim)

@@ -3,9 +3,11 @@ gateway's refund claims: the viewLink is the payer's claim page, the treasury ap
 the merchant's won pays for it, and the ledger still checks."""
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 
 import pytest
+from sqlmodel import select
 
 from merchants.service import CAN_CREATE_NONAPPROVED_PULL_PAYMENTS, CAN_VIEW_INVOICES
 from settlement.models import RefundClaim
@@ -14,7 +16,7 @@ from tests.integration.test_accounts_login import csrf_token
 from tests.integration.test_openapi import check_response
 from tests.integration.test_payment_scenarios import DUE, demo_chain  # noqa: F401
 from tests.integration.test_refund_pages import (EXTRA, REGTEST_ADDRESS, TREASURY, TXID, login,
-                                                 overpaid, payer, world)  # noqa: F401
+                                                 open_claim, overpaid, payer, world)  # noqa: F401
 from tests.integration.test_settlement_support import balance_of, post_all
 
 RATE = Decimal(150_000_000)
@@ -56,6 +58,35 @@ def as_php_client(amount, currency, name="Refund of order 1001; damaged") -> dic
             "payoutMethods": ["BTC"]}
 
 
+def open_view_link(client, link: str) -> str:
+    """What a browser does with the viewLink: the server never sees the part after '#'
+    (key.js posts it); returns the claim page's path."""
+    url, key = link.split("#key=")
+    path = "/" + url.split("/", 3)[3]
+    assert client.get(path).status_code == 200  # without the key: the page asks for it
+    res = client.post(path + "/key", data={"csrf_token": csrf_token(client, "/login"),
+                                           "key": key})
+    assert res.status_code == 303 and res.headers["Location"] == path
+    return path
+
+
+def give_address(client, path: str) -> None:
+    res = client.post(path, data={"csrf_token": csrf_token(client, path),
+                                  "address": REGTEST_ADDRESS})
+    assert res.status_code == 303, res.get_data(as_text=True)[:400]
+
+
+def statuses(world) -> dict[str, tuple]:
+    with world.gateway.db.read() as session:
+        return {c.id: (c.status, c.invoice_id, c.merchant_funded, c.amount_sats)
+                for c in session.exec(select(RefundClaim))}
+
+
+def stored(pull: dict) -> dict:
+    """The pull payment as a later GET shows it: the gateway kept no key to show."""
+    return {**pull, "viewLink": pull["viewLink"].split("#", 1)[0]}
+
+
 def test_a_shops_pull_payment_is_a_claim_the_payer_fills_and_the_treasury_pays(
         app, world, doc):  # noqa: F811
     settled(world)
@@ -68,22 +99,25 @@ def test_a_shops_pull_payment_is_a_claim_the_payer_fills_and_the_treasury_pays(
     # the merchant pays in won; the payer is owed the sats that buys, rounded down
     assert balance_of(world.gateway, payable) == before + 15000
     assert balance_of(world.gateway, "refunds_owed:btc") == -DUE
-    link = pull["viewLink"]
-    path = "/" + link.split("/", 3)[3]
+    with world.gateway.db.read() as session:
+        [claim] = session.exec(select(RefundClaim)).all()
+    assert claim.invoice_id is None and claim.merchant_funded
+    assert re.fullmatch(rf"https?://[^/]+/refund/{claim.id}#key=[\w-]{{43}}", pull["viewLink"])
     tourist = payer(app)
+    path = open_view_link(tourist, pull["viewLink"])
     page = tourist.get(path).get_data(as_text=True)
     assert "0.0001 BTC" in page and 'name="address"' in page
     assert api(world, doc, "get", "/api/v1/pull-payments/{pullPaymentId}/payouts",
                path={"pullPaymentId": pull["id"]}) == []
-    res = tourist.post(path, data={"csrf_token": csrf_token(tourist, path),
-                                   "address": REGTEST_ADDRESS})
-    assert res.status_code == 303
+    give_address(tourist, path)
     [payout] = api(world, doc, "get", "/api/v1/pull-payments/{pullPaymentId}/payouts",
                    path={"pullPaymentId": pull["id"]})
     assert (payout["state"], payout["destination"], payout["payoutAmount"]) == \
         ("AwaitingApproval", REGTEST_ADDRESS, "0.0001")
     treasurer = login(app, *TREASURY)
     token = csrf_token(treasurer, "/city/refunds")
+    queue = treasurer.get("/city/refunds").get_data(as_text=True)
+    assert f'id="claim-{payout["id"]}"' in queue and "paid for by the merchant" in queue
     assert treasurer.post(f"/city/refunds/{payout['id']}/approve",
                           data={"csrf_token": token}).status_code == 303
     assert treasurer.post(f"/city/refunds/{payout['id']}/sent",
@@ -92,8 +126,8 @@ def test_a_shops_pull_payment_is_a_claim_the_payer_fills_and_the_treasury_pays(
                    path={"pullPaymentId": pull["id"]})
     assert payout["state"] == "Completed" and payout["paymentProof"]["transactionId"] == TXID
     assert api(world, doc, "get", "/api/v1/pull-payments/{pullPaymentId}",
-               path={"pullPaymentId": pull["id"]}) == pull
-    assert api(world, doc, "get", PULL) == [pull]
+               path={"pullPaymentId": pull["id"]}) == stored(pull)
+    assert api(world, doc, "get", PULL) == [stored(pull)]
     assert balance_of(world.gateway, "refunds_owed:btc") == 0
     from settlement.reconcile import check_ledger
 
@@ -124,7 +158,8 @@ def test_invoice_refund_variants_set_the_amount(world, doc, body, sats, krw):  #
     from settlement.reconcile import check_ledger
 
     assert check_ledger(world.gateway)["ok"]
-    assert pull["viewLink"].endswith("/refund/" + pull["viewLink"].rsplit("/", 1)[1])
+    assert claim.merchant_funded
+    assert re.fullmatch(rf"https?://[^/]+/refund/{claim.id}#key=[\w-]{{43}}", pull["viewLink"])
 
 
 def test_an_overpayment_refund_costs_the_merchant_nothing(world, doc):  # noqa: F811
@@ -192,3 +227,66 @@ def test_refund_permissions_and_other_stores(app, world, doc):  # noqa: F811
                             headers=auth(creator_only), json={"refundVariant": "RateThen"})
     assert res.status_code == 404  # not its store's invoice
     assert other_store != world.store_id
+
+
+def test_refunds_without_an_invoice_stand_apart_and_are_approved_one_by_one(app, world, doc):  # noqa: F811
+    """Invoice-less claims share no invoice: approving one rejects none of the others."""
+    settled(world)
+    links = [api(world, doc, "post", PULL, json=as_php_client(won, "KRW"))["viewLink"]
+             for won in ("3000", "4500")]
+    for link in links:
+        tourist = payer(app)
+        give_address(tourist, open_view_link(tourist, link))
+    first, second = (link.split("/refund/")[1].split("#")[0] for link in links)
+    assert {s[0] for s in statuses(world).values()} == {"submitted"}
+    treasurer = login(app, *TREASURY)
+    token = csrf_token(treasurer, "/city/refunds")
+    queue = treasurer.get("/city/refunds").get_data(as_text=True)
+    assert f'id="claim-{first}"' in queue and f'id="claim-{second}"' in queue
+    assert "claims on this invoice" not in queue and "/invoice/None/credit" not in queue
+    for claim_id in (first, second):
+        assert treasurer.post(f"/city/refunds/{claim_id}/approve",
+                              data={"csrf_token": token}).status_code == 303
+        assert statuses(world)[claim_id][0] == "approved"
+    assert {s[0] for s in statuses(world).values()} == {"approved"}
+    for claim_id, txid in ((first, TXID), (second, TXID[::-1])):
+        assert treasurer.post(f"/city/refunds/{claim_id}/sent",
+                              data={"csrf_token": token, "txid": txid}).status_code == 303
+    assert {s[0] for s in statuses(world).values()} == {"sent"}
+    assert balance_of(world.gateway, "refunds_owed:btc") == 0
+    from settlement.reconcile import check_ledger
+
+    assert check_ledger(world.gateway)["ok"]
+
+
+def test_a_merchant_refund_and_an_overpayment_claim_on_one_invoice_do_not_compete(
+        app, world, doc):  # noqa: F811
+    """The merchant-funded sats are that refund's own: a claim from the checkout page is
+    offered only the overpayment, and approving either leaves the other standing."""
+    invoice_id = overpaid(world)
+    pull = api(world, doc, "post", "/api/v1/invoices/{invoiceId}/refund",
+               path={"invoiceId": invoice_id}, json={"refundVariant": "RateThen"})
+    customer = payer(app)
+    give_address(customer, open_view_link(customer, pull["viewLink"]))
+    stranger = payer(app)
+    claim_path = open_claim(stranger, invoice_id)
+    give_address(stranger, claim_path)
+    funded = pull["viewLink"].split("/refund/")[1].split("#")[0]
+    rival = claim_path.rsplit("/", 1)[1]
+    assert statuses(world) == {funded: ("submitted", invoice_id, True, DUE),
+                               rival: ("submitted", invoice_id, False, EXTRA)}
+    treasurer = login(app, *TREASURY)
+    token = csrf_token(treasurer, "/city/refunds")
+    queue = treasurer.get("/city/refunds").get_data(as_text=True)
+    assert "claims on this invoice" not in queue  # one rival only: nothing to choose
+    for claim_id in (rival, funded):
+        assert treasurer.post(f"/city/refunds/{claim_id}/approve",
+                              data={"csrf_token": token}).status_code == 303
+    assert {s[0] for s in statuses(world).values()} == {"approved"}
+    for claim_id, txid in ((rival, TXID), (funded, TXID[::-1])):
+        assert treasurer.post(f"/city/refunds/{claim_id}/sent",
+                              data={"csrf_token": token, "txid": txid}).status_code == 303
+    assert balance_of(world.gateway, "refunds_owed:btc") == 0
+    from settlement.reconcile import check_ledger
+
+    assert check_ledger(world.gateway)["ok"]

@@ -28,9 +28,12 @@ OPTIONAL = {"btcpay.store.cancreatenonapprovedpullpayments",
 
 
 @pytest.fixture
-def shop_world(app, gateway, demo_chain, monkeypatch):  # noqa: F811
-    # Deliveries to 127.0.0.1 need this once the SSRF guard on webhook URLs lands.
-    monkeypatch.setenv("BUSANPAY_WEBHOOK_ALLOW_PRIVATE", "1")
+def app_config(app_config):
+    return {**app_config, "webhook_allow_private": True}  # the shop listens on 127.0.0.1
+
+
+@pytest.fixture
+def shop_world(app, gateway, demo_chain):  # noqa: F811
     from chain.watcher import Watcher
     from settlement.install import install
     from webhooks import init_webhooks
@@ -156,10 +159,17 @@ def test_a_woocommerce_shop_from_setup_to_refund(app, gateway, shop_world):
         "autoApproveClaims": False, "startsAt": None, "expiresAt": None,
         "paymentMethods": gateways, "payoutMethods": gateways})
     assert refund.status_code == 200, refund.text
-    claim_page = requests.get(refund.json()["viewLink"], headers={"Accept-Language": "en"})
-    assert claim_page.status_code == 200
+    # the customer's browser: the key after '#' never reaches the server; key.js posts it
+    link, key = refund.json()["viewLink"].split("#key=")
+    customer = requests.Session()
+    customer.headers["Accept-Language"] = "en"
+    ask = customer.get(link)
+    assert ask.status_code == 200 and 'name="key"' in ask.text
+    claim_page = customer.post(link + "/key", data={"csrf_token": csrf_of(ask.text), "key": key})
+    assert claim_page.status_code == 200 and claim_page.url == link
     assert "0.000099 BTC" in claim_page.text and 'name="address"' in claim_page.text
-    assert api.get(f"{url}/pull-payments/{refund.json()['id']}").json() == refund.json()
+    later = api.get(f"{url}/pull-payments/{refund.json()['id']}").json()
+    assert later == {**refund.json(), "viewLink": link}  # the key is shown once
 
 
 def invoice_address(gateway, invoice_id: str) -> str:
