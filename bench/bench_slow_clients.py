@@ -104,9 +104,12 @@ def timed(fn) -> float:
     return time.perf_counter() - started
 
 
-def measure(port: int, slow: int, seconds: float) -> dict:
+def measure(port: int, slow: int, seconds: float, timeout: float = 20) -> dict:
     base = f"http://127.0.0.1:{port}"
     baseline = [timed(lambda: requests.get(base + "/login", timeout=60)) for _ in range(5)]
+    browser = requests.Session()
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"',
+                      browser.get(base + "/login", timeout=60).text).group(1)
     stop, opened = threading.Event(), []
     threads = [threading.Thread(target=trickle, args=(port, stop, opened), daemon=True)
                for _ in range(slow)]
@@ -114,16 +117,13 @@ def measure(port: int, slow: int, seconds: float) -> dict:
         thread.start()
     time.sleep(2.0)  # every slow client has sent its headers and holds its connection
     gets, posts, errors = [], [], 0
-    browser = requests.Session()
-    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"',
-                      browser.get(base + "/login", timeout=60).text).group(1)
     ends = time.monotonic() + seconds
     while time.monotonic() < ends:
         try:
-            gets.append(timed(lambda: requests.get(base + "/login", timeout=30).raise_for_status()))
+            gets.append(timed(lambda: requests.get(base + "/login", timeout=timeout).raise_for_status()))
             posts.append(timed(lambda: browser.post(  # a wrong password: one scrypt check
                 base + "/login", data={"email": "a@b.kr", "password": "x", "csrf_token": token},
-                timeout=30)))
+                timeout=timeout)))
         except requests.RequestException:
             errors += 1
         time.sleep(0.2)
