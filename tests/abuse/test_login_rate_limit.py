@@ -64,3 +64,21 @@ def test_another_client_address_keeps_its_own_allowance(server):
     assert last.status_code == 429
     cashier = Browser(url, "127.0.0.2")
     assert cashier.pin_login(store_id, "2468").status_code == 302
+
+
+@pytest.fixture
+def proxied_config(app_config):
+    app_config["proxy_count"] = 1  # our own reverse proxy sets X-Forwarded-For
+    return app_config
+
+
+def test_behind_our_proxy_the_forwarded_client_address_is_the_key(proxied_config, server):
+    url, store_id = server
+    browser = Browser(url)
+    token = browser.csrf("/pos/login")
+    first = [browser.pin_login(store_id, "1111", token,
+                               headers={"X-Forwarded-For": "198.51.100.1"}).status_code
+             for _ in range(11)]
+    assert first == [401] * 10 + [429]
+    other = browser.pin_login(store_id, "1111", token, headers={"X-Forwarded-For": "198.51.100.2"})
+    assert other.status_code == 401
