@@ -10,17 +10,16 @@ from flask import (Blueprint, abort, current_app, redirect, render_template, req
 from flask_babel import gettext as _, ngettext
 from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
 from flask_wtf import FlaskForm
+from itsdangerous import BadSignature, URLSafeTimedSerializer
 from wtforms import EmailField, PasswordField, StringField
 from wtforms.validators import DataRequired, Length
-
-from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from accounts.models import CITY_ROLES, User
 from accounts.service import (Actor, Attempt, LoggedIn, LoginPolicy, LoginRefused,
                               LoginThrottled, end_session, login_with_password, login_with_pin,
                               session_user)
-from merchants.models import Store
 from accounts.throttle import client_key
+from merchants.models import Store
 from ratelimits import limiter, login_limit
 
 bp = Blueprint("accounts", __name__)
@@ -168,7 +167,15 @@ def _remember_device(response, principal: str, pos_code: str | None = None) -> N
                         secure=current_app.config.get("SESSION_COOKIE_SECURE", False))
 
 
+def _end_current_session() -> None:
+    if current_user.is_authenticated:
+        gateway = current_app.extensions["busanpay"]
+        with gateway.db.write() as s:  # ends it for every copy of the cookie
+            end_session(s, current_user.session_id, gateway.clock())
+
+
 def _login(logged_in: LoggedIn) -> None:
+    _end_current_session()  # signing in over another session replaces it
     session.clear()  # a fresh session on login: no fixation
     login_user(SessionUser(logged_in.user, logged_in.session_id))
 
@@ -243,10 +250,7 @@ def _store_code(store_id: str | None) -> str | None:
 @bp.post("/logout")
 def logout():
     target = "/pos/login" if current_user.is_authenticated and current_user.role == "cashier" else "/login"
-    if current_user.is_authenticated:
-        gateway = current_app.extensions["busanpay"]
-        with gateway.db.write() as s:  # ends it for every copy of the cookie
-            end_session(s, current_user.session_id, gateway.clock())
+    _end_current_session()
     logout_user()
     session.clear()
     return redirect(target)
