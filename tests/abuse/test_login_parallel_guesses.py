@@ -84,7 +84,11 @@ def test_the_right_pin_gets_in_only_if_it_was_among_the_checked_guesses(server):
     pins = [f"{n:06d}" for n in range(200000, 200000 + GUESSES - 1)] + [PIN]
     results = parallel_guesses(url, store_id, pins)
     checked = [(pin, status) for pin, status in results if status != 429]
-    assert len(checked) == FREE
     right = dict(results)[PIN]
-    assert right in (302, 429)
     assert all(status == 401 for pin, status in checked if pin != PIN)
+    if right == 429:  # refused unchecked: exactly the free number were checked
+        assert len(checked) == FREE
+    else:
+        # It was among the first FREE and signed in; the right answer starts the store's
+        # count again, so guesses still in flight may be checked after it (never before).
+        assert right == 302 and len(checked) >= FREE
