@@ -25,12 +25,15 @@ def _framing_allowed(response: Response) -> bool:
 
 
 def _no_framing(response: Response) -> None:
-    response.headers["X-Frame-Options"] = "DENY"
+    """Deny framing unless the page's own CSP already names who may frame it (the checkout
+    page lets the store's website show it in the modal): then that choice stands."""
     policy = response.headers.get("Content-Security-Policy", "")
     if "frame-ancestors" not in policy:
         policy = f"{policy.rstrip('; ')}; frame-ancestors 'none'" if policy else \
             "frame-ancestors 'none'"
         response.headers["Content-Security-Policy"] = policy
+    if "frame-ancestors 'none'" in policy:
+        response.headers.setdefault("X-Frame-Options", "DENY")
 
 
 def init_security_headers(app: Flask, public_url: str) -> None:

@@ -82,6 +82,11 @@ def framed_app(app):
     def embeddable():
         return "<p>a page a shop may frame</p>"
 
+    @app.get("/test-only/framed-by-one-shop")
+    def framed_by_one_shop():  # like the checkout page in a store website's modal
+        return "<p>shop</p>", 200, {"Content-Security-Policy":
+                                    "default-src 'self'; frame-ancestors https://shop.example"}
+
     return app
 
 
@@ -99,6 +104,7 @@ def test_sign_in_demo_and_error_pages_refuse_to_be_framed(framed_app, people):
         for _ in range(11):
             pages["429"] = browser.password_login("x@y.kr", "wrong", token_)
         opted_out = requests.get(url + "/test-only/embeddable", timeout=30)
+        own_choice = requests.get(url + "/test-only/framed-by-one-shop", timeout=30)
     statuses = {path: res.status_code for path, res in pages.items()}
     assert statuses["/no-such-page"] == 404 and statuses["405"] == 405 and statuses["429"] == 429
     for path, res in pages.items():
@@ -106,3 +112,7 @@ def test_sign_in_demo_and_error_pages_refuse_to_be_framed(framed_app, people):
         assert "frame-ancestors 'none'" in res.headers.get("Content-Security-Policy", ""), path
     assert "X-Frame-Options" not in opted_out.headers
     assert "frame-ancestors" not in opted_out.headers.get("Content-Security-Policy", "")
+    # A page that names who may frame it keeps that choice (no X-Frame-Options over it).
+    assert "X-Frame-Options" not in own_choice.headers
+    assert own_choice.headers["Content-Security-Policy"].endswith(
+        "frame-ancestors https://shop.example")
