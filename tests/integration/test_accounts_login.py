@@ -149,15 +149,3 @@ def test_login_attempts_are_rate_limited_per_client(client, people):
                                          "csrf_token": csrf_token(client, "/login")}).status_code
              for i in range(9)]
     assert codes[:8] == [401] * 8 and codes[8] == 429
-
-
-@pytest.mark.parametrize("field", ["email", "store"])
-def test_a_nul_byte_in_the_email_or_store_is_just_a_wrong_login(client, people, field):
-    if field == "email":
-        res = client.post("/login?lang=en", data={"email": "owner\x00@cafe.kr", "password": "x",
-                                                  "csrf_token": csrf_token(client, "/login")})
-        assert res.status_code == 401 and "Wrong email or password" in res.get_data(as_text=True)
-    else:
-        res = client.post("/pos/login?lang=en", data={"store": "AB\x00CD", "pin": "2468",
-                                                      "csrf_token": csrf_token(client, "/pos/login")})
-        assert res.status_code == 401 and "Wrong store code or PIN" in res.get_data(as_text=True)
