@@ -126,6 +126,7 @@ class DemoStore:
     weight: float
     owner_email: str = ""
     api_key: str = ""
+    pos_code: str = ""
     cashiers: list[str] = field(default_factory=list)
 
 
@@ -161,11 +162,11 @@ def seed(gateway, *, if_empty: bool = False, days: int = 30, invoices: int = 5_0
         "treasury": {"email": people["treasury"], "password": secrets_out["treasury"]},
         "merchantOwner": {"email": first.owner_email, "password": secrets_out["owner"],
                           "storeId": first.id},
-        "cashier": {"storeId": first.id, "pin": secrets_out["pin"]},
+        "cashier": {"storeCode": first.pos_code, "storeId": first.id, "pin": secrets_out["pin"]},
         "notes": "Passwords and PINs are made for this seed and shown only here. Every demo "
                  "owner signs in with the merchantOwner password; every store's first cashier "
                  "with the cashier PIN.",
-        "stores": [{"storeId": s.id, "name": s.name, "district": s.district,
+        "stores": [{"storeId": s.id, "storeCode": s.pos_code, "name": s.name, "district": s.district,
                     "category": s.category, "ownerEmail": s.owner_email, "apiKey": s.api_key}
                    for s in stores],
         "invoices": summary["by_state"],
@@ -225,6 +226,7 @@ def _people_and_stores(gateway, rng, secrets_out) -> tuple[list[DemoStore], dict
                                  default_language="ko")
             demo = DemoStore(store.id, name, district, category, speed, store.zero_conf_limit_krw,
                              tolerance, weight=rng.lognormvariate(0, 0.7))
+            demo.pos_code = store.pos_code
             demo.api_key = issue_api_key(session, store.id, label="demo").token
             demo.owner_email = f"owner.{_slug(english)}-{tag}@merchants.busanpay.example"
             session.add(User(id=random_id(20), role="owner", email=demo.owner_email,

@@ -1,4 +1,10 @@
-"""Rate limits (Flask-Limiter): per API key on invoice creation, per client on login.
+"""Rate limits (Flask-Limiter): per API key on invoice creation, per client address on login.
+
+Login limits never key on anything the client chooses (a header, a cookie): a made-up
+`Authorization` header would otherwise give every guess a fresh bucket. The client address
+is the connection's, or the one our own reverse proxy put in X-Forwarded-For when
+`BUSANPAY_PROXY_COUNT` says there is one (app.py applies ProxyFix);
+accounts/web.py gives the login routes that key.
 
 One module-level limiter so routes can be decorated where they are defined; each app
 binds it in create_app with its own storage (memory, or Redis when scaled out).

@@ -28,12 +28,41 @@ class User(SQLModel, table=True):
     pin_label: Optional[str] = Field(default=None, max_length=60)  # the cashier's name on receipts
     display_name: str = Field(default="", max_length=120)
     language: str = Field(default="ko", max_length=8)
-    failed_logins: int = Field(default=0)
-    locked_until: Optional[datetime] = Field(default=None, sa_column=Column(
-        "locked_until", UTCDateTime(), nullable=True))
     disabled: bool = Field(default=False)
     created_at: datetime = Field(default_factory=utc_now, sa_column=Column(
         "created_at", UTCDateTime(), nullable=False))
+
+
+class LoginSession(SQLModel, table=True):
+    """One signed-in session. The session cookie names it; logout ends it here, so a copy
+    of the cookie taken before logout opens nothing afterwards."""
+
+    __tablename__ = "login_session"
+
+    id: str = Field(primary_key=True, max_length=32)
+    user_id: str = Field(sa_column=Column("user_id", String(24), ForeignKey("user_account.id"),
+                                          nullable=False, index=True))
+    created_at: datetime = Field(default_factory=utc_now, sa_column=Column(
+        "created_at", UTCDateTime(), nullable=False))
+    ended_at: Optional[datetime] = Field(default=None, sa_column=Column(
+        "ended_at", UTCDateTime(), nullable=True))
+    ip: str = Field(default="", max_length=64)
+
+
+class LoginThrottle(SQLModel, table=True):
+    """Counted login attempts per client address, store, account or known device.
+
+    An attempt is counted (atomically, before its hash is checked) and refused when the
+    key is blocked; see accounts/throttle.py."""
+
+    __tablename__ = "login_throttle"
+
+    key: str = Field(primary_key=True, max_length=120)
+    failures: int = Field(default=0)
+    blocked_until: Optional[datetime] = Field(default=None, sa_column=Column(
+        "blocked_until", UTCDateTime(), nullable=True))
+    updated_at: datetime = Field(default_factory=utc_now, sa_column=Column(
+        "updated_at", UTCDateTime(), nullable=False))
 
 
 class AuditEntry(SQLModel, table=True):

@@ -1,19 +1,24 @@
-"""Accounts: creation, password/PIN checks with lock-out, the audit log. No Flask here."""
+"""Accounts: creation, password/PIN checks (throttled per client and per account, with the
+hash checked outside any transaction), server-side sessions, the audit log. No Flask here."""
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlmodel import Session, select
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from accounts.models import CITY_ROLES, ROLES, AuditEntry, User
+from accounts.models import CITY_ROLES, ROLES, AuditEntry, LoginSession, User
+from accounts.throttle import Claim, Limit, Throttled, claim, client_key, succeeded
+from database import Database
+from merchants import store_codes
+from merchants.models import Store
 from merchants.service import random_id
 
-MAX_FAILURES = 5
-LOCK_MINUTES = 15
 PIN_PATTERN = re.compile(r"^\d{4,8}$")
 # Checked against when a login names no real account, so timing does not reveal which exist.
 _DUMMY_HASH = generate_password_hash("not-a-real-password")
@@ -23,10 +28,6 @@ class AccountError(ValueError):
     def __init__(self, field: str, message: str):
         super().__init__(message)
         self.field, self.message = field, message
-
-
-class LoginRefused(Exception):
-    """Wrong credentials or a locked account; the message is safe to show."""
 
 
 @dataclass(frozen=True)
@@ -72,56 +73,170 @@ def create_user(session: Session, *, role: str, email: str | None = None,
     return user
 
 
-def _check_lock(user: User, now: datetime) -> None:
-    if user.disabled:
-        raise LoginRefused("This account is disabled.")
-    if user.locked_until and user.locked_until > now:
-        minutes = int((user.locked_until - now).total_seconds() // 60) + 1
-        raise LoginRefused(f"Too many failed attempts: try again in {minutes} minutes.")
+@dataclass(frozen=True)
+class LoginPolicy:
+    """Wrong attempts allowed before growing delays start (accounts/throttle.py)."""
+    free_per_client: int = 10
+    free_per_account: int = 5
 
 
-def _failed(session: Session, user: User, now: datetime) -> None:
-    user.failed_logins += 1
-    if user.failed_logins >= MAX_FAILURES:
-        user.locked_until = now + timedelta(minutes=LOCK_MINUTES)
-        user.failed_logins = 0
-        audit(session, Actor(user.id, user.role), "account.locked", target=user.id,
-              store_id=user.store_id)
-    session.add(user)
+@dataclass(frozen=True)
+class Attempt:
+    """Who is trying: the client's address and, when the browser carries a valid device
+    cookie signed by us, that device and the stores/accounts it has signed in to before."""
+    client: str
+    device: str | None = None
+    known: frozenset[str] = frozenset()
 
 
-def login_with_password(session: Session, email: str, password: str, now: datetime) -> User:
-    user = session.exec(select(User).where(User.email == (email or "").strip().lower())).first()
-    if user is None or not user.password_hash:
-        check_password_hash(_DUMMY_HASH, password or "")
-        raise LoginRefused("Wrong email or password.")
-    _check_lock(user, now)
-    if not check_password_hash(user.password_hash, password or ""):
-        _failed(session, user, now)
-        raise LoginRefused("Wrong email or password.")
-    user.failed_logins, user.locked_until = 0, None
-    session.add(user)
-    return user
+@dataclass(frozen=True)
+class LoggedIn:
+    user: User
+    session_id: str
+    principal: str  # "store:ID" or "user:ID": what the device now knows
 
 
-def login_with_pin(session: Session, store_id: str, pin: str, now: datetime) -> User:
-    cashiers = list(session.exec(select(User).where(User.store_id == (store_id or "").strip(),
-                                                    User.role.in_(("cashier",)))))
-    if not cashiers or not PIN_PATTERN.match(pin or ""):
-        check_password_hash(_DUMMY_HASH, pin or "")
-        raise LoginRefused("Wrong store or PIN.")
-    # A store-wide lock: PIN guessing spreads over cashiers, so count failures per store.
-    for cashier in cashiers:
-        _check_lock(cashier, now)
-    for cashier in cashiers:
-        if cashier.pin_hash and check_password_hash(cashier.pin_hash, pin):
-            for other in cashiers:
-                other.failed_logins, other.locked_until = 0, None
-                session.add(other)
-            return cashier
-    for cashier in cashiers:
-        _failed(session, cashier, now)
-    raise LoginRefused("Wrong store or PIN.")
+class LoginRefused(Exception):
+    """Wrong credentials (``reason`` "pin", "password") or a disabled account."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class LoginThrottled(LoginRefused):
+    def __init__(self, retry_after: int):
+        super().__init__("throttled")
+        self.retry_after = retry_after
+
+
+_EMAIL = re.compile(r"^[^@\s\x00-\x1f]+@[^@\s\x00-\x1f]+\.[^@\s\x00-\x1f]+$")
+_STORE_REF = re.compile(r"^[A-Za-z0-9 -]{1,48}$")
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()[:32]
+
+
+def _limits(attempt: Attempt, principal: str, policy: LoginPolicy) -> tuple[list[Limit], list[str]]:
+    """A device that signed in to this store/account before is throttled on its own, so
+    guesses from elsewhere (even from the same café's Wi-Fi) never lock it out; anything
+    else counts against its address and against the store/account it names."""
+    if attempt.device and principal in attempt.known:
+        device = Limit(f"device:{attempt.device}", policy.free_per_account)
+        return [device], [device.key]
+    return ([Limit(client_key(attempt.client), policy.free_per_client),
+             Limit(principal, policy.free_per_account)], [principal])
+
+
+def _checked(db: Database, attempt: Attempt, principal: str, policy: LoginPolicy, now,
+             check) -> tuple[Claim, list[str], User | None]:
+    """Count the attempt, then run the slow hash ``check`` outside any transaction."""
+    limits, reset = _limits(attempt, principal, policy)
+    try:
+        done = claim(db, limits, now)
+    except Throttled as throttled:
+        raise LoginThrottled(throttled.retry_after) from None
+    user = check()
+    if user is None and done.started_blocks:
+        with db.write() as session:
+            audit(session, Actor(None, "anonymous", attempt.client), "login.throttled",
+                  target=principal, keys=done.started_blocks)
+    return done, reset, user
+
+
+def _finish(db: Database, done: Claim, reset: list[str], user: User, attempt: Attempt,
+            principal: str, how: str, now: datetime) -> LoggedIn:
+    with db.write() as session:
+        current = session.get(User, user.id)
+        if current is None or current.disabled:
+            raise LoginRefused("disabled")
+        succeeded(session, done, reset=reset)
+        session_id = start_session(session, current, attempt.client, now)
+        audit(session, Actor(current.id, current.role, attempt.client), "login", target=how,
+              store_id=current.store_id)
+        session.flush()
+        session.expunge(current)
+    return LoggedIn(current, session_id, principal)
+
+
+def find_store_for_login(session: Session, typed: str) -> Store | None:
+    """The store a cashier named by its short code (any case) or by its storeId."""
+    typed = (typed or "").strip()
+    if not _STORE_REF.match(typed):
+        return None
+    code = store_codes.normalize(typed)
+    return session.exec(select(Store).where(
+        (Store.pos_code == code) | (Store.id == typed), Store.archived == False)).first()  # noqa: E712
+
+
+def login_with_pin(db: Database, store_ref: str, pin: str, attempt: Attempt, now: datetime,
+                   policy: LoginPolicy = LoginPolicy()) -> LoggedIn:
+    """A cashier's PIN for a store (code or id). The same refusal whatever was wrong."""
+    with db.read() as session:
+        store = find_store_for_login(session, store_ref)
+        cashiers = [] if store is None else list(session.exec(select(User).where(
+            User.store_id == store.id, User.role == "cashier", User.disabled == False)))  # noqa: E712
+    principal = f"store:{store.id}" if store else \
+        "store?:" + _digest(store_codes.normalize(store_ref or ""))
+
+    def check() -> User | None:
+        if not cashiers or not PIN_PATTERN.match(pin or ""):
+            check_password_hash(_DUMMY_HASH, pin or "")
+            return None
+        # PINs are guessed against every cashier of the store at once: one count per store.
+        return next((c for c in cashiers if c.pin_hash and check_password_hash(c.pin_hash, pin)),
+                    None)
+
+    done, reset, user = _checked(db, attempt, principal, policy, now, check)
+    if user is None:
+        raise LoginRefused("pin")
+    return _finish(db, done, reset, user, attempt, principal, "pin", now)
+
+
+def login_with_password(db: Database, email: str, password: str, attempt: Attempt,
+                        now: datetime, policy: LoginPolicy = LoginPolicy()) -> LoggedIn:
+    email = (email or "").strip().lower()
+    user = None
+    if _EMAIL.match(email):
+        with db.read() as session:
+            user = session.exec(select(User).where(User.email == email)).first()
+    principal = f"user:{user.id}" if user else "email:" + _digest(email)
+
+    def check() -> User | None:
+        if user is None or not user.password_hash:
+            check_password_hash(_DUMMY_HASH, password or "")
+            return None
+        return user if check_password_hash(user.password_hash, password or "") else None
+
+    done, reset, found = _checked(db, attempt, principal, policy, now, check)
+    if found is None:
+        raise LoginRefused("password")
+    return _finish(db, done, reset, found, attempt, principal, "password", now)
+
+
+# -- sessions ---------------------------------------------------------------------------------
+def start_session(session: Session, user: User, ip: str, now: datetime) -> str:
+    row = LoginSession(id=secrets.token_urlsafe(24), user_id=user.id, created_at=now, ip=ip[:64])
+    session.add(row)
+    return row.id
+
+
+def session_user(session: Session, session_id: str) -> User | None:
+    """The person of a live session (not ended, account not disabled), else None."""
+    if not session_id or len(session_id) > 32:
+        return None
+    row = session.exec(select(User).join(LoginSession, LoginSession.user_id == User.id).where(
+        LoginSession.id == session_id, LoginSession.ended_at.is_(None),
+        User.disabled == False)).first()  # noqa: E712
+    return row
+
+
+def end_session(session: Session, session_id: str, now: datetime) -> None:
+    row = session.get(LoginSession, session_id) if session_id else None
+    if row is not None and row.ended_at is None:
+        row.ended_at = now
+        session.add(row)
 
 
 def audit(session: Session, actor: Actor, action: str, *, target: str = "",

@@ -5,7 +5,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Optional
 
-from sqlalchemy import Column, ForeignKey, String
+from sqlalchemy import Column, ForeignKey, String, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from database import DecimalText, UTCDateTime, utc_now
@@ -13,8 +13,12 @@ from database import DecimalText, UTCDateTime, utc_now
 
 class Store(SQLModel, table=True):
     __tablename__ = "store"
+    __table_args__ = (UniqueConstraint("pos_code", name="uq_store_pos_code"),)
 
     id: str = Field(primary_key=True, max_length=48)
+    # The short code cashiers type on the POS login (merchants/store_codes.py); the
+    # Greenfield storeId above stays the API's identifier.
+    pos_code: str = Field(max_length=8)
     name: str = Field(max_length=120)
     district: str = Field(max_length=32, index=True)
     category: str = Field(default="retail", max_length=32, index=True)

@@ -7,9 +7,11 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from sqlalchemy import bindparam
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from database import utc_now
+from merchants import store_codes
 from merchants.districts import CATEGORIES, normalize_district
 from merchants.models import ApiKey, Store
 
@@ -86,9 +88,17 @@ def create_store(session: Session, *, name: str, district: str = "jung-gu",
                   speed_policy=speed_policy, zero_conf_limit_krw=zero_conf_limit_krw,
                   payment_tolerance=payment_tolerance, settlement_mode=settlement_mode,
                   key_id=key_id, default_language=default_language)
-    session.add(store)
-    session.flush()
-    return store
+    for attempt in range(8):
+        store.pos_code = store_codes.new_code()
+        try:
+            with session.begin_nested():  # a clashing code undoes only this insert
+                session.add(store)
+                session.flush()
+            return store
+        except IntegrityError:
+            if attempt == 7:
+                raise
+    raise AssertionError("unreachable")
 
 
 def issue_api_key(session: Session, store_id: str, permissions=ALL_PERMISSIONS,

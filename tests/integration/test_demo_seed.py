@@ -26,7 +26,7 @@ def test_the_seed_prints_the_logins_it_made_in_the_documented_shape(seeded):
         assert set(seeded[role]) == {"email", "password"}
         assert len(seeded[role]["password"]) >= 12
     assert set(seeded["merchantOwner"]) == {"email", "password", "storeId"}
-    assert set(seeded["cashier"]) == {"storeId", "pin"}
+    assert set(seeded["cashier"]) == {"storeCode", "storeId", "pin"}
     assert seeded["cashier"]["pin"].isdigit() and len(seeded["cashier"]["pin"]) == 6
     assert seeded["merchantOwner"]["storeId"] == seeded["cashier"]["storeId"] == \
         seeded["stores"][0]["storeId"]
@@ -50,7 +50,7 @@ def test_every_login_the_seed_prints_actually_works(app, seeded):
     assert res.status_code == 302 and res.headers["Location"].endswith("/merchant")
     assert owner.get("/city").status_code == 403
     cashier = app.test_client()
-    login_cashier(cashier, seeded["cashier"]["storeId"], seeded["cashier"]["pin"])
+    login_cashier(cashier, seeded["cashier"]["storeCode"].lower(), seeded["cashier"]["pin"])
 
 
 def _token(client):
