@@ -25,6 +25,9 @@ def create_app(config: dict | None = None) -> Flask:
     root = Path(__file__).resolve().parent
     instance = config.pop("instance_path", None) or os.environ.get("BUSANPAY_INSTANCE") or \
         str(root / "instance")
+    from operations import prepare_multiprocess
+
+    prepare_multiprocess(instance, enabled=not config.get("TESTING"))  # before any metric
     app = Flask(__name__, instance_path=instance, instance_relative_config=True,
                 template_folder="templates", static_folder="static")
     settings = Settings.from_env(instance_path=app.instance_path).with_overrides(config)
@@ -46,6 +49,9 @@ def create_app(config: dict | None = None) -> Flask:
     app.extensions["busanpay"] = gateway
     app.url_map.strict_slashes = False  # clients send paths with and without a trailing slash
 
+    from operations import init_operations
+
+    init_operations(app)  # /metrics, request timing (first: it times what the limiter refuses)
     from ratelimits import limiter
 
     limiter.init_app(app)

@@ -76,6 +76,9 @@ class Settings:
     public_url: str = ""
     max_body_bytes: int = 64 * 1024
     task_queue_url: str = ""
+    metrics_token: str = field(default="", repr=False)
+    metrics_enabled: bool = True
+    ledger_check_seconds: int = 900
 
     @property
     def is_mainnet(self) -> bool:
@@ -122,6 +125,9 @@ class Settings:
             public_url=(env.get("BUSANPAY_PUBLIC_URL") or "").rstrip("/"),
             max_body_bytes=_int(env, "BUSANPAY_MAX_BODY_BYTES", 64 * 1024),
             task_queue_url=env.get("BUSANPAY_TASK_QUEUE") or "",
+            metrics_token=(env.get("BUSANPAY_METRICS_TOKEN") or "").strip(),
+            metrics_enabled=_bool(env, "BUSANPAY_METRICS", True),
+            ledger_check_seconds=_int(env, "BUSANPAY_LEDGER_CHECK_SECONDS", 900),
         )
 
     def with_overrides(self, overrides: Mapping[str, object]) -> "Settings":

@@ -56,6 +56,7 @@ from chain.logic import (Match, arrival_time, backoff_seconds,
 from chain.models import ChainBlock, ChainPaymentTrack, ChainTxInput, ChainWatcherState
 from database import insert_ignore
 from payments.bip21 import format_btc
+from operations.metrics import count_transition
 from payments.invoice_json import outbox_row, unix
 from payments.invoice_status import (AdditionalStatus, InvoiceFacts, PaymentFact,
                                      PaymentState, confirmations_required, decide,
@@ -725,6 +726,8 @@ class Watcher:
                    or decision.paid_sats != inv.paid_sats or incident != inv.incident or touched)
         if not visible:
             return 0
+        if decision.status.value != inv.status:
+            count_transition(inv, decision.status.value)  # a metric, counted on commit
         inv.status = decision.status.value
         inv.additional_status = decision.additional_status.value
         inv.paid_sats = decision.paid_sats

@@ -1,0 +1,19 @@
+"""Read by gunicorn from the working directory (scripts/start, the systemd unit).
+
+Before the first worker starts, the Prometheus multiprocess directory is emptied: counters
+of an earlier run must not add to this one's, and every worker inherits its path.
+"""
+import os
+from pathlib import Path
+
+from operations import clean_multiprocess_dir, multiprocess_dir
+
+
+def on_starting(server):
+    if os.environ.get("BUSANPAY_METRICS", "1").strip().lower() in ("0", "false", "no", "off"):
+        return  # metrics off (bench/bench_invoice_http.py --only metrics measures their cost)
+    instance = os.environ.get("BUSANPAY_INSTANCE") or str(Path(__file__).resolve().parent / "instance")
+    path = multiprocess_dir(instance)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    removed = clean_multiprocess_dir(path)
+    server.log.info("prometheus multiprocess dir %s (%d stale files removed)", path, removed)
