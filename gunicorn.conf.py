@@ -17,3 +17,8 @@ def on_starting(server):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
     removed = clean_multiprocess_dir(path)
     server.log.info("prometheus multiprocess dir %s (%d stale files removed)", path, removed)
+
+# The app logs every request itself (JSON, route template, request id). If an access log is
+# asked for too (`--access-logfile -`), it must not print paths or referrers: refund-claim
+# tokens travel in paths.
+access_log_format = '%(h)s %(t)s "%(m)s" %(s)s %(b)s %(M)sms'

@@ -78,6 +78,7 @@ class Settings:
     task_queue_url: str = ""
     metrics_token: str = field(default="", repr=False)
     metrics_enabled: bool = True
+    log_format: str = "json"
     ledger_check_seconds: int = 900
 
     @property
@@ -99,6 +100,9 @@ class Settings:
             "sqlite:///" + str(Path(instance_path) / "busanpay.sqlite3"))
         secret = env.get("BUSANPAY_SECRET_KEY") or env.get("SECRET_KEY") or ""
         default_rates = "" if network == "bitcoin" else DEMO_RATE_SPEC
+        log_format = (env.get("BUSANPAY_LOG_FORMAT") or "json").strip().lower()
+        if log_format not in ("json", "text"):
+            raise ConfigError(f"BUSANPAY_LOG_FORMAT must be json or text, got {log_format!r}")
         return cls(
             instance_path=instance_path,
             database_url=database_url,
@@ -127,6 +131,7 @@ class Settings:
             task_queue_url=env.get("BUSANPAY_TASK_QUEUE") or "",
             metrics_token=(env.get("BUSANPAY_METRICS_TOKEN") or "").strip(),
             metrics_enabled=_bool(env, "BUSANPAY_METRICS", True),
+            log_format=log_format,
             ledger_check_seconds=_int(env, "BUSANPAY_LEDGER_CHECK_SECONDS", 900),
         )
 

@@ -39,10 +39,32 @@ def clean_multiprocess_dir(path: str) -> int:
     return removed
 
 
+#: Environment variables whose values never appear in a log line.
+SECRET_VARIABLES = ("BUSANPAY_SECRET_KEY", "SECRET_KEY", "BUSANPAY_METRICS_TOKEN",
+                    "STRIPE_API_KEY", "STRIPE_WEBHOOK_SECRET", "BUSANPAY_EXCHANGE_ACCESS_KEY",
+                    "BUSANPAY_EXCHANGE_SECRET_KEY")
+
+
+def secrets_of(settings) -> list[str]:
+    from sqlalchemy.engine import make_url
+
+    found = [os.environ.get(name, "") for name in SECRET_VARIABLES]
+    found += [settings.secret_key, settings.metrics_token]
+    try:
+        found.append(make_url(settings.database_url).password or "")
+    except Exception:  # a malformed URL fails elsewhere, loudly
+        pass
+    return [s for s in found if s]
+
+
 def init_operations(app) -> None:
     from operations.checks import jobs
+    from operations.logs import configure_logging
     from operations.web import init_web
 
+    settings = app.extensions["busanpay"].settings
+    if not app.testing:  # tests capture logs themselves (and install this handler to test it)
+        configure_logging(settings.log_format, secrets_of(settings))
     init_web(app)
     gateway = app.extensions["busanpay"]
     gateway.extras.setdefault("jobs", []).extend(jobs(gateway))  # the periodic ledger check

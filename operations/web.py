@@ -7,12 +7,17 @@ volumes and exposure, which are not for the public.
 from __future__ import annotations
 
 import hmac
+import logging
+import re
 import time
+import uuid
 
-from flask import Blueprint, Flask, Response, current_app, request
+from flask import Blueprint, Flask, Response, current_app, g, request
 
 bp = Blueprint("operations", __name__)
 _STARTED = "busanpay.started"
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+access_log = logging.getLogger("busanpay.access")
 
 
 @bp.get("/metrics")
@@ -52,8 +57,30 @@ def _observe(response):
     return response
 
 
+def _request_id() -> None:
+    # A proxy's X-Request-Id is kept (so one id follows the request through nginx) when it
+    # is a plain token; anything else gets a fresh id.
+    offered = request.headers.get("X-Request-Id", "")
+    g.request_id = offered if _REQUEST_ID.match(offered) else uuid.uuid4().hex
+
+
+def _log_request(response):
+    started = request.environ.get(_STARTED)
+    api_key = getattr(g, "api_key", None)
+    access_log.info("request", extra={
+        "method": request.method, "status": response.status_code,
+        "duration_ms": round((time.perf_counter() - started) * 1000, 1) if started else None,
+        "client": request.remote_addr,
+        "store_id": (request.view_args or {}).get("store_id") or getattr(api_key, "store_id",
+                                                                         None)})
+    response.headers["X-Request-Id"] = g.get("request_id", "")
+    return response
+
+
 def init_web(app: Flask) -> None:
     app.register_blueprint(bp)
+    app.before_request(_request_id)
+    app.after_request(_log_request)
+    app.before_request(_start_timer)
     if app.extensions["busanpay"].settings.metrics_enabled:  # off only to measure its cost
-        app.before_request(_start_timer)
         app.after_request(_observe)
