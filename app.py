@@ -17,7 +17,6 @@ from werkzeug.exceptions import HTTPException
 from settings import Settings
 
 log = logging.getLogger("busanpay")
-SOURCE_URL = "https://github.com/busanpay/busanpay"  # AGPL: the footer links the source
 
 
 def create_app(config: dict | None = None) -> Flask:
@@ -43,7 +42,7 @@ def create_app(config: dict | None = None) -> Flask:
         JSON_SORT_KEYS=False,
         RATELIMIT_STORAGE_URI=settings.ratelimit_storage_url,
         RATELIMIT_HEADERS_ENABLED=True,
-        SOURCE_URL=SOURCE_URL,
+        SOURCE_URL="/source",  # AGPL: the footer links the source (BUSANPAY_SOURCE_URL or /source)
     )
     app.config.update({k: v for k, v in config.items() if k.isupper()})
     app.extensions["busanpay"] = gateway

@@ -79,6 +79,7 @@ class Settings:
     metrics_token: str = field(default="", repr=False)
     metrics_enabled: bool = True
     log_format: str = "json"
+    source_url: str = ""
     ledger_check_seconds: int = 900
 
     @property
@@ -132,6 +133,7 @@ class Settings:
             metrics_token=(env.get("BUSANPAY_METRICS_TOKEN") or "").strip(),
             metrics_enabled=_bool(env, "BUSANPAY_METRICS", True),
             log_format=log_format,
+            source_url=(env.get("BUSANPAY_SOURCE_URL") or "").strip(),
             ledger_check_seconds=_int(env, "BUSANPAY_LEDGER_CHECK_SECONDS", 900),
         )
 

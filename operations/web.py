@@ -12,7 +12,7 @@ import re
 import time
 import uuid
 
-from flask import Blueprint, Flask, Response, current_app, g, request
+from flask import Blueprint, Flask, Response, current_app, g, redirect, request
 
 bp = Blueprint("operations", __name__)
 _STARTED = "busanpay.started"
@@ -37,6 +37,18 @@ def metrics():
     body, content_type = render(gateway)
     return Response(body, mimetype=None, content_type=content_type,
                     headers={"Cache-Control": "no-store"})
+
+
+@bp.get("/source")
+def source():
+    """The AGPL source offer: the running code as a tarball (or the configured URL)."""
+    configured = current_app.extensions["busanpay"].settings.source_url
+    if configured:
+        return redirect(configured)
+    body = current_app.extensions["busanpay_source"].tarball()
+    return Response(body, mimetype="application/gzip", headers={
+        "Content-Disposition": "attachment; filename=busanpay-source.tar.gz",
+        "Cache-Control": "public, max-age=3600"})
 
 
 def _start_timer() -> None:
@@ -78,7 +90,11 @@ def _log_request(response):
 
 
 def init_web(app: Flask) -> None:
+    from operations.source import SourceOffer
+
     app.register_blueprint(bp)
+    app.extensions["busanpay_source"] = SourceOffer()
+    app.config["SOURCE_URL"] = app.extensions["busanpay"].settings.source_url or "/source"
     app.before_request(_request_id)
     app.after_request(_log_request)
     app.before_request(_start_timer)
