@@ -49,6 +49,19 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     return raw.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _networks(env: Mapping[str, str], name: str) -> str:
+    from ipaddress import ip_network
+
+    raw = (env.get(name) or "").strip()
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        try:
+            ip_network(item, strict=False)
+        except ValueError:
+            raise ConfigError(f"{name} must list addresses or networks (10.0.0.0/8), "
+                              f"got {item!r}") from None
+    return raw
+
+
 @dataclass(frozen=True)
 class Settings:
     instance_path: str
@@ -80,6 +93,7 @@ class Settings:
     metrics_enabled: bool = True
     log_format: str = "json"
     source_url: str = ""
+    trusted_proxies: str = ""
     ledger_check_seconds: int = 900
 
     @property
@@ -134,6 +148,7 @@ class Settings:
             metrics_enabled=_bool(env, "BUSANPAY_METRICS", True),
             log_format=log_format,
             source_url=(env.get("BUSANPAY_SOURCE_URL") or "").strip(),
+            trusted_proxies=_networks(env, "BUSANPAY_TRUSTED_PROXIES"),
             ledger_check_seconds=_int(env, "BUSANPAY_LEDGER_CHECK_SECONDS", 900),
         )
 

@@ -66,5 +66,8 @@ def init_operations(app) -> None:
     if not app.testing:  # tests capture logs themselves (and install this handler to test it)
         configure_logging(settings.log_format, secrets_of(settings))
     init_web(app)
+    from operations.proxies import install
+
+    install(app, settings.trusted_proxies)  # X-Forwarded-* only from BUSANPAY_TRUSTED_PROXIES
     gateway = app.extensions["busanpay"]
     gateway.extras.setdefault("jobs", []).extend(jobs(gateway))  # the periodic ledger check
