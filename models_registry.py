@@ -4,5 +4,6 @@ import payments.models  # noqa: F401
 import accounts.models  # noqa: F401
 import chain.models  # noqa: F401
 import settlement.models  # noqa: F401
+import settlement.venues  # noqa: F401
 import dashboard.models  # noqa: F401
 import webhooks.models  # noqa: F401

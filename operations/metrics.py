@@ -152,16 +152,23 @@ class StateCollector:
     def _exchange(self, session):
         from settlement.venues import exposures
 
-        holdings = GaugeMetricFamily("busanpay_exchange_holdings_krw",
-                                     "Won value the treasury holds at each conversion venue "
-                                     "(from the ledger)", labels=["venue"])
-        caps = GaugeMetricFamily("busanpay_exchange_cap_krw",
-                                 "The city's cap on holdings at each venue", labels=["venue"])
+        per_venue = {
+            "holdings": ("busanpay_exchange_holdings_krw",
+                         "Won the treasury holds at each conversion venue (from the ledger)"),
+            "cap": ("busanpay_exchange_cap_krw", "The city's cap on holdings at each venue"),
+            "up": ("busanpay_exchange_venue_up", "1 when the venue's last balance call answered"),
+            "mismatch": ("busanpay_exchange_balance_mismatch",
+                         "1 when the venue's own balance disagrees with the ledger"),
+        }
+        families = {key: GaugeMetricFamily(name, text, labels=["venue"])
+                    for key, (name, text) in per_venue.items()}
         for row in exposures(self.gateway, session):
-            holdings.add_metric([row.venue], row.holdings_krw)
+            families["holdings"].add_metric([row.venue], row.holdings_krw)
             if row.cap_krw is not None:
-                caps.add_metric([row.venue], row.cap_krw)
-        yield from (holdings, caps)
+                families["cap"].add_metric([row.venue], row.cap_krw)
+            families["up"].add_metric([row.venue], int(row.up))
+            families["mismatch"].add_metric([row.venue], int(row.mismatch))
+        yield from families.values()
 
     def _ledger_check(self, session, now):
         from dashboard.models import CitySetting
