@@ -49,6 +49,8 @@ def secrets_of(settings) -> list[str]:
     from sqlalchemy.engine import make_url
 
     found = [os.environ.get(name, "") for name in SECRET_VARIABLES]
+    found += [value for name, value in os.environ.items()  # each venue's keys
+              if name.startswith("BUSANPAY_VENUE_") and name.endswith("_KEY")]
     found += [settings.secret_key, settings.metrics_token]
     try:
         found.append(make_url(settings.database_url).password or "")

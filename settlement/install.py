@@ -39,6 +39,9 @@ def install(app) -> None:
     from settlement.stripe_webhooks import bp
 
     register(app)
+    from settlement.venues_cli import register as register_venues
+
+    register_venues(app)  # flask exchange status|convert|cap|withdraw
     app.register_blueprint(bp)
     csrf = app.extensions.get("csrf")
     if csrf is not None:  # Stripe signs its requests; it cannot send a CSRF token

@@ -185,3 +185,66 @@ def test_the_metrics_show_each_venues_holdings_cap_and_state(app, sgateway, venu
     assert 'busanpay_exchange_cap_krw{venue="partner"} 100000.0' in text
     assert 'busanpay_exchange_venue_up{venue="partner"} 0.0' in text
     assert 'busanpay_exchange_balance_mismatch{venue="partner"} 0.0' in text
+
+
+def test_the_dashboard_lists_venues_problems_first_and_only_the_admin_sets_caps(
+        app, sgateway, venues, fakes):
+    from accounts.service import create_user
+    from dashboard import init_dashboard
+    from dashboard.fmt import won
+    from tests.integration.test_dashboard import ADMIN as ADMIN_LOGIN, AUDITOR, login, token_for
+
+    init_dashboard(app)
+    with sgateway.db.write() as s:
+        create_user(s, role="city_admin", email=ADMIN_LOGIN[0], password=ADMIN_LOGIN[1])
+        create_user(s, role="city_auditor", email=AUDITOR[0], password=AUDITOR[1])
+    invoices(app, sgateway, 2)
+    convert_all(sgateway)
+    fakes[1].down = True  # bithumb stops answering
+    check_balance(sgateway, venues[1])
+    admin = app.test_client()
+    login(admin, *ADMIN_LOGIN)
+    page = admin.get("/city/venues").get_data(as_text=True)
+    assert page.index('data-venue="bithumb"') < page.index('data-venue="partner"')
+    assert "Down" in page and won(holdings(sgateway, "partner")) in page
+    overview = admin.get("/city").get_data(as_text=True)
+    assert "Conversion venues need attention" in overview and "does not answer" in overview
+    res = admin.post("/city/venues/cap", data={"csrf_token": token_for(admin),
+                                                "venue": "partner", "cap_krw": "2,000,000"})
+    assert res.status_code == 302
+    with sgateway.db.read() as s:
+        assert {e.venue: e.cap_krw for e in exposures(sgateway, s)}["partner"] == 2_000_000
+        assert s.exec(select(AuditEntry).where(
+            AuditEntry.action == "city.exchange_cap.set")).one().target == "partner"
+    bad = admin.post("/city/venues/cap", data={"csrf_token": token_for(admin),
+                                                "venue": "partner", "cap_krw": "-5"})
+    assert bad.status_code == 302
+    auditor = app.test_client()
+    login(auditor, *AUDITOR)
+    assert auditor.get("/city/venues").status_code == 200
+    assert auditor.post("/city/venues/cap", data={"csrf_token": token_for(auditor),
+                                                   "venue": "partner",
+                                                   "cap_krw": "1"}).status_code == 403
+    with sgateway.db.read() as s:
+        assert {e.venue: e.cap_krw for e in exposures(sgateway, s)}["partner"] == 2_000_000
+
+
+def test_the_exchange_cli_checks_caps_and_records_withdrawals(app, sgateway, venues, fakes):
+    import json
+
+    runner = app.test_cli_runner()
+    invoices(app, sgateway, 2)
+    assert runner.invoke(args=["exchange", "convert"]).exit_code == 0
+    assert runner.invoke(args=["exchange", "cap", "--venue", "partner", "--krw", "50000"]
+                         ).exit_code == 0
+    result = runner.invoke(args=["exchange", "status"])
+    rows = {r["venue"]: r for r in json.loads(result.output)}
+    assert result.exit_code == 0 and rows["partner"]["capKrw"] == "50000"
+    held = int(rows["partner"]["holdingsKrw"])
+    assert runner.invoke(args=["exchange", "withdraw", "--venue", "partner", "--krw",
+                               str(held + 1), "--reference", "w1"]).exit_code != 0
+    assert runner.invoke(args=["exchange", "withdraw", "--venue", "partner", "--krw", str(held),
+                               "--reference", "w1"]).exit_code == 0
+    result = runner.invoke(args=["exchange", "status"])  # the venue still holds it: mismatch
+    assert result.exit_code == 1 and json.loads(result.output)[0]["mismatch"] is True
+    assert check_ledger(sgateway)["ok"]
