@@ -1,7 +1,10 @@
 """Read by gunicorn from the working directory (scripts/start, the systemd unit).
 
 Before the first worker starts, the Prometheus multiprocess directory is emptied: counters
-of an earlier run must not add to this one's, and every worker inherits its path.
+of an earlier run must not add to this one's, and every worker inherits its path. Where
+several services of a host share one folder (deploy/: the web instances, workers and the
+webhook consumer), `BUSANPAY_METRICS_CLEAN=0` leaves it to busanpay-metrics-dir.service,
+which empties it once per boot.
 """
 import os
 from pathlib import Path
@@ -15,6 +18,9 @@ def on_starting(server):
     instance = os.environ.get("BUSANPAY_INSTANCE") or str(Path(__file__).resolve().parent / "instance")
     path = multiprocess_dir(instance)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    if os.environ.get("BUSANPAY_METRICS_CLEAN", "1") == "0":
+        server.log.info("prometheus multiprocess dir %s (shared; not emptied)", path)
+        return
     removed = clean_multiprocess_dir(path)
     server.log.info("prometheus multiprocess dir %s (%d stale files removed)", path, removed)
 
