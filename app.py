@@ -20,7 +20,6 @@ from settings import Settings
 from untrusted import has_nul
 
 log = logging.getLogger("busanpay")
-SOURCE_URL = "https://github.com/busanpay/busanpay"  # AGPL: the footer links the source
 
 
 def create_app(config: dict | None = None) -> Flask:
@@ -28,6 +27,9 @@ def create_app(config: dict | None = None) -> Flask:
     root = Path(__file__).resolve().parent
     instance = config.pop("instance_path", None) or os.environ.get("BUSANPAY_INSTANCE") or \
         str(root / "instance")
+    from operations import prepare_multiprocess
+
+    prepare_multiprocess(instance, enabled=not config.get("TESTING"))  # before any metric
     app = Flask(__name__, instance_path=instance, instance_relative_config=True,
                 template_folder="templates", static_folder="static")
     settings = Settings.from_env(instance_path=app.instance_path).with_overrides(config)
@@ -43,7 +45,7 @@ def create_app(config: dict | None = None) -> Flask:
         JSON_SORT_KEYS=False,
         RATELIMIT_STORAGE_URI=settings.ratelimit_storage_url,
         RATELIMIT_HEADERS_ENABLED=True,
-        SOURCE_URL=SOURCE_URL,
+        SOURCE_URL="/source",  # AGPL: the footer links the source (BUSANPAY_SOURCE_URL or /source)
     )
     app.config.update({k: v for k, v in config.items() if k.isupper()})
     app.extensions["busanpay"] = gateway
@@ -60,6 +62,9 @@ def create_app(config: dict | None = None) -> Flask:
     app.url_map.strict_slashes = False  # clients send paths with and without a trailing slash
     app.url_map.converters["int"] = AsciiIntegerConverter
 
+    from operations import init_operations
+
+    init_operations(app)  # /metrics, request timing (first: it times what the limiter refuses)
     from ratelimits import limiter
 
     limiter.init_app(app)

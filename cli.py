@@ -21,6 +21,11 @@ def register_cli(app: Flask) -> None:
         upgrade(app.extensions["busanpay"].settings.database_url, revision)
         click.echo("database at " + revision)
 
+    from operations.cli import register_db_commands, register_metrics_commands
+
+    register_db_commands(app, db_group)  # db backup PATH, db restore PATH
+    register_metrics_commands(app)
+
     @app.cli.group("merchant")
     def merchant_group():
         """Stores (merchants) and their API keys."""

@@ -31,6 +31,7 @@ class Gateway:
     rates: object  # RateFeed (or a test double with current()/health())
     invoices: object  # InvoiceService
     extras: dict = field(default_factory=dict)
+    venues: list | None = None  # conversion venues, primary first (settlement.venues.venues_for)
 
     def close(self) -> None:
         pool = getattr(self.invoices, "address_pool", None)

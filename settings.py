@@ -49,6 +49,19 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     return raw.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _networks(env: Mapping[str, str], name: str) -> str:
+    from ipaddress import ip_network
+
+    raw = (env.get(name) or "").strip()
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        try:
+            ip_network(item, strict=False)
+        except ValueError:
+            raise ConfigError(f"{name} must list addresses or networks (10.0.0.0/8), "
+                              f"got {item!r}") from None
+    return raw
+
+
 @dataclass(frozen=True)
 class Settings:
     instance_path: str
@@ -82,6 +95,12 @@ class Settings:
     max_body_bytes: int = 64 * 1024
     task_queue_url: str = ""
     webhook_allow_private: bool = False  # deliver webhooks to loopback/private addresses
+    metrics_token: str = field(default="", repr=False)
+    metrics_enabled: bool = True
+    log_format: str = "json"
+    source_url: str = ""
+    trusted_proxies: str = ""
+    ledger_check_seconds: int = 900
 
     @property
     def is_mainnet(self) -> bool:
@@ -102,6 +121,9 @@ class Settings:
             "sqlite:///" + str(Path(instance_path) / "busanpay.sqlite3"))
         secret = env.get("BUSANPAY_SECRET_KEY") or env.get("SECRET_KEY") or ""
         default_rates = "" if network == "bitcoin" else DEMO_RATE_SPEC
+        log_format = (env.get("BUSANPAY_LOG_FORMAT") or "json").strip().lower()
+        if log_format not in ("json", "text"):
+            raise ConfigError(f"BUSANPAY_LOG_FORMAT must be json or text, got {log_format!r}")
         return cls(
             instance_path=instance_path,
             database_url=database_url,
@@ -132,6 +154,12 @@ class Settings:
             max_body_bytes=_int(env, "BUSANPAY_MAX_BODY_BYTES", 64 * 1024),
             task_queue_url=env.get("BUSANPAY_TASK_QUEUE") or "",
             webhook_allow_private=_bool(env, "BUSANPAY_WEBHOOK_ALLOW_PRIVATE", False),
+            metrics_token=(env.get("BUSANPAY_METRICS_TOKEN") or "").strip(),
+            metrics_enabled=_bool(env, "BUSANPAY_METRICS", True),
+            log_format=log_format,
+            source_url=(env.get("BUSANPAY_SOURCE_URL") or "").strip(),
+            trusted_proxies=_networks(env, "BUSANPAY_TRUSTED_PROXIES"),
+            ledger_check_seconds=_int(env, "BUSANPAY_LEDGER_CHECK_SECONDS", 900),
         )
 
     def with_overrides(self, overrides: Mapping[str, object]) -> "Settings":

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_invoice_http.py      # --runs 3 --duration 20 --rate 100
                                                       # --workers 4 --worker-class sync
+    .venv/bin/python bench/bench_invoice_http.py --only metrics   # the cost of /metrics
 
 One command does it all: creates a uniquely named PostgreSQL database, migrates it,
 creates a store and an API key (`flask --app app merchant create`), starts the real app
@@ -355,7 +356,8 @@ def main(argv=None) -> int:
     parser.add_argument("--wrk-threads", type=int, default=1)
     parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432",
                         help="PostgreSQL server (without database name)")
-    parser.add_argument("--only", choices=("both", "app", "bare"), default="both")
+    parser.add_argument("--only", choices=("both", "app", "bare", "metrics"), default="both",
+                        help="metrics: the app with and without request metrics (BUSANPAY_METRICS=0)")
     parser.add_argument("--quiet-cores", type=float, default=0.3,
                         help="before each measurement wait until other load is below this")
     parser.add_argument("--quiet-wait", type=float, default=120.0,
@@ -401,11 +403,14 @@ def main(argv=None) -> int:
         script.write_text(WRK_LUA % {"body": BODY, "token": token})
 
         targets = {"app": ("app:create_app()", "/api/v1/openapi.json"),
+                   "nometrics": ("app:create_app()", "/api/v1/openapi.json"),
                    "bare": ("bench.bare_insert_app:create_app()", "/health")}
-        names = ["app", "bare"] if args.only == "both" else [args.only]
+        names = {"both": ["app", "bare"], "metrics": ["app", "nometrics"]}.get(
+            args.only, [args.only])
         by_name = {}
         for name in names:
-            server = Server(name, targets[name][0], env, args, tmp)
+            server_env = dict(env, BUSANPAY_METRICS="0") if name == "nometrics" else env
+            server = Server(name, targets[name][0], server_env, args, tmp)
             servers.append(server)
             by_name[name] = server
         for server in servers:
@@ -490,7 +495,9 @@ def report(args, results, checks, names, pg_version) -> int:
         mx, rt = results[f"{name}_max"], results[f"{name}_rate"]
         bad = sum(r["errors"] for r in mx + rt)
         errors += bad
-        label = "app: POST /api/v1/stores/{id}/invoices" if name == "app" else "bare: one INSERT"
+        label = {"app": "app: POST /api/v1/stores/{id}/invoices",
+                 "nometrics": "app without request metrics (BUSANPAY_METRICS=0)"}.get(
+            name, "bare: one INSERT")
         print(f"| {label} | {span(mx, 'rps', 0)} | {fmt(med(rt, 'p50_ms'))} | {fmt(med(rt, 'p90_ms'))} | "
               f"{span(rt, 'p99_ms')} | {fmt(med(rt, 'max_ms'))} | {bad} |")
     if names == ["app", "bare"]:
@@ -499,6 +506,17 @@ def report(args, results, checks, names, pg_version) -> int:
               f"{med(results['app_rate'], 'p50_ms') / med(results['bare_rate'], 'p50_ms'):.2f} | "
               f"{med(results['app_rate'], 'p90_ms') / med(results['bare_rate'], 'p90_ms'):.2f} | "
               f"{med(results['app_rate'], 'p99_ms') / med(results['bare_rate'], 'p99_ms'):.2f} | | |")
+    if names == ["app", "nometrics"]:
+        with_m, without = med(results["app_max"], "rps"), med(results["nometrics_max"], "rps")
+        cost = (1 - with_m / without) * 100
+        p50 = (med(results["app_rate"], "p50_ms") / med(results["nometrics_rate"], "p50_ms") - 1) * 100
+        cpu = {n: statistics.median(r["cpu"].get(n, 0) * 1000 / r["rps"]
+                                    for r in results[f"{n}_max"]) for n in names}
+        cpu_cost = (cpu["app"] / cpu["nometrics"] - 1) * 100
+        print(f"\nmetrics cost: {cost:+.1f} % of max throughput, {p50:+.1f} % of p50 latency, "
+              f"{cpu_cost:+.1f} % of worker CPU per invoice ({cpu['app']:.2f} vs "
+              f"{cpu['nometrics']:.2f} ms) (goal under 5 %: "
+              f"{'met' if max(cost, cpu_cost) < 5 else 'MISSED'})")
     print()
     print("CPU (cores busy, medians) during each measurement:")
     print()

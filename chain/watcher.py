@@ -71,6 +71,7 @@ from chain.models import (ChainBlock, ChainPaymentTrack, ChainTxInput, ChainWatc
                           InvoiceIncident)
 from database import insert_ignore
 from payments.bip21 import format_btc
+from operations.metrics import count_transition
 from payments.invoice_json import outbox_row, unix
 from payments.invoice_status import (AdditionalStatus, InvoiceFacts, PaymentFact,
                                      PaymentState, confirmations_required, decide)
@@ -825,6 +826,8 @@ class Watcher:
             return 0
         if incident != inv.incident:
             self._move_incident(s, outbox, inv, incident, why, now)
+        if decision.status.value != inv.status:
+            count_transition(inv, decision.status.value)  # a metric, counted on commit
         inv.status = decision.status.value
         inv.additional_status = decision.additional_status.value
         inv.paid_sats = decision.paid_sats

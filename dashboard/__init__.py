@@ -7,6 +7,7 @@ from __future__ import annotations
 
 
 def init_dashboard(app) -> None:
+    import dashboard.venues  # noqa: F401  (adds /city/venues to the blueprint)
     from dashboard.web import bp
 
     if "city" not in app.blueprints:

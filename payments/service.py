@@ -30,7 +30,8 @@ from payments.models import (ExtendedKeyRecord, IdempotencyRecord, Invoice, Invo
 from payments.qr_codes import render_png, render_svg
 from payments.bip21 import payment_uri
 from payments.quoting import krw_value, sats_due
-from payments.rates import LockedRate
+from operations.metrics import INVOICES_CREATED, RATE_REFUSALS, count_transition
+from payments.rates import LockedRate, RateUnavailable
 
 Clock = Callable[[], datetime]
 
@@ -164,7 +165,11 @@ class InvoiceService:
             replay = self._replay(store_id, idempotency_key, request_hash)
             if replay is not None:
                 return replay
-        rate: LockedRate = self.rates.current()  # raises RateUnavailable: never quote blind
+        try:
+            rate: LockedRate = self.rates.current()  # raises RateUnavailable: never quote blind
+        except RateUnavailable:
+            RATE_REFUSALS.inc()
+            raise
         treasury_key_id = self.ensure_treasury_key()
         if isinstance(store, str):
             with self.db.one_shot() as connection:
@@ -181,6 +186,7 @@ class InvoiceService:
             if not idempotency_key and not self.db.is_sqlite:
                 with self.db.one_shot() as connection:  # one autocommitted statement
                     low = self.address_pool.create_invoice(connection, invoice, event)
+                INVOICES_CREATED.inc()
                 return invoice, None
             for _attempt in range(3):
                 try:
@@ -191,6 +197,7 @@ class InvoiceService:
                     self.address_pool.refill(invoice.key_id, wait=True)
             else:
                 raise PoolExhausted(f"no receive address for key {invoice.key_id}")
+            INVOICES_CREATED.inc()
             return invoice, None
         except IntegrityError:
             if not idempotency_key:
@@ -346,6 +353,7 @@ class InvoiceService:
                 raise StatusChangeRefused(
                     f"an invoice that is {invoice.status} cannot be marked {status}")
             now = self.clock()
+            count_transition(invoice, status)
             invoice.status, invoice.additional_status = status, "Marked"
             invoice.updated_at, invoice.version = now, invoice.version + 1
             session.add(invoice)

@@ -21,12 +21,12 @@ import time
 import uuid
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal
-from typing import Protocol
+from typing import Callable, Protocol
 from urllib.parse import unquote, urlencode
 
 import jwt
 import requests
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from merchants.service import random_id
 from payments.bip21 import format_btc
@@ -146,6 +146,16 @@ class UpbitClient:
             order = self.order(uuid_=order["uuid"]) or order
         raise ExchangeUnavailable(f"{self.name}: order {order['uuid']} not filled yet")
 
+    def balances(self) -> dict[str, Decimal]:
+        """`GET /v1/accounts`: balance + locked per currency (for reconciliation)."""
+        res = self._call("GET", "/v1/accounts", {})
+        if res.status_code >= 500:
+            raise ExchangeUnavailable(f"{self.name}: HTTP {res.status_code}")
+        if res.status_code != 200:
+            raise ExchangeError(f"{self.name}: HTTP {res.status_code}: {res.text[:200]}")
+        return {a["currency"]: Decimal(str(a.get("balance") or "0")) +
+                Decimal(str(a.get("locked") or "0")) for a in res.json()}
+
     @staticmethod
     def _fill(order: dict) -> Fill:
         trades = order.get("trades") or []
@@ -158,6 +168,16 @@ class UpbitClient:
         krw = int((funds - fee).to_integral_value(rounding=ROUND_FLOOR))
         rate = (funds / volume).quantize(Decimal("0.01"))
         return Fill(order["uuid"], sats, krw, rate, fee)
+
+
+def _order_absent(exchange, identifier: str) -> bool:
+    finder = getattr(exchange, "order", None)
+    if finder is None:
+        return False
+    try:
+        return finder(identifier=identifier) is None
+    except ExchangeError:
+        return False
 
 
 def exchange_for(gateway) -> Exchange | None:
@@ -179,8 +199,18 @@ def unconverted(session) -> tuple[int, int]:
     return -balance(session, CONVERSION_BTC), balance(session, CONVERSION_KRW)
 
 
-def convert(gateway, exchange: Exchange | None = None, *, min_sats: int | None = None) -> dict:
-    """Sell the unconverted pool (or finish a sale a crash interrupted). Returns a summary."""
+def pending_sats(session) -> int:
+    """Sats in sales started and not finished: reserved for their venue."""
+    return int(session.execute(select(func.coalesce(func.sum(Conversion.sats), 0)).where(
+        Conversion.status == "created")).scalar_one())
+
+
+def convert(gateway, exchange: Exchange | None = None, *, min_sats: int | None = None,
+            limit: Callable[[object, int], int] | None = None) -> dict:
+    """Sell the unconverted pool at `exchange` (sats another venue's unfinished sale holds
+    are not offered; `limit(session, sats)` may lower the amount, under the conversion
+    lock, e.g. to keep the venue under its cap), or first finish this venue's interrupted
+    sale. Returns a summary."""
     from settlement.config import settlement_config
 
     exchange = exchange or exchange_for(gateway)
@@ -189,10 +219,13 @@ def convert(gateway, exchange: Exchange | None = None, *, min_sats: int | None =
     min_sats = settlement_config(gateway).conversion_min_sats if min_sats is None else min_sats
     with gateway.db.write() as session:
         lock(session, LOCK)
-        conv = session.execute(select(Conversion).where(Conversion.status == "created")
+        conv = session.execute(select(Conversion).where(Conversion.status == "created",
+                                                        Conversion.venue == exchange.name)
                                .order_by(Conversion.created_at)).scalars().first()
         if conv is None:
-            sats, _ = unconverted(session)
+            sats = unconverted(session)[0] - pending_sats(session)
+            if limit is not None and sats > 0:
+                sats = min(sats, limit(session, sats))
             if sats < max(min_sats, 1):
                 return {"converted": None, "reason": f"{sats} sats to sell"}
             now = gateway.clock()
@@ -202,9 +235,14 @@ def convert(gateway, exchange: Exchange | None = None, *, min_sats: int | None =
     try:
         fill = exchange.sell_btc(conv.sats, conv.id)
     except ExchangeError as err:
+        # A refusal (not an outage) of an order the venue does not have releases its sats
+        # for another venue; anything uncertain stays bound to this venue and its identifier.
+        refused = not isinstance(err, ExchangeUnavailable) and _order_absent(exchange, conv.id)
         with gateway.db.write() as session:
             row = session.get(Conversion, conv.id)
             row.attempts += 1
+            if refused:
+                row.status = "failed"
             row.last_error = f"{type(err).__name__}: {err}"[:1000]
             row.updated_at = gateway.clock()
             session.add(row)

@@ -31,6 +31,7 @@ from merchants.service import random_id
 from settlement.config import settlement_config
 from settlement.ledger import lock, post_many
 from settlement.models import JournalEntry, LedgerAccount, MerchantPayoutAccount, Payout, Posting
+from operations.metrics import PAYOUTS, count_after_commit
 from settlement.payouts import (PayoutOrder, choose_rail, payout_json, rails_for, record_send,
                                 record_sent_many)
 from settlement.rules import payout_initiated_entry
@@ -135,6 +136,7 @@ def create_payouts(gateway, day: date, cutoff: datetime, *, chunk: int = 1000) -
             if not rows:
                 continue
             new = dict(_insert_payouts(session, rows))
+            count_after_commit(session, PAYOUTS, len(new), status="created")
             amounts = {r["id"]: r["amount_krw"] for r in rows}
             post_many(session, [payout_initiated_entry(pid, store_id, amounts[pid], day, moment=now)
                                 for pid, store_id in new.items()])

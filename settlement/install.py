@@ -18,15 +18,15 @@ log = logging.getLogger(__name__)
 def jobs(gateway) -> list[Job]:
     """The settlement's periodic work; each job is safe in several processes at once."""
     from settlement.config import settlement_config
-    from settlement.conversion import convert, exchange_for
+    from settlement.venues import convert_all, venues_for
     from settlement.daily import auto_settle
     from settlement.posting_job import run_once, sweep
 
     cfg = settlement_config(gateway)
     found = [Job("ledger-posting", 5.0, lambda: run_once(gateway)),
              Job("ledger-sweep", 120.0, lambda: sweep(gateway))]
-    if exchange_for(gateway) is not None:
-        found.append(Job("conversion", 60.0, lambda: convert(gateway)))
+    if venues_for(gateway):  # caps, failover and balance checks over every venue
+        found.append(Job("conversion", 60.0, lambda: convert_all(gateway)))
     if cfg.auto_settlement:
         found.append(Job("daily-settlement", 300.0, lambda: auto_settle(gateway)))
     return found
@@ -39,6 +39,9 @@ def install(app) -> None:
     from settlement.stripe_webhooks import bp
 
     register(app)
+    from settlement.venues_cli import register as register_venues
+
+    register_venues(app)  # flask exchange status|convert|cap|withdraw
     app.register_blueprint(bp)
     csrf = app.extensions.get("csrf")
     if csrf is not None:  # Stripe signs its requests; it cannot send a CSRF token

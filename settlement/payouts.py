@@ -29,6 +29,7 @@ from typing import Iterable
 from sqlalchemy import select
 
 from database import utc_now
+from operations.metrics import PAYOUTS, count_after_commit
 from settlement.ledger import post
 from settlement.models import MerchantPayoutAccount, Payout
 from settlement.rules import payout_paid_entry, payout_returned_entry
@@ -267,6 +268,7 @@ def record_send(session, result: SendResult, moment: datetime, max_attempts: int
     payout.attempts += 1
     payout.updated_at = moment
     if result.status in ("sent", "paid") and payout.status == "created":
+        count_after_commit(session, PAYOUTS, status="sent")
         payout.status = "sent"
         payout.external_id = result.external_id
         payout.last_error = None
@@ -291,15 +293,19 @@ def record_sent_many(session, results: list[SendResult], moment: datetime) -> No
         by_external.setdefault(result.external_id, []).append(result.payout_id)
     for external_id, ids in by_external.items():
         for start in range(0, len(ids), 1000):
-            session.execute(update(table).where(table.c.id.in_(ids[start:start + 1000]),
-                                                table.c.status == "created")
-                            .values(status="sent", external_id=external_id, last_error=None,
-                                    attempts=table.c.attempts + 1, updated_at=moment))
+            done = session.execute(update(table).where(table.c.id.in_(ids[start:start + 1000]),
+                                                       table.c.status == "created")
+                                   .values(status="sent", external_id=external_id,
+                                           last_error=None, attempts=table.c.attempts + 1,
+                                           updated_at=moment)
+                                   .execution_options(preserve_rowcount=True))
+            count_after_commit(session, PAYOUTS, max(done.rowcount or 0, 0), status="sent")
 
 
 def mark_sent(session, payout_id: str, external_id: str, moment: datetime) -> Payout | None:
     payout = _locked(session, payout_id)
     if payout is not None and payout.status == "created":
+        count_after_commit(session, PAYOUTS, status="sent")
         payout.status, payout.external_id, payout.updated_at = "sent", external_id, moment
         session.add(payout)
     return payout
@@ -311,6 +317,7 @@ def mark_paid(session, payout_id: str, moment: datetime) -> Payout | None:
     if payout is None or payout.status not in ("created", "sent"):
         return payout
     post(session, payout_paid_entry(payout.id, payout.store_id, payout.amount_krw, moment=moment))
+    count_after_commit(session, PAYOUTS, status="paid")
     payout.status, payout.updated_at = "paid", moment
     session.add(payout)
     return payout
@@ -326,6 +333,7 @@ def mark_returned(session, payout_id: str, moment: datetime, *, reason: str,
     post(session, payout_returned_entry(payout.id, payout.store_id, payout.amount_krw,
                                         after_paid=payout.status == "paid", reason=reason,
                                         moment=moment))
+    count_after_commit(session, PAYOUTS, status=status)
     payout.status, payout.updated_at = status, moment
     payout.last_error, payout.needs_attention = reason[:1000], True
     session.add(payout)

@@ -23,6 +23,7 @@ from sqlmodel import select
 
 from database import Database, insert_ignore, utc_now
 from merchants.service import random_id
+from operations.metrics import WEBHOOK_DELIVERIES
 from payments.models import InvoiceEvent
 from webhooks.models import (Webhook, WebhookCursor, WebhookDelivery, WebhookDeliveryAttempt,
                              WebhookFanout)
@@ -435,6 +436,7 @@ class WebhookService:
                 WebhookDelivery.id == job.delivery_id, WebhookDelivery.attempts == job.number)
                 .values(status=result.status, http_code=result.http_code,
                         error_message=result.error, next_attempt_at=next_at))
+        WEBHOOK_DELIVERIES.labels(outcome=result.status).inc()
         detail = f" {result.http_code}" if result.http_code else f" ({result.error})"
         log.info("webhook %s delivery %s attempt %d: %s%s in %d ms", job.webhook_id,
                  job.delivery_id, job.number, result.status, detail, result.duration_ms)

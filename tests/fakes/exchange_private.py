@@ -8,7 +8,11 @@ of a known access key; the payload's `nonce` must be new and, when there are par
 `POST /v1/orders` (market ask on KRW-BTC with `volume`) answers the order in state
 `wait`; `GET /v1/order?uuid=…|identifier=…` answers it `done` with its trades, filled at
 `price` with a `fee_rate` fee. An identifier can be used once. `fail_next("500_after_create")`
-creates the order and then answers 500.
+creates the order and then answers 500; `fail_next("503_before_create")` answers 503
+without creating it. `GET /v1/accounts` answers the KRW balance: the
+won of filled sells, net of fees, plus `balance_offset` (to make it disagree with our
+books). `down = True` answers 503 to everything (a venue failing mid-day); `refuse = True`
+answers 400 to new orders.
 """
 from __future__ import annotations
 
@@ -35,6 +39,9 @@ class ExchangeFake:
         self.nonces: set[str] = set()
         self.rejected: list[str] = []
         self._faults: list[str] = []
+        self.balance_offset = Decimal(0)
+        self.down = False
+        self.refuse = False
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
 
@@ -133,6 +140,8 @@ class ExchangeFake:
                 params = json.loads(raw or b"{}")
             except json.JSONDecodeError:
                 return self._send(handler, *self._error(400, "invalid_body", "JSON body expected"))
+        if self.down:
+            return self._send(handler, *self._error(503, "service_unavailable", "maintenance"))
         reason = self._authenticate(handler.headers.get("Authorization"), params)
         if reason:
             self.rejected.append(reason)
@@ -141,9 +150,23 @@ class ExchangeFake:
             return self._create(handler, params)
         if method == "GET" and parts.path == "/v1/order":
             return self._send(handler, *self._get(params))
+        if method == "GET" and parts.path == "/v1/accounts":
+            return self._send(handler, 200, self._accounts())
         return self._send(handler, *self._error(404, "not_found", parts.path))
 
+    def _accounts(self) -> list[dict]:
+        with self._lock:
+            krw = sum((o["_fill"]["funds"] - o["_fill"]["fee"] for o in self.orders.values()
+                       if o["state"] == "done"), Decimal(0)) + self.balance_offset
+        return [{"currency": "KRW", "balance": str(krw), "locked": "0",
+                 "avg_buy_price": "0", "avg_buy_price_modified": False, "unit_currency": "KRW"},
+                {"currency": "BTC", "balance": "0", "locked": "0", "avg_buy_price": "0",
+                 "avg_buy_price_modified": False, "unit_currency": "KRW"}]
+
     def _create(self, handler, params: dict) -> None:
+        if self.refuse:
+            return self._send(handler, *self._error(400, "insufficient_funds_ask",
+                                                    "주문가능한 금액(BTC)이 부족합니다."))
         if (params.get("market"), params.get("side"), params.get("ord_type")) != ("KRW-BTC", "ask", "market"):
             return self._send(handler, *self._error(400, "invalid_parameter",
                                                     "only market asks on KRW-BTC"))
@@ -153,6 +176,9 @@ class ExchangeFake:
             return self._send(handler, *self._error(400, "invalid_volume", "volume"))
         identifier = params.get("identifier")
         with self._lock:
+            if self._faults and self._faults[0] == "503_before_create":
+                self._faults.pop(0)
+                return self._send(handler, *self._error(503, "service_unavailable", "injected"))
             if identifier and identifier in self.by_identifier:
                 return self._send(handler, *self._error(400, "duplicate_identifier",
                                                         "identifier already used"))

@@ -76,7 +76,7 @@ def test_the_page_shows_the_merchant_the_won_price_and_the_btc_amount(client, in
     assert "Waiting for your payment" in html
     assert 'data-countdown translate="no" aria-live="off">15:00<' in html
     assert 'name="viewport"' in html and '<html lang="en">' in html
-    assert "https://github.com/busanpay/busanpay" in html and "AGPL-3.0-or-later" in html
+    assert 'href="/source"' in html and "AGPL-3.0-or-later" in html  # the AGPL source offer
     assert response.headers["Cache-Control"].startswith("no-cache")
     assert "script-src 'self'" in response.headers["Content-Security-Policy"]
 
