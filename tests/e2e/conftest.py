@@ -1,6 +1,7 @@
 """Shared browser-test fixtures: SQLite is enough, a live server, one chromium per module."""
 from __future__ import annotations
 
+import os
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -9,7 +10,9 @@ import pytest
 
 CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[2]
-SCREENS = ROOT / "docs" / "screens"  # screenshots for people to look at (docs/SCREENS.md)
+# Screenshots for people to look at. `make test` writes them to an ignored folder, so a test run
+# never changes tracked files; `make screens` points this at docs/screens/ (docs/SCREENS.md).
+SCREENS = Path(os.environ.get("BUSANPAY_SCREENS_DIR") or ROOT / "tests" / "e2e" / "artifacts" / "screens")
 AXE = Path(__file__).resolve().parent / "vendor" / "axe.min.js"
 #: Every browser test module's `pytestmark`.
 BROWSER_TEST = [

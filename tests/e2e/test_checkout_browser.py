@@ -34,8 +34,8 @@ def open_page(browser, url, viewport, locale="en-US", bypass_csp=True):
     errors: list[str] = []
     page.on("pageerror", lambda err: errors.append(str(err)))
     def on_console(msg):
-        # The app has no favicon (yet); any other console error is a defect.
-        if msg.type == "error" and not msg.location.get("url", "").endswith("/favicon.ico"):
+        # Any console error is a defect (the favicon too: /favicon.ico is served).
+        if msg.type == "error":
             errors.append(f"{msg.text} ({msg.location.get('url')})")
 
     page.on("console", on_console)

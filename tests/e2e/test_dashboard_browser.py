@@ -44,7 +44,7 @@ def new_page(browser, viewport=DESKTOP, locale="en-US", bypass_csp=False):
     page.on("pageerror", lambda err: errors.append(str(err)))
 
     def on_console(msg):
-        if msg.type == "error" and not msg.location.get("url", "").endswith("/favicon.ico"):
+        if msg.type == "error":
             errors.append(f"{msg.text} ({msg.location.get('url')})")
 
     page.on("console", on_console)

@@ -73,10 +73,8 @@ def new_page(browser, viewport, locale="en-US"):
 
     def on_console(msg):
         url = msg.location.get("url", "")
-        # The sign-in page has no favicon (not ours); failed fetches while a test blocks the
-        # network are the point of that test.
-        if msg.type == "error" and not url.endswith("/favicon.ico") and \
-                "ERR_INTERNET_DISCONNECTED" not in msg.text:
+        # Failed fetches while a test blocks the network are the point of that test.
+        if msg.type == "error" and "ERR_INTERNET_DISCONNECTED" not in msg.text:
             errors.append(f"{msg.text} ({url})")
 
     page.on("console", on_console)
@@ -429,6 +427,65 @@ def test_the_pos_is_an_installable_app_with_a_shell_only_service_worker(browser,
             return urls;
         }""")
         assert not [u for u in cached if "status.json" in u or "/pos/invoices" in u or "/i/" in u]
+        assert not errors, errors
+    finally:
+        context.close()
+
+
+HEADER_SIZES = {"320": {"width": 320, "height": 568}, "360": PHONE,
+                "568x320": {"width": 568, "height": 320}, "740x360": {"width": 740, "height": 360},
+                "800": PORTRAIT, "1280x800": LANDSCAPE}
+
+
+def assert_in_view(page, selector: str, viewport: dict) -> None:
+    for element in page.locator(selector).all():
+        box = element.bounding_box()
+        assert box and element.is_visible(), f"{selector} is hidden"
+        assert box["x"] >= 0 and box["x"] + box["width"] <= viewport["width"] + 1, \
+            f"{selector} is off-screen sideways: {box}"
+        assert box["y"] >= 0 and box["y"] + box["height"] <= viewport["height"], \
+            f"{selector} is below the screen: {box}"
+        assert box["height"] >= 44 and box["width"] >= 44, f"{selector} is too small: {box}"
+
+
+@pytest.mark.parametrize("size", list(HEADER_SIZES))
+def test_the_pos_header_keeps_sign_out_and_the_languages_in_reach_from_320_to_1280_px(
+        browser, server, app, store, size):
+    viewport = HEADER_SIZES[size]
+    context, page, errors = new_page(browser, viewport)
+    try:
+        page.goto(f"{server}/login")  # the owner: four sections in the header
+        page.fill("#email", "owner@cafe.kr")
+        page.fill("#password", "correct horse 1")
+        page.click("button[type=submit]")
+        page.wait_for_url(re.compile(r".*/merchant/?$"))
+        for lang in ("ko", "en", "zh", "ja"):
+            page.goto(f"{server}/pos?lang={lang}")
+            page.wait_for_selector("[data-charge]")
+            assert_fits(page)
+            assert_in_view(page, ".signout button", viewport)
+            assert_in_view(page, ".pos-nav a", viewport)
+            menu = page.locator(".lang-menu")
+            if menu.is_visible():
+                assert_in_view(page, ".lang-menu summary", viewport)
+                page.click(".lang-menu summary")
+                assert_in_view(page, ".lang-menu a", viewport)
+                assert_accessible(page, f"the open language menu in {lang} at {size}")
+                page.click(".lang-menu summary")
+            else:
+                assert_in_view(page, ".langs a", viewport)
+            assert_accessible(page, f"the POS header in {lang} at {size}")
+            if lang == "en" or (lang == "ja" and size in ("320", "360")):
+                shot(page, f"pos-header-{size}" + ("" if lang == "en" else f"-{lang}"))
+        # the language control and Sign out work at this size
+        if page.locator(".lang-menu").is_visible():
+            page.click(".lang-menu summary")
+            page.click('.lang-menu a[hreflang="ko"]')
+        else:
+            page.click('.langs a[hreflang="ko"]')
+        page.wait_for_function("document.documentElement.lang === 'ko'")
+        page.click(".signout button")
+        page.wait_for_url(re.compile(r".*/login.*"))
         assert not errors, errors
     finally:
         context.close()
