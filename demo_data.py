@@ -32,6 +32,7 @@ import secrets
 import time
 from types import SimpleNamespace
 from dataclasses import dataclass, field
+import dataclasses
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -621,7 +622,11 @@ def _settlement(gateway, rng, stores, summary, now, days) -> dict:
                     conversions += 1
         if day < today:
             _, end = daily.day_bounds(day)
-            daily.create_payouts(gateway, day, min(end, now))
+            # Each payout is initiated just after its own day's cut-off, as the daily job
+            # would have done, not at seeding time (today's ledger would list a month of them).
+            at = min(end + timedelta(minutes=5), now)
+            daily.create_payouts(dataclasses.replace(gateway, clock=lambda at=at: at), day,
+                                 min(end, now))
     with gateway.db.write() as session:
         top = session.execute(select(func.max(InvoiceEvent.id))).scalar_one() or 0
         from database import upsert

@@ -248,6 +248,7 @@ def test_a_partial_payment_shows_the_rest_and_a_new_qr_and_the_top_up_completes_
         wait_for_state(page, "partial", within=2.0)
         assert page.text_content('[data-bind="remainingText"]') == "₩9,000"
         assert page.text_content('[data-bind="remainingBtc"]') == "0.00006"
+        assert page.text_content('[data-bind="remainingSatsText"]') == "6,000 sats"
         page.wait_for_function("document.querySelector('[data-qr]').naturalWidth > 0 && "
                                "document.querySelector('[data-qr]').src.endsWith('/qr/6000.svg')")
         assert page.get_attribute("[data-qr]", "src") != first_qr
@@ -486,6 +487,112 @@ def test_the_pos_header_keeps_sign_out_and_the_languages_in_reach_from_320_to_12
         page.wait_for_function("document.documentElement.lang === 'ko'")
         page.click(".signout button")
         page.wait_for_url(re.compile(r".*/login.*"))
+        assert not errors, errors
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize("lang", ["en", "ko", "zh", "ja"])
+def test_after_5000_sats_of_a_20000_won_sale_the_rest_is_the_sats_due_and_paying_it_settles(
+        browser, server, app, store, lang):
+    missing = _demo_chain_missing()
+    if missing:
+        pytest.skip(missing)
+    from chain import demo_ops
+    from chain.runtime import demo_chain_for, watcher_for
+
+    gateway = app.extensions["busanpay"]
+    context, page, errors = new_page(browser, PHONE if lang != "en" else LANDSCAPE)
+    try:
+        cashier_signs_in(page, server, store)
+        page.goto(f"{server}/pos?lang={lang}")
+        page.wait_for_selector("[data-charge]")
+        invoice_id = charge(page, "20000")
+        assert gateway.invoices.get(invoice_id).due_sats == 13_334  # ₩20,000 at ₩150M/BTC, up
+        demo_ops.pay(gateway, invoice_id, 5_000)
+        assert watcher_for(gateway).run_once(force=True)["ok"]
+        wait_for_state(page, "partial", within=3.0)
+        # the rest in sats is what is asked; its won value is the price less what 5,000 sats
+        # are credited at the locked rate (₩7,500, rounded down as the ledger does)
+        assert page.text_content('[data-bind="remainingBtc"]') == "0.00008334"
+        assert page.text_content('[data-bind="remainingSatsText"]').startswith("8,334")
+        assert page.text_content('[data-bind="remainingText"]') == "₩12,500"
+        page.wait_for_function("document.querySelector('[data-qr]').src.endsWith('/qr/8334.svg')")
+        status = page.request.get(f"{server}/i/{invoice_id}/status.json").json()
+        assert status["remainingSats"] == 8_334  # the tourist's page asks for the same
+        assert_fits(page)
+        assert_accessible(page, f"the rest of a ₩20,000 sale in {lang}")
+        shot(page, "pos-remainder-1280" if lang == "en" else f"pos-remainder-360-{lang}")
+        demo_ops.pay(gateway, invoice_id, 8_334)  # exactly what was asked
+        assert watcher_for(gateway).run_once(force=True)["ok"]
+        invoice = gateway.invoices.get(invoice_id)
+        assert (invoice.status, invoice.additional_status) == ("Processing", "None")
+        assert invoice.paid_sats == invoice.due_sats
+        demo_chain_for(gateway).mine(1)
+        assert watcher_for(gateway).run_once(force=True)["ok"]
+        wait_for_state(page, "settled", within=3.0)
+        assert not errors, errors
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize("lang, words", [("en", "Paid (accepted without confirmation)"),
+                                         ("ko", "결제 완료 (확인 전 승인)"),
+                                         ("zh", "已付款（未经确认即接受）"),
+                                         ("ja", "支払い済み（承認前に受け付け）")])
+def test_a_zero_confirmation_payment_is_called_paid_without_confirmation_not_confirmed(
+        browser, server, app, lang, words):
+    missing = _demo_chain_missing()
+    if missing:
+        pytest.skip(missing)
+    from chain import demo_ops
+    from chain.runtime import watcher_for
+
+    gateway = app.extensions["busanpay"]
+    store_id, _token = make_merchant(app, name="Quick Kiosk", speed_policy="HighSpeed",
+                                     zero_conf_limit_krw=50_000)
+    with gateway.db.write() as s:
+        create_user(s, role="cashier", store_id=store_id, pin=PIN, display_name="Dana")
+    context, page, errors = new_page(browser, PHONE if lang != "en" else LANDSCAPE)
+    try:
+        cashier_signs_in(page, server, store_id)
+        page.goto(f"{server}/pos?lang={lang}")
+        page.wait_for_selector("[data-charge]")
+        invoice_id = charge(page, "9000")
+        demo_ops.pay(gateway, invoice_id)
+        assert watcher_for(gateway).run_once(force=True)["ok"]
+        assert gateway.invoices.get(invoice_id).status == "Settled"
+        wait_for_state(page, "settled", within=3.0)
+        assert page.locator(".sale-status h2:visible").text_content() == words
+        assert_accessible(page, f"the 0-conf paid screen in {lang}")
+        shot(page, "pos-paid-zero-conf-1280" if lang == "en" else f"pos-paid-zero-conf-360-{lang}")
+        page.goto(f"{server}/pos/receipts/{invoice_id}")
+        assert page.text_content(".r-status").strip().startswith(words)
+        assert not errors, errors
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize("size", ["1280", "800", "360"])
+def test_the_first_tap_on_cancel_right_after_the_qr_appears_counts(browser, server, app, store, size):
+    context, page, errors = new_page(browser, SIZES[size])
+    try:
+        cashier_signs_in(page, server, store)
+        type_amount(page, "6000")
+        # the QR image answers slowly: the screen must not move under the cashier's finger
+        page.route("**/qr.svg", lambda route: (time.sleep(0.8), route.continue_()))
+        page.click("[data-charge]")
+        page.wait_for_selector("#sale:not([hidden])")
+        before = page.locator("[data-cancel]").bounding_box()
+        # a real tap at once, where the button is now (no waiting for it to be "stable")
+        page.mouse.click(before["x"] + before["width"] / 2, before["y"] + before["height"] / 2)
+        assert page.inner_text("[data-cancel]").strip() == "Tap again to cancel this sale"
+        page.wait_for_function("document.querySelector('[data-qr]').naturalWidth > 0")
+        after = page.locator("[data-cancel]").bounding_box()
+        assert {k: round(v) for k, v in after.items()} == {k: round(v) for k, v in before.items()}, \
+            "the Cancel button moved or changed size under the finger"
+        page.mouse.click(after["x"] + after["width"] / 2, after["y"] + after["height"] / 2)
+        wait_for_state(page, "invalid", within=3.0)
         assert not errors, errors
     finally:
         context.close()
