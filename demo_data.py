@@ -130,6 +130,12 @@ class DemoStore:
     cashiers: list[str] = field(default_factory=list)
 
 
+# What a demo sale was for (shown as its memo), in the shops' own language.
+DEMO_ITEMS = {"retail": "기념품", "food": "돼지국밥 2인분", "cafe": "아메리카노 2잔",
+              "lodging": "1박", "transport": "자전거 대여", "culture": "입장권",
+              "market": "건어물", "services": "세탁"}
+
+
 def seed(gateway, *, if_empty: bool = False, days: int = 30, invoices: int = 5_000,
          rng_seed: int | None = None) -> dict:
     started = time.perf_counter()
@@ -395,7 +401,8 @@ def _insert_invoices(gateway, rng, stores, plans, now, treasury_key_id) -> dict:
                 status, additional = marked, "Marked"
                 timeline.append(("InvoiceSettled" if marked == "Settled" else "InvoiceInvalid",
                                  min(now, expires + timedelta(hours=rng.randint(1, 20)))))
-            metadata = {"orderId": None, "itemDesc": store.category, "posData": {"source": "demo"}}
+            metadata = {"orderId": None, "itemDesc": DEMO_ITEMS.get(store.category, ""),
+                        "posData": {"source": "demo"}}
             row = {
                 "id": invoice_id, "store_id": store.id, "currency": "KRW",
                 "amount_text": str(plan.amount_krw), "amount_krw": plan.amount_krw,
