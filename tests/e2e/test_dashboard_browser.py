@@ -267,3 +267,42 @@ def test_the_korean_dashboard_is_saved_for_people_to_look_at(browser, server, de
         assert not errors, errors
     finally:
         context.close()
+
+
+STATE_WORDS = {  # what an expired, part-paid invoice and a paid-out payout are called
+    "en": ("Expired — part paid", "Paid out"), "ko": ("만료 — 일부 결제", "지급 완료"),
+    "zh": ("已过期 — 部分付款", "已打款"), "ja": ("期限切れ — 一部支払い", "振込完了")}
+PAGES = (("overview", "/city"), ("merchants", "/city/merchants"),
+         ("exceptions", "/city/exceptions"), ("exposure", "/city/exposure"),
+         ("settlement", "/city/settlement"), ("audit", "/city/audit"))
+
+
+@pytest.mark.parametrize("lang", ["en", "ko", "zh", "ja"])
+def test_the_dashboard_speaks_each_language_with_plain_state_words_at_every_size(
+        browser, server, demo, lang):
+    context, page, errors = new_page(browser, viewport=DESKTOP, bypass_csp=True)
+    try:
+        sign_in(page, server, demo["cityAdmin"])
+        for size, viewport in (("1280x800", DESKTOP), ("800x1280", TABLET), ("360x740", PHONE)):
+            page.set_viewport_size(viewport)
+            for name, path in PAGES:
+                if viewport is not DESKTOP and name != "overview":
+                    continue
+                page.goto(f"{server}{path}?lang={lang}")
+                assert page.get_attribute("html", "lang") == {"zh": "zh-Hans"}.get(lang, lang)
+                assert_no_sideways_scroll(page, f"{path} in {lang} at {size}")
+                bad = axe_violations(page)
+                assert not bad, f"axe on {path} in {lang}: " + json.dumps(bad, ensure_ascii=False)
+                if lang != "en" and (viewport is DESKTOP or name == "overview"):
+                    shot(page, f"{name}-{lang}-{size}")
+        page.set_viewport_size(DESKTOP)
+        page.goto(f"{server}/city/exceptions?lang={lang}")
+        expired, paid_out = STATE_WORDS[lang]
+        badge = page.locator('.badge[title="Expired · PaidPartial"]').first
+        assert badge.inner_text() == expired, "plain words, the Greenfield name in the tooltip"
+        assert "PaidPartial" not in page.locator("main").inner_text()
+        page.goto(f"{server}/city/settlement?lang={lang}")
+        assert page.locator(".chip.pay-paid").first.inner_text().startswith(paid_out)
+        assert not errors, errors
+    finally:
+        context.close()

@@ -539,7 +539,7 @@ def test_after_5000_sats_of_a_20000_won_sale_the_rest_is_the_sats_due_and_paying
 @pytest.mark.parametrize("lang, words", [("en", "Paid (accepted without confirmation)"),
                                          ("ko", "결제 완료 (확인 전 승인)"),
                                          ("zh", "已付款（未经确认即接受）"),
-                                         ("ja", "支払い済み（承認前に受け付け）")])
+                                         ("ja", "支払い完了（承認前に受け付け）")])
 def test_a_zero_confirmation_payment_is_called_paid_without_confirmation_not_confirmed(
         browser, server, app, lang, words):
     missing = _demo_chain_missing()
@@ -593,6 +593,37 @@ def test_the_first_tap_on_cancel_right_after_the_qr_appears_counts(browser, serv
             "the Cancel button moved or changed size under the finger"
         page.mouse.click(after["x"] + after["width"] / 2, after["y"] + after["height"] / 2)
         wait_for_state(page, "invalid", within=3.0)
+        assert not errors, errors
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize("lang", ["ko", "zh", "ja"])
+def test_every_pos_page_in_korean_chinese_and_japanese_fits_and_passes_axe(
+        browser, server, app, store, lang):
+    gateway = app.extensions["busanpay"]
+    context, page, errors = new_page(browser, PHONE)
+    try:
+        cashier_signs_in(page, server, store)
+        page.goto(f"{server}/pos?lang={lang}")
+        page.wait_for_selector("[data-charge]")
+        sold = charge(page, "15000")
+        gateway.invoices.mark_status(store, sold, "Settled")
+        wait_for_state(page, "settled", within=3.0)
+        for size in ("360", "800", "1280"):
+            page.set_viewport_size(SIZES[size])
+            for name, path in (("keypad", "/pos"), ("today", "/pos/today"),
+                               ("invoices", "/pos/invoices"), ("receipt", f"/pos/receipts/{sold}")):
+                page.goto(f"{server}{path}")
+                if name == "keypad":
+                    page.wait_for_selector("[data-charge]")
+                    if page.locator("[data-new-sale]").is_visible():
+                        page.click("[data-new-sale]")
+                assert page.get_attribute("html", "lang") == {"zh": "zh-Hans"}.get(lang, lang)
+                assert_fits(page)
+                assert_accessible(page, f"{path} in {lang} at {size} px")
+                if size == "360" or name == "keypad":
+                    shot(page, f"pos-{name}-{size}-{lang}", full_page=name != "keypad")
         assert not errors, errors
     finally:
         context.close()
