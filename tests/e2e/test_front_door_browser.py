@@ -145,3 +145,33 @@ def test_a_cashier_opening_the_city_dashboard_gets_the_styled_403(browser, serve
         shot(page, "error-403-360-ja")
     finally:
         context.close()
+
+
+def test_the_demo_page_fits_a_phone_and_shows_the_fresh_status_right_after_paying(
+        browser, server, app):
+    from tests.integration.test_checkout_page import create_invoice
+
+    store_id = app.config["E2E_STORE"]
+    from merchants.service import issue_api_key
+
+    with app.extensions["busanpay"].db.write() as s:
+        token = issue_api_key(s, store_id, label="demo page").token
+    invoice_id = create_invoice(app.test_client(), store_id, token)
+    context, page, errors = new_page(browser, SIZES["360"])
+    try:
+        page.goto(f"{server}/i/{invoice_id}/demo?lang=en")
+        assert page.inner_text("#status") == "Waiting for payment"
+        assert page.get_attribute("#status", "title") == "New"
+        assert_fits(page)
+        assert_accessible(page, "the demo page at 360 px")
+        page.click("text=Pay this invoice")
+        page.wait_for_selector("#message")
+        assert page.inner_text("#status") == "Paid — waiting for confirmation"  # no stale "New"
+        assert_fits(page)  # the address and the txid wrap on a phone
+        shot(page, "demo-paid-360", full_page=True)
+        page.click("text=Mine a block")
+        page.wait_for_selector("#message")
+        assert page.inner_text("#status") == "Paid" and page.get_attribute("#status", "title") == "Settled"
+        assert not errors, errors
+    finally:
+        context.close()

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tests.e2e.conftest import BROWSER_TEST, SCREENS, axe_violations, live_server
+from tests.e2e.conftest import BROWSER_TEST, axe_violations, live_server, screenshot
 
 from accounts.service import create_user
 from tests.conftest import make_merchant
@@ -101,8 +101,7 @@ def has_font_for(lang: str) -> bool:
 
 
 def shot(page, name: str, full_page: bool = False) -> None:
-    SCREENS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENS / f"{name}.png"), full_page=full_page)
+    screenshot(page, name, full_page=full_page)
 
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.test_checkout_browser import PHONE, SCREENS, open_page
+from tests.e2e.conftest import screenshot
+from tests.e2e.test_checkout_browser import PHONE, open_page
 from tests.integration.test_refund_pages import (MAINNET_ADDRESS, REGTEST_ADDRESS, claims,  # noqa: F401
                                                  post_all,
                                                  demo_chain, overpaid, world)
@@ -14,8 +15,7 @@ pytestmark = [pytest.mark.e2e]
 
 
 def shot(page, name):
-    SCREENS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENS / f"refund-{name}.png"), full_page=True)
+    screenshot(page, f"refund-{name}", full_page=True)
 
 
 def test_a_payer_on_a_phone_claims_a_refund_and_gives_an_address(world, server, browser):
