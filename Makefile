@@ -5,7 +5,7 @@ PY ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: start test install bench clean
+.PHONY: start test install bench clean translations screens
 
 $(BIN)/flask: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -20,6 +20,15 @@ start: install
 
 test: install
 	$(BIN)/python -m pytest -q -n 2 $(PYTEST_ARGS)
+
+# Extract every _() string, merge it into translations/*/messages.po, compile the .mo files and
+# list what still needs a translator (`scripts/translations --check` fails while any does).
+translations: install
+	$(BIN)/python scripts/translations
+
+# Refresh the committed screenshots in docs/screens/ (make test writes to tests/e2e/artifacts/).
+screens: install
+	BUSANPAY_SCREENS_DIR=$(CURDIR)/docs/screens $(BIN)/python -m pytest -q -n 0 -p no:cacheprovider tests/e2e
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache

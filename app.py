@@ -112,6 +112,9 @@ def create_app(config: dict | None = None) -> Flask:
     from payments.openapi import bp as openapi_bp
 
     app.register_blueprint(openapi_bp)
+    from front_door import bp as front_bp
+
+    app.register_blueprint(front_bp)  # the landing page at /, /favicon.ico
     _register_errors(app)
     _refuse_nul_bytes(app)
     from cli import register_cli
@@ -166,7 +169,10 @@ def _register_errors(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(err: HTTPException):
         if not request.path.startswith("/api/"):
-            return err
+            from front_door import error_response, wants_html
+
+            # A browser gets a page in its language with a way home; scripts get Werkzeug's.
+            return error_response(err) if (err.code or 500) >= 400 and wants_html() else err
         codes = {404: "not-found", 405: "method-not-allowed", 413: "body-too-large",
                  429: "rate-limited", 400: "bad-request"}
         message = err.description or err.name

@@ -6,6 +6,8 @@ import json
 import click
 from flask import Flask
 
+from merchants.districts import CATEGORIES
+
 
 def register_cli(app: Flask) -> None:
     @app.cli.group("db")
@@ -33,7 +35,9 @@ def register_cli(app: Flask) -> None:
     @merchant_group.command("create")
     @click.option("--name", required=True)
     @click.option("--district", default="jung-gu")
-    @click.option("--category", default="retail")
+    @click.option("--category", default="retail", show_default=True,
+                  type=click.Choice(sorted(CATEGORIES)),
+                  help="the store's merchant category (it sets the city's fee)")
     @click.option("--xpub", default=None, help="the store's own account key: BTC settled directly")
     @click.option("--speed-policy", default="MediumSpeed")
     def merchant_create(name, district, category, xpub, speed_policy):
@@ -54,7 +58,12 @@ def register_cli(app: Flask) -> None:
                 issued = issue_api_key(session, store.id, label="cli")
         except (StoreError, InvalidExtendedKey) as err:
             raise click.ClickException(str(err))
-        click.echo(json.dumps({"storeId": store.id, "apiKey": issued.token}))
+        out = {"storeId": store.id, "apiKey": issued.token, "category": store.category}
+        if click.get_current_context().get_parameter_source("category") == \
+                click.core.ParameterSource.DEFAULT:  # never silently: say it was the default
+            out["note"] = (f"no --category given: the store is in the default category "
+                           f"{category!r}; the others are {', '.join(sorted(CATEGORIES))}")
+        click.echo(json.dumps(out))
 
     @app.cli.group("wallet")
     def wallet_group():

@@ -32,6 +32,7 @@ import secrets
 import time
 from types import SimpleNamespace
 from dataclasses import dataclass, field
+import dataclasses
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -128,6 +129,12 @@ class DemoStore:
     api_key: str = ""
     pos_code: str = ""
     cashiers: list[str] = field(default_factory=list)
+
+
+# What a demo sale was for (shown as its memo), in the shops' own language.
+DEMO_ITEMS = {"retail": "기념품", "food": "돼지국밥 2인분", "cafe": "아메리카노 2잔",
+              "lodging": "1박", "transport": "자전거 대여", "culture": "입장권",
+              "market": "건어물", "services": "세탁"}
 
 
 def seed(gateway, *, if_empty: bool = False, days: int = 30, invoices: int = 5_000,
@@ -396,7 +403,8 @@ def _insert_invoices(gateway, rng, stores, plans, now, treasury_key_id) -> dict:
                 status, additional = marked, "Marked"
                 timeline.append(("InvoiceSettled" if marked == "Settled" else "InvoiceInvalid",
                                  min(now, expires + timedelta(hours=rng.randint(1, 20)))))
-            metadata = {"orderId": None, "itemDesc": store.category, "posData": {"source": "demo"}}
+            metadata = {"orderId": None, "itemDesc": DEMO_ITEMS.get(store.category, ""),
+                        "posData": {"source": "demo"}}
             row = {
                 "id": invoice_id, "store_id": store.id, "currency": "KRW",
                 "amount_text": str(plan.amount_krw), "amount_krw": plan.amount_krw,
@@ -623,7 +631,11 @@ def _settlement(gateway, rng, stores, summary, now, days) -> dict:
                     conversions += 1
         if day < today:
             _, end = daily.day_bounds(day)
-            daily.create_payouts(gateway, day, min(end, now))
+            # Each payout is initiated just after its own day's cut-off, as the daily job
+            # would have done, not at seeding time (today's ledger would list a month of them).
+            at = min(end + timedelta(minutes=5), now)
+            daily.create_payouts(dataclasses.replace(gateway, clock=lambda at=at: at), day,
+                                 min(end, now))
     with gateway.db.write() as session:
         top = session.execute(select(func.max(InvoiceEvent.id))).scalar_one() or 0
         from database import upsert

@@ -87,6 +87,10 @@ def init_babel(app: Flask) -> Babel:
     app.config.setdefault("BABEL_DEFAULT_LOCALE", DEFAULT_LANGUAGE)
     app.config.setdefault("BABEL_DEFAULT_TIMEZONE", DISPLAY_TIMEZONE)
     babel = Babel(app, locale_selector=select_language)
+    from state_words import greenfield_name, invoice_state, state_word
+
+    app.jinja_env.globals.update(invoice_state=invoice_state, greenfield_name=greenfield_name,
+                                 state_word=state_word)
     app.after_request(_remember_choice)
 
     @app.context_processor

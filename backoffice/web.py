@@ -446,7 +446,8 @@ def statement_csv(year: int, month: int):
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["day_kst", "invoices", "paid_count", "paid_krw", "tips_krw"])
-    for line in _month_lines(store.id, first):
+    today = sales.seoul_day(_gateway().clock())
+    for line in (x for x in _month_lines(store.id, first) if x.day <= today):  # no future days
         writer.writerow([line.day.isoformat(), line.invoices, line.paid_count, line.paid_krw,
                          line.tips_krw])
     response = Response(out.getvalue(), mimetype="text/csv")

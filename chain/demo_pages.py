@@ -53,6 +53,7 @@ def pay(invoice_id: str):
         txid, sats = demo_ops.pay(gateway, invoice_id, sats)
     except ValueError as err:  # nothing due, dust, the demo payer ran dry
         return redirect(url_for("chain_demo.page", invoice_id=invoice_id, error=str(err)), 303)
+    _see_it_now(gateway)
     return redirect(url_for("chain_demo.page", invoice_id=invoice_id,
                             done=f"paid {sats} sats in {txid}"), 303)
 
@@ -61,8 +62,17 @@ def pay(invoice_id: str):
 def mine(invoice_id: str):
     gateway = _gateway()
     (block_hash,) = demo_chain_for(gateway).mine(1)
+    _see_it_now(gateway)
     return redirect(url_for("chain_demo.page", invoice_id=invoice_id,
                             done=f"mined block {block_hash}"), 303)
+
+
+def _see_it_now(gateway) -> None:
+    """One watcher pass before the redirect, so the page shows the status the payment or
+    block just caused, not the one from before it (the background pass may be a second off)."""
+    from chain.runtime import watcher_for
+
+    watcher_for(gateway).run_once(force=True, wait=5)
 
 
 def register(app) -> None:

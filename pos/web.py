@@ -118,7 +118,9 @@ def exception_text(code: str | None) -> str:
     }.get(code or "", "")
 
 
-def status_text(invoice) -> str:
+def status_text(invoice, payments=()) -> str:
+    if accepted_unconfirmed(invoice, payments):
+        return _("Paid (accepted without confirmation)")
     return {
         "New": _("Waiting for payment"),
         "Processing": _("Received — waiting for confirmation"),
@@ -129,9 +131,19 @@ def status_text(invoice) -> str:
 
 
 # -- the invoice as the POS sees it -----------------------------------------------------------
-def remaining_krw(remaining_sats: int, rate) -> int:
-    """The won value of what is left to pay, rounded up (the merchant is never short)."""
-    return int(math.ceil(krw_value(remaining_sats, rate))) if remaining_sats > 0 else 0
+def remaining_krw(price_krw: int, paid_sats: int, rate) -> int:
+    """The part of the price still unpaid, in won: the price less what the payments so far
+    are worth at the locked rate, rounded down as the merchant is credited (``min(price,
+    floor(sats × rate))``), so the merchant's way: 5,000 sats at ₩1.5/sat leave ₩12,500 of
+    ₩20,000. The sats still due (due − paid) are what the customer is asked to send."""
+    return max(0, price_krw - min(price_krw, int(math.floor(krw_value(paid_sats, rate)))))
+
+
+def accepted_unconfirmed(invoice, payments) -> bool:
+    """Settled on a payment no block has confirmed yet (0-conf, under the city's limit)."""
+    counted = [p for p in payments if p.state == "seen"]
+    return invoice.status == "Settled" and invoice.additional_status != "Marked" and \
+        bool(counted) and any(p.block_height is None for p in counted)
 
 
 def invoice_details(invoice, payments) -> dict:
@@ -142,7 +154,8 @@ def invoice_details(invoice, payments) -> dict:
     data = sales.pos_data(invoice)
     subtotal = data.get("subtotalKrw") or (str(invoice.amount_krw) if invoice.amount_krw else "0")
     tip = data.get("tipKrw") or "0"
-    rest_krw = remaining_krw(remaining, invoice.rate) if state == "partial" else 0
+    rest_krw = remaining_krw(invoice.amount_krw or 0, paid, invoice.rate) \
+        if state == "partial" else 0
     now = _gateway().clock()
     return {
         "id": invoice.id,
@@ -164,8 +177,10 @@ def invoice_details(invoice, payments) -> dict:
         "paidBtc": format_btc(paid),
         "remainingSats": remaining,
         "remainingBtc": format_btc(remaining),
+        "remainingSatsText": _("%(sats)s sats", sats=f"{remaining:,}"),
         "remainingKrw": str(rest_krw),
         "remainingText": won(rest_krw),
+        "acceptedUnconfirmed": accepted_unconfirmed(invoice, payments),
         "overpaidBtc": format_btc(max(0, paid - due)),
         "rateText": f"₩{int(invoice.rate):,}",
         "expirationTime": int(invoice.expires_at.timestamp()),
@@ -365,7 +380,7 @@ def receipt(invoice_id: str):
     paid_at = max((p.seen_at for p in counted), default=None)
     return render_template(
         "pos/receipt.html", invoice=invoice, store=store, d=invoice_details(invoice, payments),
-        payments=counted, paper=paper, status_label=status_text(invoice),
+        payments=counted, paper=paper, status_label=status_text(invoice, payments),
         created_text=seoul_time(invoice.created_at), paid_text=seoul_time(paid_at) if paid_at else "",
         public_url=public_invoice_url(invoice.id), cashier=sales.pos_data(invoice).get("cashier", ""),
         exception_label=exception_text(sales.exception_code(invoice)))

@@ -226,6 +226,10 @@
     bind("memo", d.memo);
     bind("remainingText", d.remainingText);
     bind("remainingBtc", d.remainingBtc);
+    bind("remainingSatsText", d.remainingSatsText);
+    // 0-conf under the city's limit: say so, never "confirmed".
+    $("[data-zero-conf]", saleBox).hidden = !d.acceptedUnconfirmed;
+    $("[data-confirmed]", saleBox).hidden = !!d.acceptedUnconfirmed;
     bind("finalNote", finalNote(d));
     var over = $('[data-bind="overNote"]', saleBox);
     over.textContent = d.additionalStatus === "PaidOver" ? t("overpaid").replace("{btc}", d.overpaidBtc) : "";
@@ -244,6 +248,9 @@
   }
 
   function openSale(details, restored) {
+    clearTimeout(cancelArmed);
+    cancelArmed = null;
+    armCancel(false);
     etag = null;
     failures = 0;
     showError(saleError, "");
@@ -347,23 +354,36 @@
 
   /* -- actions on the sale screen --------------------------------------------------------------- */
   var cancelButton = $("[data-cancel]", saleBox);
-  var cancelLabel = cancelButton.textContent;
   var cancelArmed = null;
 
-  cancelButton.addEventListener("click", function () {
+  function armCancel(armed) {
+    cancelButton.classList.toggle("armed", armed);
+    $(".cancel-label", cancelButton).setAttribute("aria-hidden", armed ? "true" : "false");
+    $(".cancel-confirm", cancelButton).setAttribute("aria-hidden", armed ? "false" : "true");
+  }
+
+  // pointerup as well as click: a tap that lands while the screen is still settling (the QR
+  // loading, focus moving) can lose its click; the first of the two is acted on once.
+  var lastPress = 0;
+  function onCancel(event) {
+    if (event.type === "click" && Date.now() - lastPress < 600) { return; }
+    if (event.type === "pointerup") {
+      if (event.pointerType === "mouse" && event.button !== 0) { return; }
+      lastPress = Date.now();
+    }
     if (!current) { return; }
     if (!cancelArmed) {
       // Two taps: a stray touch never cancels a sale the customer is paying.
-      cancelButton.textContent = t("cancel-confirm");
+      armCancel(true);
       cancelArmed = setTimeout(function () {
         cancelArmed = null;
-        cancelButton.textContent = cancelLabel;
+        armCancel(false);
       }, 4000);
       return;
     }
     clearTimeout(cancelArmed);
     cancelArmed = null;
-    cancelButton.textContent = cancelLabel;
+    armCancel(false);
     send("POST", current.cancelUrl, {}).then(function (result) {
       if (result.status === 200) { showError(saleError, ""); render(result.data, false); return; }
       showError(saleError, result.data.message || t("error"));
@@ -373,7 +393,9 @@
       showError(saleError, t("offline-charge").split(":")[0]);
       offline(true);
     });
-  });
+  }
+  cancelButton.addEventListener("pointerup", onCancel);
+  cancelButton.addEventListener("click", onCancel);
 
   $("[data-new-sale]", saleBox).addEventListener("click", closeSale);
 

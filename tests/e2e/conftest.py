@@ -1,6 +1,7 @@
 """Shared browser-test fixtures: SQLite is enough, a live server, one chromium per module."""
 from __future__ import annotations
 
+import os
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -9,7 +10,9 @@ import pytest
 
 CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[2]
-SCREENS = ROOT / "docs" / "screens"  # screenshots for people to look at (docs/SCREENS.md)
+# Screenshots for people to look at. `make test` writes them to an ignored folder, so a test run
+# never changes tracked files; `make screens` points this at docs/screens/ (docs/SCREENS.md).
+SCREENS = Path(os.environ.get("BUSANPAY_SCREENS_DIR") or ROOT / "tests" / "e2e" / "artifacts" / "screens")
 AXE = Path(__file__).resolve().parent / "vendor" / "axe.min.js"
 #: Every browser test module's `pytestmark`.
 BROWSER_TEST = [
@@ -56,6 +59,21 @@ def browser():
             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
         yield chromium
         chromium.close()
+
+
+def screenshot(page, name: str, full_page: bool = False) -> None:
+    """Save SCREENS/<name>.png. For the committed copies (`make screens`) the picture is cut
+    to a 256-colour palette: a third of the bytes, the same to the eye for flat UI colours."""
+    SCREENS.mkdir(parents=True, exist_ok=True)
+    path = SCREENS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=full_page)
+    if os.environ.get("BUSANPAY_SCREENS_DIR"):
+        from PIL import Image
+
+        with Image.open(path) as picture:
+            small = picture.convert("RGB").quantize(colors=256, method=Image.Quantize.FASTOCTREE,
+                                                    dither=Image.Dither.NONE)
+        small.save(path, optimize=True)
 
 
 def axe_violations(page, impacts=("serious", "critical")) -> list[dict]:

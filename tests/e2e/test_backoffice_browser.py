@@ -101,3 +101,41 @@ def test_an_owner_creates_a_key_and_a_cashier_and_changes_settings_in_the_browse
         assert not [e for e in errors if "422" not in e], errors
     finally:
         context.close()
+
+
+EXPIRED_PART_PAID = {"en": "Expired — part paid", "ko": "만료 — 일부 결제",
+                     "zh": "已过期 — 部分付款", "ja": "期限切れ — 一部支払い"}
+
+
+@pytest.mark.parametrize("lang", ["en", "ko", "zh", "ja"])
+def test_every_back_office_page_in_each_language_with_plain_state_words(
+        browser, server, app, store, lang):
+    from merchants.service import issue_api_key
+    from tests.integration.test_checkout_page import create_invoice, set_state
+
+    gateway = app.extensions["busanpay"]
+    with gateway.db.write() as s:
+        token = issue_api_key(s, store, label="web shop").token
+    invoice = create_invoice(app.test_client(), store, token)
+    set_state(gateway, invoice, "Expired", "PaidPartial", paid=[4_000])
+    context, page, errors = new_page(browser, SIZES["360"])
+    try:
+        owner_signs_in(page, server)
+        for size in ("360", "800", "1280"):
+            page.set_viewport_size(SIZES[size])
+            for name, path in PAGES:
+                if size != "360" and name not in ("overview", "payouts"):
+                    continue
+                page.goto(f"{server}{path}?lang={lang}")
+                assert page.get_attribute("html", "lang") == {"zh": "zh-Hans"}.get(lang, lang)
+                assert_fits(page)
+                assert_accessible(page, f"{path} in {lang} at {size} px")
+                if lang != "en" and (size == "360" or name == "overview"):
+                    shot(page, f"backoffice-{name}-{size}-{lang}", full_page=True)
+        page.goto(f"{server}/merchant?lang={lang}")
+        badge = page.locator('.badge[title="Expired · PaidPartial"]')
+        assert badge.inner_text() == EXPIRED_PART_PAID[lang]
+        assert "PaidPartial" not in page.locator("main").inner_text()
+        assert not errors, errors
+    finally:
+        context.close()

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from tests.e2e.conftest import BROWSER_TEST, SCREENS, live_server
+from tests.e2e.conftest import BROWSER_TEST, live_server, screenshot
 
 from tests.conftest import auth
 from tests.integration.test_checkout_page import create_invoice, set_state
@@ -34,8 +34,8 @@ def open_page(browser, url, viewport, locale="en-US", bypass_csp=True):
     errors: list[str] = []
     page.on("pageerror", lambda err: errors.append(str(err)))
     def on_console(msg):
-        # The app has no favicon (yet); any other console error is a defect.
-        if msg.type == "error" and not msg.location.get("url", "").endswith("/favicon.ico"):
+        # Any console error is a defect (the favicon too: /favicon.ico is served).
+        if msg.type == "error":
             errors.append(f"{msg.text} ({msg.location.get('url')})")
 
     page.on("console", on_console)
@@ -45,8 +45,7 @@ def open_page(browser, url, viewport, locale="en-US", bypass_csp=True):
 
 
 def shot(page, name):
-    SCREENS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENS / f"checkout-{name}.png"), full_page=True)
+    screenshot(page, f"checkout-{name}", full_page=True)
 
 
 def has_font_for(lang: str) -> bool:

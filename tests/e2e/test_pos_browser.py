@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tests.e2e.conftest import BROWSER_TEST, SCREENS, axe_violations, live_server
+from tests.e2e.conftest import BROWSER_TEST, axe_violations, live_server, screenshot
 
 from accounts.service import create_user
 from tests.conftest import make_merchant
@@ -73,10 +73,8 @@ def new_page(browser, viewport, locale="en-US"):
 
     def on_console(msg):
         url = msg.location.get("url", "")
-        # The sign-in page has no favicon (not ours); failed fetches while a test blocks the
-        # network are the point of that test.
-        if msg.type == "error" and not url.endswith("/favicon.ico") and \
-                "ERR_INTERNET_DISCONNECTED" not in msg.text:
+        # Failed fetches while a test blocks the network are the point of that test.
+        if msg.type == "error" and "ERR_INTERNET_DISCONNECTED" not in msg.text:
             errors.append(f"{msg.text} ({url})")
 
     page.on("console", on_console)
@@ -103,8 +101,7 @@ def has_font_for(lang: str) -> bool:
 
 
 def shot(page, name: str, full_page: bool = False) -> None:
-    SCREENS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENS / f"{name}.png"), full_page=full_page)
+    screenshot(page, name, full_page=full_page)
 
 
 
@@ -250,6 +247,7 @@ def test_a_partial_payment_shows_the_rest_and_a_new_qr_and_the_top_up_completes_
         wait_for_state(page, "partial", within=2.0)
         assert page.text_content('[data-bind="remainingText"]') == "₩9,000"
         assert page.text_content('[data-bind="remainingBtc"]') == "0.00006"
+        assert page.text_content('[data-bind="remainingSatsText"]') == "6,000 sats"
         page.wait_for_function("document.querySelector('[data-qr]').naturalWidth > 0 && "
                                "document.querySelector('[data-qr]').src.endsWith('/qr/6000.svg')")
         assert page.get_attribute("[data-qr]", "src") != first_qr
@@ -429,6 +427,202 @@ def test_the_pos_is_an_installable_app_with_a_shell_only_service_worker(browser,
             return urls;
         }""")
         assert not [u for u in cached if "status.json" in u or "/pos/invoices" in u or "/i/" in u]
+        assert not errors, errors
+    finally:
+        context.close()
+
+
+HEADER_SIZES = {"320": {"width": 320, "height": 568}, "360": PHONE,
+                "568x320": {"width": 568, "height": 320}, "740x360": {"width": 740, "height": 360},
+                "800": PORTRAIT, "1280x800": LANDSCAPE}
+
+
+def assert_in_view(page, selector: str, viewport: dict) -> None:
+    for element in page.locator(selector).all():
+        box = element.bounding_box()
+        assert box and element.is_visible(), f"{selector} is hidden"
+        assert box["x"] >= 0 and box["x"] + box["width"] <= viewport["width"] + 1, \
+            f"{selector} is off-screen sideways: {box}"
+        assert box["y"] >= 0 and box["y"] + box["height"] <= viewport["height"], \
+            f"{selector} is below the screen: {box}"
+        assert box["height"] >= 44 and box["width"] >= 44, f"{selector} is too small: {box}"
+
+
+@pytest.mark.parametrize("size", list(HEADER_SIZES))
+def test_the_pos_header_keeps_sign_out_and_the_languages_in_reach_from_320_to_1280_px(
+        browser, server, app, store, size):
+    viewport = HEADER_SIZES[size]
+    context, page, errors = new_page(browser, viewport)
+    try:
+        page.goto(f"{server}/login")  # the owner: four sections in the header
+        page.fill("#email", "owner@cafe.kr")
+        page.fill("#password", "correct horse 1")
+        page.click("button[type=submit]")
+        page.wait_for_url(re.compile(r".*/merchant/?$"))
+        for lang in ("ko", "en", "zh", "ja"):
+            page.goto(f"{server}/pos?lang={lang}")
+            page.wait_for_selector("[data-charge]")
+            assert_fits(page)
+            assert_in_view(page, ".signout button", viewport)
+            assert_in_view(page, ".pos-nav a", viewport)
+            menu = page.locator(".lang-menu")
+            if menu.is_visible():
+                assert_in_view(page, ".lang-menu summary", viewport)
+                page.click(".lang-menu summary")
+                assert_in_view(page, ".lang-menu a", viewport)
+                assert_accessible(page, f"the open language menu in {lang} at {size}")
+                page.click(".lang-menu summary")
+            else:
+                assert_in_view(page, ".langs a", viewport)
+            assert_accessible(page, f"the POS header in {lang} at {size}")
+            if lang == "en" or (lang == "ja" and size in ("320", "360")):
+                shot(page, f"pos-header-{size}" + ("" if lang == "en" else f"-{lang}"))
+        # the language control and Sign out work at this size
+        if page.locator(".lang-menu").is_visible():
+            page.click(".lang-menu summary")
+            page.click('.lang-menu a[hreflang="ko"]')
+        else:
+            page.click('.langs a[hreflang="ko"]')
+        page.wait_for_function("document.documentElement.lang === 'ko'")
+        page.click(".signout button")
+        page.wait_for_url(re.compile(r".*/login.*"))
+        assert not errors, errors
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize("lang", ["en", "ko", "zh", "ja"])
+def test_after_5000_sats_of_a_20000_won_sale_the_rest_is_the_sats_due_and_paying_it_settles(
+        browser, server, app, store, lang):
+    missing = _demo_chain_missing()
+    if missing:
+        pytest.skip(missing)
+    from chain import demo_ops
+    from chain.runtime import demo_chain_for, watcher_for
+
+    gateway = app.extensions["busanpay"]
+    context, page, errors = new_page(browser, PHONE if lang != "en" else LANDSCAPE)
+    try:
+        cashier_signs_in(page, server, store)
+        page.goto(f"{server}/pos?lang={lang}")
+        page.wait_for_selector("[data-charge]")
+        invoice_id = charge(page, "20000")
+        assert gateway.invoices.get(invoice_id).due_sats == 13_334  # ₩20,000 at ₩150M/BTC, up
+        demo_ops.pay(gateway, invoice_id, 5_000)
+        assert watcher_for(gateway).run_once(force=True)["ok"]
+        wait_for_state(page, "partial", within=3.0)
+        # the rest in sats is what is asked; its won value is the price less what 5,000 sats
+        # are credited at the locked rate (₩7,500, rounded down as the ledger does)
+        assert page.text_content('[data-bind="remainingBtc"]') == "0.00008334"
+        assert page.text_content('[data-bind="remainingSatsText"]').startswith("8,334")
+        assert page.text_content('[data-bind="remainingText"]') == "₩12,500"
+        page.wait_for_function("document.querySelector('[data-qr]').src.endsWith('/qr/8334.svg')")
+        status = page.request.get(f"{server}/i/{invoice_id}/status.json").json()
+        assert status["remainingSats"] == 8_334  # the tourist's page asks for the same
+        assert_fits(page)
+        assert_accessible(page, f"the rest of a ₩20,000 sale in {lang}")
+        shot(page, "pos-remainder-1280" if lang == "en" else f"pos-remainder-360-{lang}")
+        demo_ops.pay(gateway, invoice_id, 8_334)  # exactly what was asked
+        assert watcher_for(gateway).run_once(force=True)["ok"]
+        invoice = gateway.invoices.get(invoice_id)
+        assert (invoice.status, invoice.additional_status) == ("Processing", "None")
+        assert invoice.paid_sats == invoice.due_sats
+        demo_chain_for(gateway).mine(1)
+        assert watcher_for(gateway).run_once(force=True)["ok"]
+        wait_for_state(page, "settled", within=3.0)
+        assert not errors, errors
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize("lang, words", [("en", "Paid (accepted without confirmation)"),
+                                         ("ko", "결제 완료 (확인 전 승인)"),
+                                         ("zh", "已付款（未经确认即接受）"),
+                                         ("ja", "支払い完了（承認前に受け付け）")])
+def test_a_zero_confirmation_payment_is_called_paid_without_confirmation_not_confirmed(
+        browser, server, app, lang, words):
+    missing = _demo_chain_missing()
+    if missing:
+        pytest.skip(missing)
+    from chain import demo_ops
+    from chain.runtime import watcher_for
+
+    gateway = app.extensions["busanpay"]
+    store_id, _token = make_merchant(app, name="Quick Kiosk", speed_policy="HighSpeed",
+                                     zero_conf_limit_krw=50_000)
+    with gateway.db.write() as s:
+        create_user(s, role="cashier", store_id=store_id, pin=PIN, display_name="Dana")
+    context, page, errors = new_page(browser, PHONE if lang != "en" else LANDSCAPE)
+    try:
+        cashier_signs_in(page, server, store_id)
+        page.goto(f"{server}/pos?lang={lang}")
+        page.wait_for_selector("[data-charge]")
+        invoice_id = charge(page, "9000")
+        demo_ops.pay(gateway, invoice_id)
+        assert watcher_for(gateway).run_once(force=True)["ok"]
+        assert gateway.invoices.get(invoice_id).status == "Settled"
+        wait_for_state(page, "settled", within=3.0)
+        assert page.locator(".sale-status h2:visible").text_content() == words
+        assert_accessible(page, f"the 0-conf paid screen in {lang}")
+        shot(page, "pos-paid-zero-conf-1280" if lang == "en" else f"pos-paid-zero-conf-360-{lang}")
+        page.goto(f"{server}/pos/receipts/{invoice_id}")
+        assert page.text_content(".r-status").strip().startswith(words)
+        assert not errors, errors
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize("size", ["1280", "800", "360"])
+def test_the_first_tap_on_cancel_right_after_the_qr_appears_counts(browser, server, app, store, size):
+    context, page, errors = new_page(browser, SIZES[size])
+    try:
+        cashier_signs_in(page, server, store)
+        type_amount(page, "6000")
+        # the QR image answers slowly: the screen must not move under the cashier's finger
+        page.route("**/qr.svg", lambda route: (time.sleep(0.8), route.continue_()))
+        page.click("[data-charge]")
+        page.wait_for_selector("#sale:not([hidden])")
+        before = page.locator("[data-cancel]").bounding_box()
+        # a real tap at once, where the button is now (no waiting for it to be "stable")
+        page.mouse.click(before["x"] + before["width"] / 2, before["y"] + before["height"] / 2)
+        assert page.inner_text("[data-cancel]").strip() == "Tap again to cancel this sale"
+        page.wait_for_function("document.querySelector('[data-qr]').naturalWidth > 0")
+        after = page.locator("[data-cancel]").bounding_box()
+        assert {k: round(v) for k, v in after.items()} == {k: round(v) for k, v in before.items()}, \
+            "the Cancel button moved or changed size under the finger"
+        page.mouse.click(after["x"] + after["width"] / 2, after["y"] + after["height"] / 2)
+        wait_for_state(page, "invalid", within=3.0)
+        assert not errors, errors
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize("lang", ["ko", "zh", "ja"])
+def test_every_pos_page_in_korean_chinese_and_japanese_fits_and_passes_axe(
+        browser, server, app, store, lang):
+    gateway = app.extensions["busanpay"]
+    context, page, errors = new_page(browser, PHONE)
+    try:
+        cashier_signs_in(page, server, store)
+        page.goto(f"{server}/pos?lang={lang}")
+        page.wait_for_selector("[data-charge]")
+        sold = charge(page, "15000")
+        gateway.invoices.mark_status(store, sold, "Settled")
+        wait_for_state(page, "settled", within=3.0)
+        for size in ("360", "800", "1280"):
+            page.set_viewport_size(SIZES[size])
+            for name, path in (("keypad", "/pos"), ("today", "/pos/today"),
+                               ("invoices", "/pos/invoices"), ("receipt", f"/pos/receipts/{sold}")):
+                page.goto(f"{server}{path}")
+                if name == "keypad":
+                    page.wait_for_selector("[data-charge]")
+                    if page.locator("[data-new-sale]").is_visible():
+                        page.click("[data-new-sale]")
+                assert page.get_attribute("html", "lang") == {"zh": "zh-Hans"}.get(lang, lang)
+                assert_fits(page)
+                assert_accessible(page, f"{path} in {lang} at {size} px")
+                if size == "360" or name == "keypad":
+                    shot(page, f"pos-{name}-{size}-{lang}", full_page=name != "keypad")
         assert not errors, errors
     finally:
         context.close()

@@ -6,16 +6,17 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.test_checkout_browser import PHONE, SCREENS, open_page
+from tests.e2e.conftest import screenshot
+from tests.e2e.test_checkout_browser import PHONE, open_page
 from tests.integration.test_refund_pages import (MAINNET_ADDRESS, REGTEST_ADDRESS, claims,  # noqa: F401
+                                                 post_all,
                                                  demo_chain, overpaid, world)
 
 pytestmark = [pytest.mark.e2e]
 
 
 def shot(page, name):
-    SCREENS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENS / f"refund-{name}.png"), full_page=True)
+    screenshot(page, f"refund-{name}", full_page=True)
 
 
 def test_a_payer_on_a_phone_claims_a_refund_and_gives_an_address(world, server, browser):
@@ -59,3 +60,32 @@ def test_a_payer_on_a_phone_claims_a_refund_and_gives_an_address(world, server, 
         assert errors == []
     finally:
         other.close()
+
+
+@pytest.mark.parametrize("lang, claim, contact", [
+    ("en", "Claim a refund", "Contact the merchant for a refund"),
+    ("ko", None, None), ("zh", None, None), ("ja", None, None)])
+def test_an_expired_partly_paid_invoice_offers_one_next_step_the_refund_claim(
+        world, server, browser, lang, claim, contact):
+    from tests.integration.test_payment_scenarios import DUE
+
+    inv = world.invoice()
+    world.pay(inv["id"], DUE // 2)
+    world.run()
+    world.clock.advance(minutes=16)
+    world.run()
+    assert world.status(inv["id"]) == ("Expired", "PaidPartial")
+    post_all(world.gateway)
+    context, page, errors = open_page(browser, f"{server}/i/{inv['id']}?lang={lang}", PHONE,
+                                      bypass_csp=False)
+    try:
+        assert page.locator("#refund form button").count() == 1, "the claim is offered"
+        assert page.locator(".next-step").count() == 0, "no second, different next step"
+        if claim:
+            assert page.get_by_role("button", name=claim).is_visible()
+            assert contact not in page.inner_text("main")
+        assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+        shot(page, "expired-partial-offer" + ("" if lang == "en" else f"-{lang}"))
+        assert not errors, errors
+    finally:
+        context.close()

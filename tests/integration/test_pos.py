@@ -329,11 +329,23 @@ def test_a_partial_payment_shows_the_rest_and_a_new_qr_drawn_once(client, app, s
     assert client.get(f"/pos/invoices/{sale['id']}/qr/5000.svg").status_code == 404
 
 
-def test_the_remaining_won_is_rounded_up(client, app, shop):
+def test_the_remaining_won_is_the_price_less_what_arrived_rounded_the_merchants_way(
+        client, app, shop):
     csrf = sign_in_cashier(client, shop["store"])
     sale = charge(client, csrf, "15000").get_json()
-    _record_partial(app, sale["id"], 3333)  # 6,667 sats left = ₩10,000.5
+    _record_partial(app, sale["id"], 3333)  # 3,333 sats = ₩4,999.5, credited as ₩4,999
     assert client.get(sale["detailsUrl"]).get_json()["remainingKrw"] == "10001"
+
+
+def test_after_5000_sats_of_a_20000_won_sale_the_rest_is_8334_sats_worth_12500_won(
+        client, app, shop):
+    csrf = sign_in_cashier(client, shop["store"])
+    sale = charge(client, csrf, "20000").get_json()
+    assert sale["dueSats"] == 13_334
+    _record_partial(app, sale["id"], 5000)  # ₩7,500 arrived: ₩12,500 of the price is open
+    details = client.get(sale["detailsUrl"]).get_json()
+    assert (details["remainingSats"], details["remainingSatsText"], details["remainingKrw"]) == \
+        (8_334, "8,334 sats", "12500")
 
 
 def test_the_receipt_shows_the_sale_and_a_qr_to_the_public_page(client, app, shop):
