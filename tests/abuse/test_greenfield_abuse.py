@@ -225,22 +225,31 @@ def test_signing_in_never_sends_the_owner_to_another_site(app, owner_store, targ
 
 
 def test_an_overpayment_is_refunded_once_and_never_alongside_another_claim(app, world):  # noqa: F811
+    # Claims stand side by side (docs/ARCHITECTURE.md, "Refunds"): two OverpaidAmount
+    # refunds at once both open a claim, but the treasury can approve and pay only one.
     from tests.integration.test_refund_pages import EXTRA, overpaid
 
     invoice_id = overpaid(world)
     before = payable_of(world)
     refund = f"/api/v1/invoices/{invoice_id}/refund"
     assert sorted(twice_at_once(app, world, refund, {"refundVariant": "OverpaidAmount"})) == \
-        [200, 422]
-    from settlement.refunds import approve, record_sent
+        [200, 200]
+    from settlement.refunds import RefundError, approve, record_sent
     from tests.integration.test_refund_pages import REGTEST_ADDRESS, TXID
 
     with world.gateway.db.write() as session:
-        [claim] = session.execute(select(RefundClaim)).scalars()
-        assert claim.amount_sats == EXTRA
-        claim.address, claim.status = REGTEST_ADDRESS, "submitted"  # the payer's page did this
-        approve(session, claim.id, "treasurer", world.clock())
-        record_sent(session, claim.id, TXID, world.clock())
+        first, second = session.execute(select(RefundClaim)).scalars()
+        assert first.amount_sats == second.amount_sats == EXTRA
+        for claim in (first, second):  # the payer's page did this
+            claim.address, claim.status = REGTEST_ADDRESS, "submitted"
+        session.flush()
+        approve(session, first.id, "treasurer", world.clock())
+        with pytest.raises(RefundError):
+            approve(session, second.id, "treasurer", world.clock())
+        record_sent(session, first.id, TXID, world.clock())
+    with world.gateway.db.read() as session:
+        statuses = sorted(c.status for c in session.execute(select(RefundClaim)).scalars())
+    assert statuses == ["rejected", "sent"]
     for body in ({"refundVariant": "OverpaidAmount"},
                  {"refundVariant": "OverpaidAmount", "subtractPercentage": "-50"},
                  {"refundVariant": "Custom", "customAmount": "-1", "customCurrency": "KRW"},
@@ -250,7 +259,7 @@ def test_an_overpayment_is_refunded_once_and_never_alongside_another_claim(app, 
                  {"refundVariant": "RateThen", "subtractPercentage": "100"}):
         res = post(world, refund, body)
         assert res.status_code == 422, (body, res.get_data(as_text=True))
-    assert payable_of(world) == before and claims(world) == 1
+    assert payable_of(world) == before and claims(world) == 2
 
 
 def test_unpaid_expired_and_marked_invoices_cannot_be_refunded(world):  # noqa: F811
