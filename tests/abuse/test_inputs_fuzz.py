@@ -22,7 +22,9 @@ CONFIG = SchemathesisConfig.from_dict({"generation": {"allow-x00": True}})
 
 def test_no_generated_request_to_any_operation_gets_a_server_error(app, shop):
     schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app, config=CONFIG)
-    operations = [result.ok() for result in schema.get_all_operations()]
+    # A key that revokes itself (DELETE /api-keys/current) would end the fuzz at 401.
+    operations = [op for op in (result.ok() for result in schema.get_all_operations())
+                  if not (op.method.upper() == "DELETE" and op.path.endswith("/api-keys/current"))]
     assert len(operations) >= 15
     ids = {"storeId": shop["store"], "invoiceId": shop["invoice"], "webhookId": shop["webhook"]}
     failures, answered = [], set()
