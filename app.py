@@ -49,13 +49,6 @@ def create_app(config: dict | None = None) -> Flask:
     )
     app.config.update({k: v for k, v in config.items() if k.isupper()})
     app.extensions["busanpay"] = gateway
-    if settings.proxy_count:
-        # Behind our own reverse proxy: the client's address (login limits key on it) and
-        # scheme come from its X-Forwarded-* headers; without one, nobody's are trusted.
-        from werkzeug.middleware.proxy_fix import ProxyFix
-
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_count,
-                                x_proto=settings.proxy_count)
     from security_headers import init_security_headers
 
     init_security_headers(app, settings.public_url)  # no framing, HSTS, cookie flags

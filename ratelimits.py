@@ -2,8 +2,8 @@
 
 Login limits never key on anything the client chooses (a header, a cookie): a made-up
 `Authorization` header would otherwise give every guess a fresh bucket. The client address
-is the connection's, or the one our own reverse proxy put in X-Forwarded-For when
-`BUSANPAY_PROXY_COUNT` says there is one (app.py applies ProxyFix);
+is the connection's, or the one our own reverse proxy put in X-Forwarded-For when the
+request comes from an address in `BUSANPAY_TRUSTED_PROXIES` (operations/proxies.py);
 accounts/web.py gives the login routes that key.
 
 One module-level limiter so routes can be decorated where they are defined; each app

@@ -90,7 +90,6 @@ class Settings:
     login_free_per_client: int = 10
     login_free_per_account: int = 5
     # How many reverse proxies in front set X-Forwarded-For/-Proto (0: clients face us).
-    proxy_count: int = 0
     public_url: str = ""
     max_body_bytes: int = 64 * 1024
     task_queue_url: str = ""
@@ -149,7 +148,6 @@ class Settings:
             login_rate_limit=env.get("BUSANPAY_LOGIN_RATE_LIMIT") or "10 per minute",
             login_free_per_client=_int(env, "BUSANPAY_LOGIN_FREE_PER_CLIENT", 10),
             login_free_per_account=_int(env, "BUSANPAY_LOGIN_FREE_PER_ACCOUNT", 5),
-            proxy_count=_int(env, "BUSANPAY_PROXY_COUNT", 0),
             public_url=(env.get("BUSANPAY_PUBLIC_URL") or "").rstrip("/"),
             max_body_bytes=_int(env, "BUSANPAY_MAX_BODY_BYTES", 64 * 1024),
             task_queue_url=env.get("BUSANPAY_TASK_QUEUE") or "",

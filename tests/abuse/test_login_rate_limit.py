@@ -68,7 +68,7 @@ def test_another_client_address_keeps_its_own_allowance(server):
 
 @pytest.fixture
 def proxied_config(app_config):
-    app_config["proxy_count"] = 1  # our own reverse proxy sets X-Forwarded-For
+    app_config["trusted_proxies"] = "127.0.0.1"  # our own reverse proxy sets X-Forwarded-For
     return app_config
 
 
