@@ -153,6 +153,25 @@ def parse_checkout(raw: Any, errors: list[FieldError]) -> CheckoutOptions:
     )
 
 
+def tolerance_errors(tolerance: Decimal | None, max_tolerance: Decimal) -> list[FieldError]:
+    """The city caps the payment tolerance (BUSANPAY_MAX_PAYMENT_TOLERANCE): it forgives
+    the status of a short payment, never the won (the merchant is credited what came)."""
+    if tolerance is not None and tolerance > max_tolerance:
+        return [FieldError("checkout.paymentTolerance",
+                           f"must be at most {max_tolerance} (the city's maximum tolerance, "
+                           "in percent)")]
+    return []
+
+
+def won_value_errors(amount_krw: int | None, max_krw: int) -> list[FieldError]:
+    """BUSANPAY_MAX_INVOICE_KRW applies to the won value at the locked rate, whatever the
+    currency the price was asked in (a BTC or SATS price is checked once the rate is locked)."""
+    if amount_krw is not None and amount_krw > max_krw:
+        return [FieldError("amount", f"is worth ₩{amount_krw:,} at the current rate: the "
+                                     f"largest invoice is ₩{max_krw:,}")]
+    return []
+
+
 def parse_invoice_request(body: Any, *, max_krw: int, plain_metadata: Any = None) -> InvoiceRequest:
     """The body as decoded with Decimal floats. Raises InvalidRequest listing every problem.
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import io
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import lru_cache
 
@@ -24,8 +25,9 @@ from sqlalchemy import case, func, or_, select
 from settlement.ledger import account_kind, trial_balance, unbalanced_entries
 from settlement.models import (Conversion, FeeRule, JournalEntry, LedgerAccount, LedgerInvoice,
                                Payout, Posting)
-from settlement.rules import (CITY_FEES, IN_TRANSIT, INVOICE_KINDS, InvoiceFacts, invoice_position,
-                              payable)
+from settlement.rules import (CITY_FEES, CITY_LOSS, CITY_OFFCHAIN, CONVERSION_BTC, CONVERSION_KRW,
+                              IN_TRANSIT, INVOICE_KINDS, InvoiceFacts, invoice_position, payable,
+                              received_krw)
 
 PENDING_GRACE = timedelta(minutes=5)
 EXPECTED_KINDS = {  # the entry kinds a payout in each status may have
@@ -57,46 +59,70 @@ def check_ledger(gateway, *, limit: int = 200) -> dict:
                 problems.append({"problem": "trial balance not zero", "currency": currency,
                                  "sum": str(total)})
 
-        # -- invoices --------------------------------------------------------------
-        posted = _posted_vectors(session)
+        # -- invoices ------------------------------------------------------------------
+        posted, money = _posted_vectors(session)
         fee_rules = {r.category: r.fee_bps for r in session.execute(select(FeeRule)).scalars()}
         fixed_bps = dict(session.execute(select(LedgerInvoice.invoice_id, LedgerInvoice.fee_bps)).all())
         chain = dict(session.execute(select(Payment.invoice_id, func.sum(Payment.value_sats))
                                      .where(Payment.state == "seen")
                                      .group_by(Payment.invoice_id)).all())
         has_payments = set(session.execute(select(Payment.invoice_id).distinct()).scalars())
-        rows = session.execute(
-            select(Invoice.id, Invoice.store_id, Invoice.status, Invoice.additional_status,
+        approved = _approved_offchain(session)
+        columns = (Invoice.id, Invoice.store_id, Invoice.status, Invoice.additional_status,
                    Invoice.incident, Invoice.amount_krw, Invoice.due_sats, Invoice.paid_sats,
-                   Invoice.rate, Invoice.updated_at, Store.settlement_mode, Store.category)
-            .join(Store, Store.id == Invoice.store_id)
-            .where(or_(Invoice.status == "Settled", Invoice.paid_sats > 0)))
+                   Invoice.rate, Invoice.updated_at, Invoice.chain_status, Invoice.settled_sats,
+                   Store.settlement_mode, Store.category)
+        rows = session.execute(select(*columns).join(Store, Store.id == Invoice.store_id)
+                               .where(or_(Invoice.status == "Settled", Invoice.paid_sats > 0)))
         checked_invoices = 0
         seen_invoices = set()
-        for r in rows:
-            checked_invoices += 1
+        backed: dict[str, int] = defaultdict(int)  # per store: won credited and backed
+
+        def check_invoice(r):
             seen_invoices.add(r.id)
             bps = fixed_bps.get(r.id, fee_rules.get(r.category, gateway.settings.fee_bps))
             facts = InvoiceFacts(r.id, r.store_id, r.settlement_mode, r.status, r.additional_status,
-                                 r.incident, r.amount_krw, r.due_sats, r.paid_sats, r.rate, bps)
+                                 r.incident, r.amount_krw, r.due_sats, r.paid_sats, r.rate, bps,
+                                 chain_status=r.chain_status, settled_sats=r.settled_sats)
+            recent = bool(r.updated_at and r.updated_at > now - PENDING_GRACE)
             want = _vector(invoice_position(facts), r.store_id)
             have = posted.get(r.id, _ZERO)
             if want != have:
-                item = {"problem": "invoice position differs", "invoiceId": r.id,
-                        "expected": _vector_json(want), "posted": _vector_json(have)}
-                if r.updated_at and r.updated_at > now - PENDING_GRACE:
-                    pending.append(item)
-                else:
-                    problems.append(item)
+                (pending if recent else problems).append({
+                    "problem": "invoice position differs", "invoiceId": r.id,
+                    "expected": _vector_json(want), "posted": _vector_json(have)})
             if facts.credited and facts.settlement_mode != "btc" and r.id in has_payments \
                     and int(chain.get(r.id) or 0) != r.paid_sats:
                 problems.append({"problem": "chain payments differ from credited sats",
                                  "invoiceId": r.id, "chainSats": str(int(chain.get(r.id) or 0)),
                                  "creditedSats": str(r.paid_sats)})
+            m = money.pop(r.id, None)
+            if m is not None:
+                problem, amount = _backing_problem(facts, m, approved.get(r.id, 0))
+                if problem:
+                    (pending if recent else problems).append({"invoiceId": r.id, **problem})
+                backed[r.store_id] += amount
+
+        for r in rows:
+            checked_invoices += 1
+            check_invoice(r)
+        # invoices with entries but neither settled nor paid (e.g. an off-chain credit)
+        unseen = sorted(set(money) - seen_invoices)
+        for part in (unseen[i:i + 1000] for i in range(0, len(unseen), 1000)):
+            for r in session.execute(select(*columns).join(Store, Store.id == Invoice.store_id)
+                                     .where(Invoice.id.in_(part))):
+                checked_invoices += 1
+                check_invoice(r)
         for invoice_id in set(posted) - seen_invoices:
             if posted[invoice_id] != _ZERO:
                 problems.append({"problem": "ledger position for an invoice with no money",
                                  "invoiceId": invoice_id, "posted": _vector_json(posted[invoice_id])})
+        for invoice_id, m in money.items():  # entries naming an invoice that does not exist
+            if m.credit > 0:
+                problems.append({"problem": "merchant credit exceeds what was received",
+                                 "invoiceId": invoice_id, "credited": str(m.credit),
+                                 "backedBy": "0 (no such invoice)"})
+        problems.extend(_unbacked_store_money(session, backed))
 
         # -- payouts ---------------------------------------------------------------
         kinds: dict[str, dict[str, int]] = defaultdict(dict)
@@ -173,10 +199,25 @@ def _vector(position, store_id: str) -> tuple[int, ...]:
     return tuple(out)
 
 
-def _posted_vectors(session) -> dict[str, tuple[int, ...]]:
-    """Per invoice, the sums its entries (of INVOICE_KINDS) posted, as `_vector`s."""
+@dataclass
+class _Money:
+    """What every entry naming one invoice did to money: the merchant's credit (won owed to
+    it, net), the sats and won recognised in the conversion account, the city's loss and
+    off-chain credits, and credits a deep-reorg incident took back."""
+    credit: int = 0
+    sats: int = 0
+    krw: int = 0
+    city_loss: int = 0
+    offchain: int = 0
+    clawback: int = 0
+
+
+def _posted_vectors(session) -> tuple[dict[str, tuple[int, ...]], dict[str, _Money]]:
+    """Per invoice, in one pass over its postings: the sums its entries (of INVOICE_KINDS)
+    posted, as `_vector`s, and what all its entries did to money (`_Money`)."""
     ids = {code: i for i, code in session.execute(select(LedgerAccount.id, LedgerAccount.code))}
     own = LedgerAccount.store_id == JournalEntry.store_id
+    position = JournalEntry.kind.in_(INVOICE_KINDS)
     columns = []
     known = []
     for name, _ in _SLOTS[:-1]:
@@ -185,14 +226,97 @@ def _posted_vectors(session) -> dict[str, tuple[int, ...]]:
         else:
             cond = Posting.account_id == ids.get(name, -1)
         known.append(cond)
-        columns.append(func.sum(case((cond, Posting.amount), else_=0)))
-    columns.append(func.sum(case((or_(*known), 0), else_=func.abs(Posting.amount))))
+        columns.append(func.sum(case((position & cond, Posting.amount), else_=0)))
+    columns.append(func.sum(case((~position, 0), (or_(*known), 0),
+                                 else_=func.abs(Posting.amount))))
+    on_payable = LedgerAccount.kind == "merchant_payable"
+    money_columns = [
+        func.sum(case((on_payable, -Posting.amount), else_=0)),
+        func.sum(case((Posting.account_id == ids.get(CONVERSION_BTC, -1), -Posting.amount),
+                      else_=0)),
+        func.sum(case((Posting.account_id == ids.get(CONVERSION_KRW, -1), Posting.amount),
+                      else_=0)),
+        func.sum(case((Posting.account_id == ids.get(CITY_LOSS, -1), Posting.amount), else_=0)),
+        func.sum(case((Posting.account_id == ids.get(CITY_OFFCHAIN, -1), Posting.amount),
+                      else_=0)),
+        func.sum(case(((JournalEntry.kind == "invoice_reversal")
+                       & JournalEntry.flags.like("%incident%") & on_payable
+                       & (Posting.amount > 0), Posting.amount), else_=0)),
+    ]
     rows = session.execute(
-        select(JournalEntry.invoice_id, *columns).select_from(Posting)
+        select(JournalEntry.invoice_id, *columns, *money_columns).select_from(Posting)
         .join(JournalEntry, JournalEntry.id == Posting.entry_id)
         .join(LedgerAccount, LedgerAccount.id == Posting.account_id)
-        .where(JournalEntry.kind.in_(INVOICE_KINDS)).group_by(JournalEntry.invoice_id))
-    return {row[0]: tuple(int(v or 0) for v in row[1:]) for row in rows}
+        .where(JournalEntry.invoice_id.is_not(None)).group_by(JournalEntry.invoice_id))
+    vectors, money = {}, {}
+    width = len(_SLOTS)
+    for row in rows:
+        values = [int(v or 0) for v in row[1:]]
+        if any(values[:width]):
+            vectors[row[0]] = tuple(values[:width])
+        money[row[0]] = _Money(*values[width:])
+    return vectors, money
+
+
+def _approved_offchain(session) -> dict[str, int]:
+    """Per invoice: the won of off-chain credits two people approved."""
+    from settlement.models import OffchainCredit
+
+    return {i: int(t) for i, t in session.execute(
+        select(OffchainCredit.invoice_id, func.sum(OffchainCredit.amount_krw))
+        .where(OffchainCredit.status == "approved", OffchainCredit.invoice_id.is_not(None))
+        .group_by(OffchainCredit.invoice_id))}
+
+
+def _backing_problem(f: InvoiceFacts, m: _Money, approved_krw: int) -> tuple[dict | None, int]:
+    """The money boundary for one invoice (see `settlement.rules`): the won credited to its
+    merchant is backed by sats received (the won recognised for them is at most their
+    value at the locked rate, and those sats at most the counted ones), by a city loss
+    entry of a 0-conf incident, or by an approved off-chain credit. Returns the problem
+    (or None) and the won of the credit that is backed."""
+    if m.sats > max(f.paid_sats, 0):
+        return {"problem": "merchant credited for sats that were not received",
+                "recognisedSats": str(m.sats), "countedSats": str(f.paid_sats)}, 0
+    value = received_krw(m.sats, f.rate)
+    if m.krw > value:
+        return {"problem": "won recognised beyond the value of the sats received",
+                "recognisedKrw": str(m.krw), "valueKrw": str(value)}, 0
+    if m.city_loss and not f.city_loss:
+        return {"problem": "a city loss entry without a 0-conf incident",
+                "cityLossKrw": str(m.city_loss)}, 0
+    if m.offchain > approved_krw:
+        return {"problem": "off-chain credit without an approved treasury decision",
+                "offchainKrw": str(m.offchain), "approvedKrw": str(approved_krw)}, 0
+    backing = max(m.krw, 0) + max(m.city_loss, 0) + max(m.offchain, 0)
+    if m.credit > backing:
+        return {"problem": "merchant credit exceeds what was received",
+                "credited": str(m.credit), "backedBy": str(backing)}, backing + m.clawback
+    return None, m.credit + m.clawback
+
+
+def _unbacked_store_money(session, backed: dict[str, int]) -> list[dict]:
+    """Won credited to a merchant by no invoice, and payouts beyond the merchant's backed
+    credits (plus credits a deep-reorg incident took back after they were paid out)."""
+    payout_kinds = ("payout_initiated", "payout_paid", "payout_returned")
+    problems = []
+    rows = session.execute(
+        select(LedgerAccount.store_id,
+               func.sum(case((JournalEntry.kind.in_(payout_kinds), Posting.amount), else_=0)),
+               func.sum(case((JournalEntry.kind.in_(payout_kinds), 0),
+                             (JournalEntry.invoice_id.is_(None), -Posting.amount), else_=0)))
+        .select_from(Posting).join(JournalEntry, JournalEntry.id == Posting.entry_id)
+        .join(LedgerAccount, LedgerAccount.id == Posting.account_id)
+        .where(LedgerAccount.kind == "merchant_payable").group_by(LedgerAccount.store_id))
+    for store_id, paid_out, loose in rows:
+        paid_out, loose = int(paid_out or 0), int(loose or 0)
+        if loose:
+            problems.append({"problem": "merchant credit with no invoice behind it",
+                             "storeId": store_id, "credited": str(loose)})
+        if paid_out > backed.get(store_id, 0):
+            problems.append({"problem": "payouts exceed the merchant's backed credits",
+                             "storeId": store_id, "paidOut": str(paid_out),
+                             "backed": str(backed.get(store_id, 0))})
+    return problems
 
 
 def _vector_json(vector) -> dict:
