@@ -134,7 +134,9 @@ def register(app: Flask) -> None:
     @ledger_group.command("check")
     @click.option("--strict", is_flag=True, help="pending (not yet posted) invoices fail too")
     def ledger_check(strict):
-        """Verify the ledger; print a JSON trial balance; exit 1 when anything disagrees."""
+        """Verify the ledger and the money boundary (every merchant credit backed by sats
+        received, a city 0-conf loss or an approved off-chain credit); print a JSON trial
+        balance; exit 1 naming the invoice or store when anything disagrees."""
         from settlement.reconcile import check_ledger
 
         report = check_ledger(gateway())

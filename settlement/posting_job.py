@@ -28,7 +28,7 @@ from database import insert_ignore, utc_now
 from settlement.ledger import Entry, post
 from settlement.models import (FeeRule, JournalEntry, LedgerAccount, LedgerCursor, LedgerEventDone,
                                LedgerInvoice, Posting)
-from settlement.rules import INVOICE_KINDS, InvoiceFacts, invoice_entry
+from settlement.rules import CITY_LOSS, INVOICE_KINDS, InvoiceFacts, invoice_entry
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +116,13 @@ def reconcile_invoice(session, invoice_id: str, *, default_bps: int,
         return None
     if not post(session, entry):
         return None  # another worker posted this very step (only possible without the lock)
+    loss = sum(line.amount for line in entry.lines if line.account == CITY_LOSS)
+    if loss:  # the city carries a lost 0-conf payment: a human must see it
+        from accounts.service import Actor, audit
+
+        audit(session, Actor(None, "system"), "ledger.city_loss", target=invoice_id,
+              store_id=invoice.store_id, cityLossKrw=str(loss), entry=entry.business_key,
+              settledSats=str(invoice.settled_sats), paidSats=str(invoice.paid_sats))
     row.entries = count + 1
     row.updated_at = utc_now()
     session.add(row)

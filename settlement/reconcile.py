@@ -7,7 +7,15 @@ The check verifies that
    for (`paid_sats`);
 3. each payout's entries match its status, and `payouts_in_transit` equals the payouts
    still on their way;
-4. each finished conversion is posted.
+4. each finished conversion is posted;
+5. the money boundary (`settlement.rules`): for every invoice, the won credited to its
+   merchant by all entries naming it is backed by sats received (won recognised in the
+   conversion account at most the floor value of the sats there, those sats at most the
+   counted ones), by a city loss entry of a 0-conf incident, or by an off-chain credit two
+   people approved; no merchant credit without an invoice; no store paid out more than its
+   backed credits (plus credits a deep-reorg incident took back after they were paid).
+   All of it is aggregated per invoice and per store in SQL, in the same pass over the
+   postings as (2).
 An invoice changed in the last few minutes and not yet posted is *pending* (the posting
 job runs every few seconds), reported but not a failure.
 """
@@ -98,9 +106,10 @@ def check_ledger(gateway, *, limit: int = 200) -> dict:
                                  "creditedSats": str(r.paid_sats)})
             m = money.pop(r.id, None)
             if m is not None:
-                problem, amount = _backing_problem(facts, m, approved.get(r.id, 0))
+                problem, transient, amount = _backing_problem(facts, m, approved.get(r.id, 0))
                 if problem:
-                    (pending if recent else problems).append({"invoiceId": r.id, **problem})
+                    (pending if recent and transient else problems).append(
+                        {"invoiceId": r.id, **problem})
                 backed[r.store_id] += amount
 
         for r in rows:
@@ -268,30 +277,36 @@ def _approved_offchain(session) -> dict[str, int]:
         .group_by(OffchainCredit.invoice_id))}
 
 
-def _backing_problem(f: InvoiceFacts, m: _Money, approved_krw: int) -> tuple[dict | None, int]:
+def _backing_problem(f: InvoiceFacts, m: _Money, approved_krw: int
+                     ) -> tuple[dict | None, bool, int]:
     """The money boundary for one invoice (see `settlement.rules`): the won credited to its
     merchant is backed by sats received (the won recognised for them is at most their
     value at the locked rate, and those sats at most the counted ones), by a city loss
-    entry of a 0-conf incident, or by an approved off-chain credit. Returns the problem
-    (or None) and the won of the credit that is backed."""
-    if m.sats > max(f.paid_sats, 0):
-        return {"problem": "merchant credited for sats that were not received",
-                "recognisedSats": str(m.sats), "countedSats": str(f.paid_sats)}, 0
-    value = received_krw(m.sats, f.rate)
-    if m.krw > value:
-        return {"problem": "won recognised beyond the value of the sats received",
-                "recognisedKrw": str(m.krw), "valueKrw": str(value)}, 0
-    if m.city_loss and not f.city_loss:
-        return {"problem": "a city loss entry without a 0-conf incident",
-                "cityLossKrw": str(m.city_loss)}, 0
-    if m.offchain > approved_krw:
-        return {"problem": "off-chain credit without an approved treasury decision",
-                "offchainKrw": str(m.offchain), "approvedKrw": str(approved_krw)}, 0
+    entry of a 0-conf incident, or by an approved off-chain credit.
+
+    Returns the problem (or None), whether it may only be the posting job not having
+    caught up with the invoice's newest facts, and the won of the credit that is backed.
+    """
     backing = max(m.krw, 0) + max(m.city_loss, 0) + max(m.offchain, 0)
+    value = received_krw(m.sats, f.rate)
     if m.credit > backing:
         return {"problem": "merchant credit exceeds what was received",
-                "credited": str(m.credit), "backedBy": str(backing)}, backing + m.clawback
-    return None, m.credit + m.clawback
+                "credited": str(m.credit), "backedBy": str(backing)}, False, backing + m.clawback
+    if m.krw > value:
+        return {"problem": "won recognised beyond the value of the sats received",
+                "recognisedKrw": str(m.krw), "valueKrw": str(value)}, False, 0
+    if m.offchain > approved_krw:
+        return {"problem": "off-chain credit without an approved treasury decision",
+                "offchainKrw": str(m.offchain), "approvedKrw": str(approved_krw)}, False, 0
+    # these two follow the invoice's facts, which the posting job may not have caught up with
+    if m.sats > max(f.paid_sats, 0):
+        return {"problem": "merchant credited for sats that were not received",
+                "recognisedSats": str(m.sats), "countedSats": str(f.paid_sats)}, True, \
+            m.credit + m.clawback
+    if m.city_loss and not f.city_loss:
+        return {"problem": "a city loss entry without a 0-conf incident",
+                "cityLossKrw": str(m.city_loss)}, True, m.credit + m.clawback
+    return None, False, m.credit + m.clawback
 
 
 def _unbacked_store_money(session, backed: dict[str, int]) -> list[dict]:
