@@ -173,7 +173,10 @@ def request_schemas(max_invoice_krw: int | None) -> dict:
                 "description": "Minutes after expiry during which payments are still watched."}),
             "paymentTolerance": nullable({
                 "type": ["number", "string"], "minimum": 0, "maximum": 100,
-                "description": "Percent underpayment still counted as paid (default: the store's)."}),
+                "description": "Percent underpayment still counted as paid (default: the store's). "
+                               "At most the city's maximum (BUSANPAY_MAX_PAYMENT_TOLERANCE, 5 by "
+                               "default), else 422. It forgives the status only: the merchant is "
+                               "credited the value received."}),
             "redirectURL": nullable({"type": "string", "format": "uri",
                                      "description": "An http(s) URL for the return-to-shop button."}),
             "redirectAutomatically": nullable({"type": "boolean"}),
@@ -471,7 +474,9 @@ def invoice_action_paths() -> dict:
             "Invoices_MarkInvoiceStatus", "Mark an invoice Settled or Invalid",
             permission=CAN_MODIFY_INVOICES,
             description="Only to a status in the invoice's `availableStatusesForManualMarking`; "
-                        "otherwise 422 on `status`.",
+                        "otherwise 422 on `status`. The mark changes the status the shop sees "
+                        "(and sends the webhook), never the money: the merchant is credited "
+                        "what the invoice received on chain, whatever it is marked.",
             body=request_body(ref("MarkInvoiceStatusRequest"), "The status to set."),
             ok=invoice_ok("The marked invoice."), errors=("400?", "404", "413", "422"))}),
     }
