@@ -328,6 +328,9 @@ class InvoiceService:
 
         with self.db.write() as session:
             invoice = self._get(session, invoice_id, store_id)
+            # Lock the row as the watcher does, so the chain status copied below is the
+            # latest decision, not one the watcher is replacing right now.
+            session.refresh(invoice, with_for_update=True)
             if status not in available_marks(invoice):
                 raise StatusChangeRefused(
                     f"an invoice that is {invoice.status} cannot be marked {status}")

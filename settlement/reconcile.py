@@ -54,6 +54,7 @@ def check_ledger(gateway, *, limit: int = 200) -> dict:
 
     problems: list[dict] = []
     pending: list[dict] = []
+    incidents: list[dict] = []  # flagged invoices a person must decide; not failures
     now = gateway.clock()
     with gateway.db.read() as session:
         tb = trial_balance(session)
@@ -106,10 +107,15 @@ def check_ledger(gateway, *, limit: int = 200) -> dict:
                                  "creditedSats": str(r.paid_sats)})
             m = money.pop(r.id, None)
             if m is not None:
-                problem, transient, amount = _backing_problem(facts, m, approved.get(r.id, 0))
+                problem, where, amount = _backing_problem(facts, m, approved.get(r.id, 0))
                 if problem:
-                    (pending if recent and transient else problems).append(
-                        {"invoiceId": r.id, **problem})
+                    found = {"invoiceId": r.id, **problem}
+                    if where == "incidents":
+                        incidents.append({**found, "incident": r.incident})
+                    elif where == "pending" and recent:
+                        pending.append(found)
+                    else:
+                        problems.append(found)
                 backed[r.store_id] += amount
 
         for r in rows:
@@ -174,6 +180,7 @@ def check_ledger(gateway, *, limit: int = 200) -> dict:
                     "payouts": checked_payouts},
         "problems": problems[:limit], "problemCount": len(problems),
         "pending": pending[:limit], "pendingCount": len(pending),
+        "incidents": incidents[:limit], "incidentCount": len(incidents),
         "trialBalance": [{"account": r["account"], "currency": r["currency"],
                           "balance": str(r["balance"])} for r in tb],
     }
@@ -278,35 +285,39 @@ def _approved_offchain(session) -> dict[str, int]:
 
 
 def _backing_problem(f: InvoiceFacts, m: _Money, approved_krw: int
-                     ) -> tuple[dict | None, bool, int]:
+                     ) -> tuple[dict | None, str, int]:
     """The money boundary for one invoice (see `settlement.rules`): the won credited to its
     merchant is backed by sats received (the won recognised for them is at most their
     value at the locked rate, and those sats at most the counted ones), by a city loss
     entry of a 0-conf incident, or by an approved off-chain credit.
 
-    Returns the problem (or None), whether it may only be the posting job not having
-    caught up with the invoice's newest facts, and the won of the credit that is backed.
+    Returns the problem (or None); where it belongs: "problems", "pending" (the posting
+    job may not have caught up with the invoice's newest facts yet) or "incidents" (sats a
+    person credited from what was owed to the payer, lost since in a flagged reorg: the
+    incident a person must decide, like the reversed credit itself); and the won of the
+    credit that is backed.
     """
     backing = max(m.krw, 0) + max(m.city_loss, 0) + max(m.offchain, 0)
     value = received_krw(m.sats, f.rate)
     if m.credit > backing:
         return {"problem": "merchant credit exceeds what was received",
-                "credited": str(m.credit), "backedBy": str(backing)}, False, backing + m.clawback
+                "credited": str(m.credit), "backedBy": str(backing)}, "problems", \
+            backing + m.clawback
     if m.krw > value:
         return {"problem": "won recognised beyond the value of the sats received",
-                "recognisedKrw": str(m.krw), "valueKrw": str(value)}, False, 0
+                "recognisedKrw": str(m.krw), "valueKrw": str(value)}, "problems", 0
     if m.offchain > approved_krw:
         return {"problem": "off-chain credit without an approved treasury decision",
-                "offchainKrw": str(m.offchain), "approvedKrw": str(approved_krw)}, False, 0
+                "offchainKrw": str(m.offchain), "approvedKrw": str(approved_krw)}, "problems", 0
     # these two follow the invoice's facts, which the posting job may not have caught up with
     if m.sats > max(f.paid_sats, 0):
         return {"problem": "merchant credited for sats that were not received",
-                "recognisedSats": str(m.sats), "countedSats": str(f.paid_sats)}, True, \
-            m.credit + m.clawback
+                "recognisedSats": str(m.sats), "countedSats": str(f.paid_sats)}, \
+            "incidents" if f.incident else "pending", m.credit + m.clawback
     if m.city_loss and not f.city_loss:
         return {"problem": "a city loss entry without a 0-conf incident",
-                "cityLossKrw": str(m.city_loss)}, True, m.credit + m.clawback
-    return None, False, m.credit + m.clawback
+                "cityLossKrw": str(m.city_loss)}, "pending", m.credit + m.clawback
+    return None, "", m.credit + m.clawback
 
 
 def _unbacked_store_money(session, backed: dict[str, int]) -> list[dict]:
