@@ -140,3 +140,22 @@ def test_an_offchain_credit_needs_an_approved_treasury_decision(app, sgateway, c
     code, report = check(app)
     assert code == 1
     assert "off-chain credit without an approved treasury decision" in problems_for(report, invoice)
+
+
+def test_an_overpayment_a_person_credited_then_lost_in_a_deep_reorg_is_an_incident_not_a_failure(
+        app, sgateway, clock):
+    from settlement.posting_job import sweep
+    from settlement.refunds import credit_to_merchant
+
+    store = new_store(app)
+    invoice = settled_invoice(sgateway, store, 15_000, paid_sats=12_000, additional="PaidOver")
+    post_all(sgateway)
+    with sgateway.db.write() as session:
+        credit_to_merchant(session, invoice, 2_000, "treasury", clock(), 100)
+    set_invoice(sgateway, invoice, status="Settled", paid_sats=0, incident="deep-reorg", event="")
+    sweep(sgateway)
+    clock.advance(minutes=10)
+    code, report = check(app)
+    assert code == 0, report["problems"]
+    (incident,) = report["incidents"]
+    assert incident["invoiceId"] == invoice and incident["incident"] == "deep-reorg"
