@@ -86,6 +86,7 @@ def check_ledger(gateway, *, limit: int = 200) -> dict:
         checked_invoices = 0
         seen_invoices = set()
         backed: dict[str, int] = defaultdict(int)  # per store: won credited and backed
+        grace_start = now - PENDING_GRACE
 
         def check_invoice(r):
             seen_invoices.add(r.id)
@@ -93,7 +94,7 @@ def check_ledger(gateway, *, limit: int = 200) -> dict:
             facts = InvoiceFacts(r.id, r.store_id, r.settlement_mode, r.status, r.additional_status,
                                  r.incident, r.amount_krw, r.due_sats, r.paid_sats, r.rate, bps,
                                  chain_status=r.chain_status, settled_sats=r.settled_sats)
-            recent = bool(r.updated_at and r.updated_at > now - PENDING_GRACE)
+            recent = bool(r.updated_at and r.updated_at > grace_start)
             want = _vector(invoice_position(facts), r.store_id)
             have = posted.get(r.id, _ZERO)
             if want != have:

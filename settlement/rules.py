@@ -108,7 +108,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal, localcontext
+from decimal import ROUND_HALF_UP, Decimal, localcontext
+from functools import lru_cache
 from typing import Mapping
 
 from payments import invoice_status
@@ -172,12 +173,17 @@ def krw_for_sats(sats: int, rate: Decimal) -> int:
 
 def received_krw(sats: int, rate: Decimal) -> int:
     """Won value of received satoshis at a KRW/BTC rate, rounded DOWN: what a merchant can
-    be credited for them (never more than was received)."""
+    be credited for them (never more than was received). Exact integer arithmetic on the
+    rate's fraction (`ledger check` runs this for every invoice)."""
     if sats <= 0:
         return 0
-    with localcontext() as ctx:
-        ctx.prec = 60
-        return int((Decimal(sats) * rate / SATS_PER_BTC).to_integral_value(rounding=ROUND_FLOOR))
+    numerator, denominator = _ratio(rate)
+    return sats * numerator // (denominator * SATS_PER_BTC)
+
+
+@lru_cache(maxsize=4096)
+def _ratio(rate: Decimal) -> tuple[int, int]:
+    return rate.as_integer_ratio()
 
 
 @dataclass(frozen=True)
