@@ -67,8 +67,9 @@ even half a won.
   the status decision says from the payments, kept next to the marked status): an
   unpaid invoice marked Settled credits ₩0; a chain-settled invoice marked Invalid stays
   credited; money received on a marked invoice stays where the chain facts put it (an
-  expired partly paid invoice marked Settled: still owed to the payer, who may claim it;
-  the treasury may credit it to the merchant by a person's decision).
+  expired partly paid invoice marked Settled: still owed to the payer; the treasury
+  refunds it, or credits it to the merchant by a person's decision). Why: a merchant's API
+  key must never be able to move a payer's money to itself.
 - Nothing else credits a merchant, except three explicit, audited, backed decisions:
   (1) a payment the city accepted at 0 confirmations under its own limit
   (``confirmations_required == 0``) that is then double-spent, replaced or reorganised
