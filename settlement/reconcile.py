@@ -69,7 +69,8 @@ def check_ledger(gateway, *, limit: int = 200) -> dict:
                                  "sum": str(total)})
 
         # -- invoices ------------------------------------------------------------------
-        posted, money = _posted_vectors(session)
+        posted = _posted_vectors(session)
+        other, clawbacks = _other_money(session)
         fee_rules = {r.category: r.fee_bps for r in session.execute(select(FeeRule)).scalars()}
         fixed_bps = dict(session.execute(select(LedgerInvoice.invoice_id, LedgerInvoice.fee_bps)).all())
         chain = dict(session.execute(select(Payment.invoice_id, func.sum(Payment.value_sats))
@@ -106,8 +107,9 @@ def check_ledger(gateway, *, limit: int = 200) -> dict:
                 problems.append({"problem": "chain payments differ from credited sats",
                                  "invoiceId": r.id, "chainSats": str(int(chain.get(r.id) or 0)),
                                  "creditedSats": str(r.paid_sats)})
-            m = money.pop(r.id, None)
-            if m is not None:
+            extra = other.get(r.id)
+            if have is not _ZERO or extra is not None:
+                m = _money(have, extra, clawbacks.get(r.id, 0))
                 problem, where, amount = _backing_problem(facts, m, approved.get(r.id, 0))
                 if problem:
                     found = {"invoiceId": r.id, **problem}
@@ -123,21 +125,17 @@ def check_ledger(gateway, *, limit: int = 200) -> dict:
             checked_invoices += 1
             check_invoice(r)
         # invoices with entries but neither settled nor paid (e.g. an off-chain credit)
-        unseen = sorted(set(money) - seen_invoices)
+        unseen = sorted((set(posted) | set(other)) - seen_invoices)
         for part in (unseen[i:i + 1000] for i in range(0, len(unseen), 1000)):
             for r in session.execute(select(*columns).join(Store, Store.id == Invoice.store_id)
                                      .where(Invoice.id.in_(part))):
                 checked_invoices += 1
                 check_invoice(r)
-        for invoice_id in set(posted) - seen_invoices:
-            if posted[invoice_id] != _ZERO:
-                problems.append({"problem": "ledger position for an invoice with no money",
-                                 "invoiceId": invoice_id, "posted": _vector_json(posted[invoice_id])})
-        for invoice_id, m in money.items():  # entries naming an invoice that does not exist
-            if m.credit > 0:
-                problems.append({"problem": "merchant credit exceeds what was received",
-                                 "invoiceId": invoice_id, "credited": str(m.credit),
-                                 "backedBy": "0 (no such invoice)"})
+        for invoice_id in (set(posted) | set(other)) - seen_invoices:  # no such invoice
+            m = _money(posted.get(invoice_id, _ZERO), other.get(invoice_id), 0)
+            if posted.get(invoice_id, _ZERO) != _ZERO or m.credit > 0:
+                problems.append({"problem": "ledger entries for an invoice that does not exist",
+                                 "invoiceId": invoice_id, "credited": str(m.credit)})
         problems.extend(_unbacked_store_money(session, backed))
 
         # -- payouts ---------------------------------------------------------------
@@ -192,7 +190,7 @@ def check_ledger(gateway, *, limit: int = 200) -> dict:
 # aggregate postings per invoice in SQL instead of per account in Python.
 _SLOTS = (("treasury:btc", "BTC"), ("conversion:btc", "BTC"), ("refunds_owed:btc", "BTC"),
           ("conversion:krw", "KRW"), ("merchant_payable", "KRW"), ("city_fees:krw", "KRW"),
-          ("fee_receivable", "KRW"), ("other", "any"))
+          ("fee_receivable", "KRW"), ("city_loss:krw", "KRW"), ("other", "any"))
 _ZERO = (0,) * len(_SLOTS)
 
 
@@ -218,7 +216,7 @@ def _vector(position, store_id: str) -> tuple[int, ...]:
 
 @dataclass
 class _Money:
-    """What every entry naming one invoice did to money: the merchant's credit (won owed to
+    """What the entries naming one invoice did to money: the merchant's credit (won owed to
     it, net), the sats and won recognised in the conversion account, the city's loss and
     off-chain credits, and credits a deep-reorg incident took back."""
     credit: int = 0
@@ -229,12 +227,24 @@ class _Money:
     clawback: int = 0
 
 
-def _posted_vectors(session) -> tuple[dict[str, tuple[int, ...]], dict[str, _Money]]:
-    """Per invoice, in one pass over its postings: the sums its entries (of INVOICE_KINDS)
-    posted, as `_vector`s, and what all its entries did to money (`_Money`)."""
+_PAYABLE, _CONV_BTC, _CONV_KRW, _CITY_LOSS = (
+    _SLOT_INDEX[("merchant_payable", "KRW")], _SLOT_INDEX[("conversion:btc", "BTC")],
+    _SLOT_INDEX[("conversion:krw", "KRW")], _SLOT_INDEX[("city_loss:krw", "KRW")])
+
+
+def _money(vector: tuple[int, ...], extra: _Money | None, clawback: int) -> _Money:
+    """An invoice's money: its position's part (from its vector) plus its other entries'."""
+    extra = extra or _Money()
+    return _Money(credit=-vector[_PAYABLE] + extra.credit, sats=-vector[_CONV_BTC] + extra.sats,
+                  krw=vector[_CONV_KRW] + extra.krw,
+                  city_loss=vector[_CITY_LOSS] + extra.city_loss, offchain=extra.offchain,
+                  clawback=clawback)
+
+
+def _posted_vectors(session) -> dict[str, tuple[int, ...]]:
+    """Per invoice, the sums its entries (of INVOICE_KINDS) posted, as `_vector`s."""
     ids = {code: i for i, code in session.execute(select(LedgerAccount.id, LedgerAccount.code))}
     own = LedgerAccount.store_id == JournalEntry.store_id
-    position = JournalEntry.kind.in_(INVOICE_KINDS)
     columns = []
     known = []
     for name, _ in _SLOTS[:-1]:
@@ -243,36 +253,47 @@ def _posted_vectors(session) -> tuple[dict[str, tuple[int, ...]], dict[str, _Mon
         else:
             cond = Posting.account_id == ids.get(name, -1)
         known.append(cond)
-        columns.append(func.sum(case((position & cond, Posting.amount), else_=0)))
-    columns.append(func.sum(case((~position, 0), (or_(*known), 0),
-                                 else_=func.abs(Posting.amount))))
-    on_payable = LedgerAccount.kind == "merchant_payable"
-    money_columns = [
-        func.sum(case((on_payable, -Posting.amount), else_=0)),
-        func.sum(case((Posting.account_id == ids.get(CONVERSION_BTC, -1), -Posting.amount),
-                      else_=0)),
-        func.sum(case((Posting.account_id == ids.get(CONVERSION_KRW, -1), Posting.amount),
-                      else_=0)),
-        func.sum(case((Posting.account_id == ids.get(CITY_LOSS, -1), Posting.amount), else_=0)),
-        func.sum(case((Posting.account_id == ids.get(CITY_OFFCHAIN, -1), Posting.amount),
-                      else_=0)),
-        func.sum(case(((JournalEntry.kind == "invoice_reversal")
-                       & JournalEntry.flags.like("%incident%") & on_payable
-                       & (Posting.amount > 0), Posting.amount), else_=0)),
-    ]
+        columns.append(func.sum(case((cond, Posting.amount), else_=0)))
+    columns.append(func.sum(case((or_(*known), 0), else_=func.abs(Posting.amount))))
     rows = session.execute(
-        select(JournalEntry.invoice_id, *columns, *money_columns).select_from(Posting)
+        select(JournalEntry.invoice_id, *columns).select_from(Posting)
         .join(JournalEntry, JournalEntry.id == Posting.entry_id)
         .join(LedgerAccount, LedgerAccount.id == Posting.account_id)
-        .where(JournalEntry.invoice_id.is_not(None)).group_by(JournalEntry.invoice_id))
-    vectors, money = {}, {}
-    width = len(_SLOTS)
-    for row in rows:
-        values = [int(v or 0) for v in row[1:]]
-        if any(values[:width]):
-            vectors[row[0]] = tuple(values[:width])
-        money[row[0]] = _Money(*values[width:])
-    return vectors, money
+        .where(JournalEntry.kind.in_(INVOICE_KINDS)).group_by(JournalEntry.invoice_id))
+    return {row[0]: tuple(int(v or 0) for v in row[1:]) for row in rows}
+
+
+def _other_money(session) -> tuple[dict[str, _Money], dict[str, int]]:
+    """Per invoice: what its entries outside its position (a person's credit of owed sats,
+    an off-chain credit, refunds, anything written by hand) did to money; and the credit
+    deep-reorg incidents took back. Both read only the few entries of those kinds (by
+    their journal rows), not the postings of every invoice."""
+    ids = {code: i for i, code in session.execute(select(LedgerAccount.id, LedgerAccount.code))}
+    on_payable = LedgerAccount.kind == "merchant_payable"
+
+    def on(code):
+        return Posting.account_id == ids.get(code, -1)
+
+    rows = session.execute(
+        select(JournalEntry.invoice_id,
+               func.sum(case((on_payable, -Posting.amount), else_=0)),
+               func.sum(case((on(CONVERSION_BTC), -Posting.amount), else_=0)),
+               func.sum(case((on(CONVERSION_KRW), Posting.amount), else_=0)),
+               func.sum(case((on(CITY_LOSS), Posting.amount), else_=0)),
+               func.sum(case((on(CITY_OFFCHAIN), Posting.amount), else_=0)))
+        .select_from(JournalEntry).join(Posting, Posting.entry_id == JournalEntry.id)
+        .join(LedgerAccount, LedgerAccount.id == Posting.account_id)
+        .where(JournalEntry.invoice_id.is_not(None), JournalEntry.kind.not_in(INVOICE_KINDS))
+        .group_by(JournalEntry.invoice_id))
+    other = {r[0]: _Money(*(int(v or 0) for v in r[1:])) for r in rows}
+    clawback = {i: int(t) for i, t in session.execute(
+        select(JournalEntry.invoice_id, func.sum(Posting.amount))
+        .select_from(JournalEntry).join(Posting, Posting.entry_id == JournalEntry.id)
+        .join(LedgerAccount, LedgerAccount.id == Posting.account_id)
+        .where(JournalEntry.kind == "invoice_reversal", JournalEntry.flags.like("%incident%"),
+               on_payable, Posting.amount > 0)
+        .group_by(JournalEntry.invoice_id))}
+    return other, clawback
 
 
 def _approved_offchain(session) -> dict[str, int]:
@@ -329,11 +350,11 @@ def _unbacked_store_money(session, backed: dict[str, int]) -> list[dict]:
     rows = session.execute(
         select(LedgerAccount.store_id,
                func.sum(case((JournalEntry.kind.in_(payout_kinds), Posting.amount), else_=0)),
-               func.sum(case((JournalEntry.kind.in_(payout_kinds), 0),
-                             (JournalEntry.invoice_id.is_(None), -Posting.amount), else_=0)))
-        .select_from(Posting).join(JournalEntry, JournalEntry.id == Posting.entry_id)
+               func.sum(case((JournalEntry.kind.in_(payout_kinds), 0), else_=-Posting.amount)))
+        .select_from(JournalEntry).join(Posting, Posting.entry_id == JournalEntry.id)
         .join(LedgerAccount, LedgerAccount.id == Posting.account_id)
-        .where(LedgerAccount.kind == "merchant_payable").group_by(LedgerAccount.store_id))
+        .where(LedgerAccount.kind == "merchant_payable", JournalEntry.invoice_id.is_(None))
+        .group_by(LedgerAccount.store_id))
     for store_id, paid_out, loose in rows:
         paid_out, loose = int(paid_out or 0), int(loose or 0)
         if loose:

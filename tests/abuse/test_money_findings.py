@@ -7,6 +7,7 @@ import json
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import func, select
 
 from payments.models import Invoice
 from settlement.ledger import balance
@@ -125,7 +126,7 @@ def test_a_tolerance_above_the_citys_maximum_is_refused_with_422(shop, gateway):
     assert [e["path"] for e in res.get_json()] == ["checkout.paymentTolerance"]
     assert "at most 5" in res.get_json()[0]["message"]
     with gateway.db.read() as session:
-        assert session.query(Invoice).count() == 0
+        assert session.execute(select(func.count()).select_from(Invoice)).scalar_one() == 0
     assert create(shop, {"amount": "15000", "checkout": {"paymentTolerance": 5}}).status_code == 200
 
 
@@ -176,7 +177,7 @@ def test_an_invoice_priced_in_bitcoin_is_held_to_the_won_limit(shop, gateway, bo
     assert res.status_code == 422
     assert [e["path"] for e in res.get_json()] == ["amount"]
     with gateway.db.read() as session:
-        assert session.query(Invoice).count() == 0
+        assert session.execute(select(func.count()).select_from(Invoice)).scalar_one() == 0
 
 
 def test_a_bitcoin_priced_invoice_under_the_won_limit_is_created(shop):
