@@ -399,7 +399,10 @@ def _insert_invoices(gateway, rng, stores, plans, now, treasury_key_id) -> dict:
             status, additional = facts.status.value, facts.additional_status.value
             paid = decision.paid_sats if decision else 0
             incident = decision.incident if decision else None
+            chain_status = None  # a mark changes the shop's status, the money follows this
+            settled_sats = decision.settled_sats if decision else None
             if marked:
+                chain_status = status
                 status, additional = marked, "Marked"
                 timeline.append(("InvoiceSettled" if marked == "Settled" else "InvoiceInvalid",
                                  min(now, expires + timedelta(hours=rng.randint(1, 20)))))
@@ -424,6 +427,7 @@ def _insert_invoices(gateway, rng, stores, plans, now, treasury_key_id) -> dict:
                     "paymentTolerance": int(store.tolerance), "redirectURL": None,
                     "redirectAutomatically": False, "defaultLanguage": "ko"}),
                 "incident": incident, "archived": False, "version": 1 + len(timeline),
+                "chain_status": chain_status, "settled_sats": settled_sats,
             }
             invoices.append(row)
             shell = SimpleNamespace(id=invoice_id, store_id=store.id,
@@ -605,7 +609,8 @@ def _settlement(gateway, rng, stores, summary, now, days) -> dict:
                 invoice_id=inv.id, store_id=inv.store_id, settlement_mode="krw",
                 status=inv.status, additional_status=inv.additional_status, incident=inv.incident,
                 amount_krw=inv.amount_krw, due_sats=inv.due_sats, paid_sats=inv.paid_sats,
-                rate=inv.rate, fee_bps=fees[store.category])
+                rate=inv.rate, fee_bps=fees[store.category], chain_status=inv.chain_status,
+                settled_sats=inv.settled_sats)
             entry = rules.invoice_entry(facts, {}, seq=0, moment=moments[inv.id])
             if entry is not None:
                 entries.append(entry)

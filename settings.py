@@ -42,6 +42,13 @@ def _decimal(env: Mapping[str, str], name: str, default: str) -> Decimal:
     return value
 
 
+def _tolerance(env: Mapping[str, str]) -> Decimal:
+    value = _decimal(env, "BUSANPAY_MAX_PAYMENT_TOLERANCE", "5")
+    if value > 100:
+        raise ConfigError("BUSANPAY_MAX_PAYMENT_TOLERANCE is a percentage from 0 to 100")
+    return value
+
+
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = env.get(name)
     if raw in (None, ""):
@@ -80,6 +87,9 @@ class Settings:
     monitoring_minutes: int = 24 * 60
     max_invoice_krw: int = 100_000_000
     zero_conf_limit_krw: int = 50_000
+    # The most a store or an invoice may forgive of the amount due, in percent. It
+    # forgives the status only: the merchant is credited what was received.
+    max_payment_tolerance: Decimal = Decimal("5")
     fee_bps: int = 100
     payout_rail: str = "bankfile"
     inprocess_worker: bool = True
@@ -140,6 +150,7 @@ class Settings:
             monitoring_minutes=_int(env, "BUSANPAY_MONITORING_MINUTES", 24 * 60),
             max_invoice_krw=_int(env, "BUSANPAY_MAX_INVOICE_KRW", 100_000_000),
             zero_conf_limit_krw=_int(env, "BUSANPAY_ZERO_CONF_LIMIT_KRW", 50_000),
+            max_payment_tolerance=_tolerance(env),
             fee_bps=_int(env, "BUSANPAY_FEE_BPS", 100),
             payout_rail=(env.get("BUSANPAY_PAYOUT_RAIL") or "bankfile").strip(),
             inprocess_worker=_bool(env, "BUSANPAY_INPROCESS_WORKER", True),

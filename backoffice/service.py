@@ -57,7 +57,8 @@ class StoreSettings:
                    store.default_language)
 
 
-def parse_settings(form: Mapping[str, str], *, city_zero_conf_limit: int) -> StoreSettings:
+def parse_settings(form: Mapping[str, str], *, city_zero_conf_limit: int,
+                   city_max_tolerance: Decimal = Decimal(100)) -> StoreSettings:
     problems: list[Problem] = []
     speed = (form.get("speed_policy") or "").strip()
     if speed not in SPEED_POLICIES:
@@ -70,6 +71,9 @@ def parse_settings(form: Mapping[str, str], *, city_zero_conf_limit: int) -> Sto
             raise InvalidOperation
         if not Decimal(0) <= tolerance <= Decimal(100):
             problems.append(Problem("payment_tolerance", "tolerance.range"))
+        elif tolerance > city_max_tolerance:
+            problems.append(Problem("payment_tolerance", "tolerance.city",
+                                    {"max": city_max_tolerance}))
         elif -tolerance.as_tuple().exponent > MAX_TOLERANCE_PLACES:
             problems.append(Problem("payment_tolerance", "tolerance.places",
                                     {"places": MAX_TOLERANCE_PLACES}))

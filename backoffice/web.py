@@ -99,6 +99,9 @@ def problem_text(problem: service.Problem) -> str:
         "tolerance.number": _("Enter the tolerance as a percentage, e.g. 0 or 1.5."),
         "tolerance.range": _("The tolerance is a percentage from 0 to 100."),
         "tolerance.places": _("Use at most %(places)s decimal places.", places=p.get("places")),
+        "tolerance.city": _("The city allows a payment tolerance of at most %(max)s %%. It "
+                            "forgives the status only: you are credited what was received.",
+                            max=p.get("max")),
         "limit.number": _("Enter the 0-conf limit as a whole number of won, e.g. 30000."),
         "limit.city": _("The city allows unconfirmed payments only up to %(max)s per invoice.",
                         max=won(p.get("max"))),
@@ -147,7 +150,8 @@ def settings():
     if request.method == "POST":
         form = request.form
         try:
-            new = service.parse_settings(form, city_zero_conf_limit=city_limit)
+            new = service.parse_settings(form, city_zero_conf_limit=city_limit,
+                                         city_max_tolerance=gateway.settings.max_payment_tolerance)
             with gateway.db.write() as session:
                 changes = service.update_settings(session, store.id, new, current_user.actor())
             flash(_("Settings saved.") if changes else _("Nothing changed."), "ok")
@@ -156,7 +160,9 @@ def settings():
             errors = _errors(refused)
     return render_template("backoffice/settings.html", store=store, form=form, errors=errors,
                            speed_policies=SPEED_POLICIES, speed_texts=speed_texts(),
-                           city_limit=city_limit, won=won), (422 if errors else 200)
+                           city_limit=city_limit, won=won,
+                           max_tolerance=gateway.settings.max_payment_tolerance), \
+        (422 if errors else 200)
 
 
 @bp.get("/staff")

@@ -9,8 +9,9 @@ from datetime import datetime, timedelta, timezone
 from typing import Callable, Collection, Iterable, Iterator, Sequence, TypeVar
 
 from chain.backends import ChainTx, TxStatus, normalize_address
-from payments.invoice_status import (AdditionalStatus, InvoiceFacts, PaymentFact, PaymentState,
-                                     confirmations_required, full_threshold_sats)
+from payments.invoice_status import (INCIDENT_ZERO_CONF_LOSS, AdditionalStatus, InvoiceFacts,
+                                     PaymentFact, PaymentState, confirmations_required,
+                                     full_threshold_sats)
 
 T = TypeVar("T")
 
@@ -128,16 +129,20 @@ def incident_facts(facts: InvoiceFacts, payments: list[PaymentFact], rows: list,
       the end of a complete pass (`judge`); closes when the value is confirmed again.
     - ``paid-after-monitoring``: a counting payment seen after the invoice's monitoring
       ended (recorded, never credited); closes when no such payment counts any more.
-    A person's mark freezes the invoice: its incident stays as it is."""
+    - ``zero-conf-loss``: as ``deep-reorg``, for an invoice its policy settled at 0
+      confirmations (the city's risk: the merchant keeps the credit, the city books the loss).
+    A person's mark changes only what the shop sees: incidents follow the chain status, which
+    the money follows (`chain_status`)."""
+    status = facts.status
     if facts.additional_status == AdditionalStatus.MARKED:
-        return current, ""
+        status = facts.chain_status or "New"
     late = [r for r in rows if r.state == PaymentState.SEEN.value
             and r.seen_at > facts.monitoring_expires_at]
     if not judge:
         if current is None and late:
             return INCIDENT_AFTER_MONITORING, _late_why(late)
         return current, ""
-    if facts.status == "Settled":
+    if status == "Settled":
         required = confirmations_required(facts.speed_policy, facts.amount_krw,
                                           facts.zero_conf_limit_krw)
         needed = max(1, full_threshold_sats(facts.due_sats, facts.payment_tolerance))
@@ -147,10 +152,10 @@ def incident_facts(facts: InvoiceFacts, payments: list[PaymentFact], rows: list,
         listing = ", ".join(f"{p.txid}:{p.vout} {p.state.value} {p.confirmations} conf."
                             for p in payments) or "none"
         if confirmed < needed:
-            return INCIDENT_DEEP_REORG, (
+            return (INCIDENT_ZERO_CONF_LOSS if required == 0 else INCIDENT_DEEP_REORG), (
                 f"settled, but only {confirmed} of the {needed} sats it settled on are "
                 f"confirmed ({required} confirmation(s) each) on time; payments: {listing}")
-        if current == INCIDENT_DEEP_REORG:
+        if current in (INCIDENT_DEEP_REORG, INCIDENT_ZERO_CONF_LOSS):
             return (INCIDENT_AFTER_MONITORING if late else None), (
                 f"the facts are gone: {confirmed} of {needed} sats confirmed again; "
                 f"payments: {listing}")

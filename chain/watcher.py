@@ -812,7 +812,8 @@ class Watcher:
             status=inv.status, additional_status=inv.additional_status, due_sats=inv.due_sats,
             amount_krw=inv.amount_krw, expires_at=inv.expires_at,
             monitoring_expires_at=inv.monitoring_expires_at, speed_policy=inv.speed_policy,
-            zero_conf_limit_krw=inv.zero_conf_limit_krw, payment_tolerance=inv.payment_tolerance)
+            zero_conf_limit_krw=inv.zero_conf_limit_krw, payment_tolerance=inv.payment_tolerance,
+            chain_status=inv.chain_status, settled_sats=inv.settled_sats)
         credited = [r for r in rows if r.seen_at <= inv.monitoring_expires_at]
         pfacts = [PaymentFact(txid=r.txid, vout=r.vout, value_sats=r.value_sats,
                               confirmations=confirmations(tip_height, r.block_height),
@@ -822,12 +823,15 @@ class Watcher:
         visible = (decision.status.value != inv.status
                    or decision.additional_status.value != inv.additional_status
                    or decision.paid_sats != inv.paid_sats or incident != inv.incident or touched)
-        if not visible:
+        chain_status = decision.chain_status and decision.chain_status.value  # the money's
+        if not visible and (chain_status, decision.settled_sats) == (inv.chain_status,
+                                                                       inv.settled_sats):
             return 0
         if incident != inv.incident:
             self._move_incident(s, outbox, inv, incident, why, now)
         if decision.status.value != inv.status:
             count_transition(inv, decision.status.value)  # a metric, counted on commit
+        inv.chain_status, inv.settled_sats = chain_status, decision.settled_sats
         inv.status = decision.status.value
         inv.additional_status = decision.additional_status.value
         inv.paid_sats = decision.paid_sats
@@ -929,7 +933,11 @@ class Watcher:
             # monitoring may be decided as of this pass's start.
             due = {r[0] for r in s.execute(select(_INV.c.id).where(or_(
                 and_(_INV.c.status == "New", _INV.c.expires_at <= start),
-                and_(_INV.c.status == "Processing", _INV.c.monitoring_expires_at <= start))))}
+                and_(_INV.c.status == "Processing", _INV.c.monitoring_expires_at <= start),
+                # marked invoices: their chain status (the money's) still follows the time
+                and_(_INV.c.chain_status == "New", _INV.c.expires_at <= start),
+                and_(_INV.c.chain_status == "Processing",
+                     _INV.c.monitoring_expires_at <= start))))}
             # Incidents are judged here, at the end of the catch-up: a settled invoice whose
             # payments lost the confirmations it settled on (and did not get them back in
             # this pass) opens one; an open one whose facts are gone closes.

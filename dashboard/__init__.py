@@ -8,7 +8,10 @@ from __future__ import annotations
 
 def init_dashboard(app) -> None:
     import dashboard.venues  # noqa: F401  (adds /city/venues to the blueprint)
+    from dashboard.money import bp as money_bp
     from dashboard.web import bp
 
     if "city" not in app.blueprints:
         app.register_blueprint(bp)
+    if "city_money" not in app.blueprints:
+        app.register_blueprint(money_bp)

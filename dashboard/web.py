@@ -29,6 +29,7 @@ from dashboard.rollup import fold, pending_deltas
 from i18n import current_language
 from merchants.districts import CATEGORIES, DISTRICTS
 from payments.models import Invoice
+from settlement.offchain import city_losses
 from untrusted import FIRST_DAY, LAST_DAY, UntrustedInput, calendar_day, whole_number
 
 bp = Blueprint("city", __name__, url_prefix="/city")
@@ -492,6 +493,7 @@ def exposure():
     gateway = _gateway()
     with gateway.db.read() as s:
         expo = q.exposure(s, gateway.settings.zero_conf_limit_krw, gateway.clock(), limit=None)
+        city_loss, _losses = city_losses(s, limit=0)
     if _wants_csv():
         limit = expo.per_invoice_limit_krw
         return csv_response("busanpay-city-exposure.csv", EXPOSURE_HEADER,
@@ -502,7 +504,7 @@ def exposure():
                          _("%(value)s at risk of a cap of %(cap)s.", value=won(expo.total_krw),
                            cap=won(expo.cap_krw)), expo.total_krw, expo.cap_krw)
     return render_template("dashboard/exposure.html", expo=expo, gauge=gauge, active="exposure",
-                           now=gateway.clock())
+                           now=gateway.clock(), city_loss=city_loss)
 
 
 @bp.post("/exposure/cap")

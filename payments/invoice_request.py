@@ -178,6 +178,25 @@ def parse_metadata(raw: Any, errors: list[FieldError], *, required: bool = False
     return metadata
 
 
+def tolerance_errors(tolerance: Decimal | None, max_tolerance: Decimal) -> list[FieldError]:
+    """The city caps the payment tolerance (BUSANPAY_MAX_PAYMENT_TOLERANCE): it forgives
+    the status of a short payment, never the won (the merchant is credited what came)."""
+    if tolerance is not None and tolerance > max_tolerance:
+        return [FieldError("checkout.paymentTolerance",
+                           f"must be at most {max_tolerance} (the city's maximum tolerance, "
+                           "in percent)")]
+    return []
+
+
+def won_value_errors(amount_krw: int | None, max_krw: int) -> list[FieldError]:
+    """BUSANPAY_MAX_INVOICE_KRW applies to the won value at the locked rate, whatever the
+    currency the price was asked in (a BTC or SATS price is checked once the rate is locked)."""
+    if amount_krw is not None and amount_krw > max_krw:
+        return [FieldError("amount", f"is worth ₩{amount_krw:,} at the current rate: the "
+                                     f"largest invoice is ₩{max_krw:,}")]
+    return []
+
+
 def _plain_json(value: Any, path: str, errors: list[FieldError]) -> Any:
     if isinstance(value, dict):
         return {k: _plain_json(v, f"{path}.{k}", errors) for k, v in value.items()}

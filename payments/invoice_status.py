@@ -28,11 +28,18 @@ Vocabulary
 
 Rules (brief + BTCPay semantics); order of precedence
 -----------------------------------------------------
-1. ``additional_status == Marked`` (a person marked it): nothing changes.
+1. ``additional_status == Marked`` (a person marked it): the status the shop sees
+   never changes again and no event is emitted, but the *chain status*
+   (``Decision.chain_status``, from ``InvoiceFacts.chain_status``, New when unknown)
+   keeps following these same rules over the payments and time: the money follows it,
+   never the mark (see ``settlement.rules``).
 2. ``Settled`` is final (status and additional status kept).  If the on-time
    counting value is now below the threshold (a reorg deeper than the settlement, a
-   double spend after settlement) ``incident = "deep-reorg"``; it is reported on every
-   decision while true (``changed`` stays False): the caller de-duplicates alerts.
+   double spend after settlement) ``incident = "deep-reorg"``, or
+   ``"zero-conf-loss"`` when the invoice's policy accepted 0 confirmations (the city's
+   risk); it is reported on every decision while true (``changed`` stays False): the
+   caller de-duplicates alerts.  ``Decision.settled_sats`` is the counting value at the
+   moment the invoice settled (kept afterwards).
 3. ``Invalid`` is final (status and additional status kept).
 4. ``Expired`` is final as a status; its additional status follows the payments:
    ``PaidLate`` if all counting value reaches the threshold (only possible with late
@@ -98,6 +105,7 @@ __all__ = [
     "EVENT_EXPIRED",
     "EVENT_INVALID",
     "INCIDENT_DEEP_REORG",
+    "INCIDENT_ZERO_CONF_LOSS",
     "confirmations_required",
     "full_threshold_sats",
     "decide",
@@ -140,6 +148,10 @@ EVENT_SETTLED = "InvoiceSettled"
 EVENT_EXPIRED = "InvoiceExpired"
 EVENT_INVALID = "InvoiceInvalid"
 INCIDENT_DEEP_REORG = "deep-reorg"
+#: A settled invoice the city accepted at 0 confirmations (under its limit) whose counted
+#: value was then lost (double spend, replacement, reorg): the city's loss, not the
+#: merchant's (see settlement.rules).
+INCIDENT_ZERO_CONF_LOSS = "zero-conf-loss"
 
 _CONFIRMATIONS = {
     SpeedPolicy.HIGH: 0,
@@ -242,6 +254,10 @@ class InvoiceFacts:
     zero_conf_limit_krw: int
     payment_tolerance: Decimal  # percent, 0..100 (Greenfield paymentTolerance)
     settled_confirmations_seen: int = 0  # accepted, not used
+    # A marked invoice's status as the chain facts make it (None: not marked, or marked
+    # before it was tracked: then New, and the payments and time decide it again).
+    chain_status: InvoiceStatus | None = None
+    settled_sats: int | None = None  # counted sats when the chain settled it
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", InvoiceStatus(self.status))
@@ -253,6 +269,10 @@ class InvoiceFacts:
         if self.amount_krw is not None:
             _require_int("amount_krw", self.amount_krw)
         _require_int("zero_conf_limit_krw", self.zero_conf_limit_krw)
+        if self.chain_status is not None:
+            object.__setattr__(self, "chain_status", InvoiceStatus(self.chain_status))
+        if self.settled_sats is not None:
+            _require_int("settled_sats", self.settled_sats)
         _tolerance_fraction(self.payment_tolerance)
         _require_aware("expires_at", self.expires_at)
         _require_aware("monitoring_expires_at", self.monitoring_expires_at)
@@ -271,6 +291,10 @@ class Decision:
     events: tuple[str, ...]  # Greenfield status events for the transition
     incident: str | None  # e.g. "deep-reorg"
     changed: bool  # status or additional_status differs from the facts
+    # The chain's status of a marked invoice (None when not marked: `status` is the
+    # chain's), and the counted sats when the chain settled the invoice (else None).
+    chain_status: InvoiceStatus | None = None
+    settled_sats: int | None = None
 
 
 def _expired_additional(paid: int, threshold: int) -> AdditionalStatus:
@@ -327,10 +351,12 @@ def decide(
     incident: str | None = None
 
     if invoice.additional_status == AdditionalStatus.MARKED:
-        pass
-    elif before == InvoiceStatus.SETTLED:
+        return _decide_marked(invoice, payments, now)
+    if before == InvoiceStatus.SETTLED:
         if not full_on_time:
-            incident = INCIDENT_DEEP_REORG
+            zero_conf = confirmations_required(
+                invoice.speed_policy, invoice.amount_krw, invoice.zero_conf_limit_krw) == 0
+            incident = INCIDENT_ZERO_CONF_LOSS if zero_conf else INCIDENT_DEEP_REORG
     elif before == InvoiceStatus.INVALID:
         pass
     elif before == InvoiceStatus.EXPIRED:
@@ -365,6 +391,9 @@ def decide(
             )
 
     changed = status != before or additional != invoice.additional_status
+    settled_sats = invoice.settled_sats
+    if status == InvoiceStatus.SETTLED and before != InvoiceStatus.SETTLED:
+        settled_sats = paid
     return Decision(
         status=status,
         additional_status=additional,
@@ -375,6 +404,32 @@ def decide(
         events=_events(before, status),
         incident=incident,
         changed=changed,
+        settled_sats=settled_sats,
+    )
+
+
+def _decide_marked(
+    invoice: InvoiceFacts, payments: Sequence[PaymentFact], now: datetime
+) -> Decision:
+    """A person's mark fixes the status the shop sees; the chain status (which the money
+    follows) keeps being decided from the payments and the time, with no events."""
+    chain = decide(
+        dataclasses.replace(
+            invoice,
+            status=invoice.chain_status or InvoiceStatus.NEW,
+            additional_status=AdditionalStatus.NONE,
+            chain_status=None,
+        ),
+        payments,
+        now,
+    )
+    return dataclasses.replace(
+        chain,
+        status=invoice.status,
+        additional_status=invoice.additional_status,
+        events=(),
+        changed=False,
+        chain_status=chain.status,
     )
 
 

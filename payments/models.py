@@ -6,7 +6,7 @@ from decimal import Decimal
 from typing import Optional
 
 from sqlalchemy import (BigInteger, Column, ForeignKey, Index, Integer, LargeBinary, String, Text,
-                        UniqueConstraint)
+                        UniqueConstraint, text)
 from sqlmodel import Field, SQLModel
 
 from database import BigIntPK, DecimalText, UTCDateTime, utc_now
@@ -55,6 +55,10 @@ class Invoice(SQLModel, table=True):
         Index("ix_invoice_store_order", "store_id", "order_id"),
         Index("ix_invoice_status_expires", "status", "monitoring_expires_at"),
         Index("ix_invoice_status_expiry", "status", "expires_at"),  # the watcher's expiry sweep
+        # Marked invoices whose chain status still moves (few): the watcher's time sweep.
+        Index("ix_invoice_chain_status", "chain_status",
+              sqlite_where=text("chain_status IS NOT NULL"),
+              postgresql_where=text("chain_status IS NOT NULL")),
     )
 
     id: str = Field(primary_key=True, max_length=32)
@@ -92,6 +96,13 @@ class Invoice(SQLModel, table=True):
     # When the open incident opened (its history: chain.models.InvoiceIncident).
     incident_since: Optional[datetime] = Field(default=None, sa_column=_utc("incident_since",
                                                                             nullable=True))
+    # Money follows the chain, never a person's mark: when a merchant marks the invoice,
+    # `status` is what its shop sees and `chain_status` what the payments say (NULL when
+    # never marked: `status` is the chain's). `settled_sats`: the counted sats when the
+    # chain settled it (a 0-conf payment lost later stays credited at this, the city's loss).
+    chain_status: Optional[str] = Field(default=None, max_length=16)
+    settled_sats: Optional[int] = Field(default=None, sa_column=Column(
+        "settled_sats", BigInteger(), nullable=True))
     archived: bool = Field(default=False)
     # Bumped on every visible change: the checkout page's ETag.
     version: int = Field(default=1)

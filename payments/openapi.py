@@ -175,7 +175,10 @@ def request_schemas(max_invoice_krw: int | None) -> dict:
                 "description": "Minutes after expiry during which payments are still watched."}),
             "paymentTolerance": nullable({
                 "type": ["number", "string"], "minimum": 0, "maximum": 100,
-                "description": "Percent underpayment still counted as paid (default: the store's)."}),
+                "description": "Percent underpayment still counted as paid (default: the store's). "
+                               "At most the city's maximum (BUSANPAY_MAX_PAYMENT_TOLERANCE, 5 by "
+                               "default), else 422. It forgives the status only: the merchant is "
+                               "credited the value received."}),
             "redirectURL": nullable({"type": "string", "format": "uri",
                                      "description": "An http(s) URL for the return-to-shop button."}),
             "redirectAutomatically": nullable({"type": "boolean"}),
@@ -265,10 +268,12 @@ def response_schemas() -> dict:
                                "Only with `includePaymentMethods=true`: as `/payment-methods` "
                                "returns them."},
             "incident": nullable(obj({
-                "kind": enum(("deep-reorg", "paid-after-monitoring"), (
+                "kind": enum(("deep-reorg", "zero-conf-loss", "paid-after-monitoring"), (
                     "`deep-reorg`: settled, but the payments no longer carry the confirmed "
                     "value it settled on (a reorg, or a double spend after settlement); the "
-                    "merchant's credit is held. `paid-after-monitoring`: money came after "
+                    "merchant's credit is held. `zero-conf-loss`: the same for an invoice settled at 0 "
+                    "confirmations under the city's limit: the merchant keeps its credit, the "
+                    "city books the loss. `paid-after-monitoring`: money came after "
                     "monitoring ended (never credited; owed back).")),
                 "since": {**ref("UnixTimestamp"), "description": "When it opened."},
             }, required=True, description=(
@@ -510,7 +515,9 @@ def invoice_action_paths() -> dict:
             "Invoices_MarkInvoiceStatus", "Mark an invoice Settled or Invalid",
             permission=CAN_MODIFY_INVOICES,
             description="Only to a status in the invoice's `availableStatusesForManualMarking`; "
-                        "otherwise 422 on `status`.",
+                        "otherwise 422 on `status`. The mark changes the status the shop sees "
+                        "(and sends the webhook), never the money: the merchant is credited "
+                        "what the invoice received on chain, whatever it is marked.",
             body=request_body(ref("MarkInvoiceStatusRequest"), "The status to set."),
             ok=invoice_ok("The marked invoice."), errors=("400?", "404", "413", "422"))}),
     }

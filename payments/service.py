@@ -24,7 +24,8 @@ from merchants.service import STORE_TERMS_COLUMNS, StoreTerms, random_id
 from payments.address_pool import AddressPool, PoolEmpty, PoolExhausted, insert_created_invoice
 from payments.addresses import ExtendedKey
 from payments.invoice_json import outbox_row
-from payments.invoice_request import InvoiceRequest
+from payments.invoice_request import (InvalidRequest, InvoiceRequest, tolerance_errors,
+                                      won_value_errors)
 from payments.models import (ExtendedKeyRecord, IdempotencyRecord, Invoice, InvoiceEvent,
                              InvoiceQr, Payment)
 from payments.qr_codes import render_png, render_svg
@@ -165,6 +166,10 @@ class InvoiceService:
             replay = self._replay(store_id, idempotency_key, request_hash)
             if replay is not None:
                 return replay
+        errors = tolerance_errors(request.checkout.payment_tolerance,
+                                  self.settings.max_payment_tolerance)
+        if errors:
+            raise InvalidRequest(errors)
         try:
             rate: LockedRate = self.rates.current()  # raises RateUnavailable: never quote blind
         except RateUnavailable:
@@ -179,6 +184,9 @@ class InvoiceService:
         # Everything is ready before the key's cursor row is locked: that lock serialises
         # every invoice on the key, so it is held as briefly as the database allows.
         invoice = self._new_invoice(store, request, rate, treasury_key_id)
+        errors = won_value_errors(invoice.amount_krw, self.settings.max_invoice_krw)
+        if errors:
+            raise InvalidRequest(errors)
         event = outbox_row(invoice, "InvoiceCreated", invoice.created_at)
         low = False  # the address pool runs low
         try:
@@ -267,8 +275,9 @@ class InvoiceService:
         monitoring = checkout.monitoring_minutes or self.settings.monitoring_minutes
         expires_at = now + timedelta(minutes=expiration)
         speed = checkout.speed_policy or store.speed_policy
+        # A store default set above the city's cap (before the cap existed) is capped.
         tolerance = checkout.payment_tolerance if checkout.payment_tolerance is not None \
-            else store.payment_tolerance
+            else min(store.payment_tolerance, self.settings.max_payment_tolerance)
         language = checkout.default_language or store.default_language
         checkout_json = {
             "speedPolicy": speed, "paymentMethods": ["BTC"], "defaultPaymentMethod": "BTC",
@@ -345,15 +354,24 @@ class InvoiceService:
 
     # -- change -----------------------------------------------------------------------
     def mark_status(self, store_id: str, invoice_id: str, status: str) -> Invoice:
+        """A merchant's Greenfield mark (Settled/Invalid): the status its shop sees and a
+        webhook event. The ledger credits what the chain facts say, never the mark."""
         from payments.invoice_json import available_marks
 
         with self.db.write() as session:
             invoice = self._get(session, invoice_id, store_id)
+            # Lock the row as the watcher does, so the chain status copied below is the
+            # latest decision, not one the watcher is replacing right now.
+            session.refresh(invoice, with_for_update=True)
             if status not in available_marks(invoice):
                 raise StatusChangeRefused(
                     f"an invoice that is {invoice.status} cannot be marked {status}")
             now = self.clock()
             count_transition(invoice, status)
+            if invoice.additional_status != "Marked":
+                # The mark changes what the shop sees, never the money: the money keeps
+                # following the chain's status, which the watcher goes on deciding.
+                invoice.chain_status = invoice.status
             invoice.status, invoice.additional_status = status, "Marked"
             invoice.updated_at, invoice.version = now, invoice.version + 1
             session.add(invoice)

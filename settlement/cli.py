@@ -134,7 +134,9 @@ def register(app: Flask) -> None:
     @ledger_group.command("check")
     @click.option("--strict", is_flag=True, help="pending (not yet posted) invoices fail too")
     def ledger_check(strict):
-        """Verify the ledger; print a JSON trial balance; exit 1 when anything disagrees."""
+        """Verify the ledger and the money boundary (every merchant credit backed by sats
+        received, a city 0-conf loss or an approved off-chain credit); print a JSON trial
+        balance; exit 1 naming the invoice or store when anything disagrees."""
         from settlement.reconcile import check_ledger
 
         report = check_ledger(gateway())
@@ -217,3 +219,55 @@ def register(app: Flask) -> None:
         gw = gateway()
         _refund(lambda s: credit_to_merchant(s, invoice_id, sats, by, gw.clock(), gw.settings.fee_bps))
         click.echo(json.dumps({"invoiceId": invoice_id, "credited": str(sats)}))
+
+    @app.cli.group("treasury")
+    def treasury_group():
+        """The treasury's own decisions (two people): off-chain credits to merchants."""
+
+    def _actor(session, email: str):
+        from accounts.models import User
+        from accounts.service import Actor
+        from sqlalchemy import select
+
+        user = session.execute(select(User).where(
+            User.email == (email or "").strip().lower())).scalar_one_or_none()
+        if user is None or user.disabled:
+            raise click.ClickException(f"no active account {email}")
+        return Actor(user.id, user.role, "cli")
+
+    def _credit(fn):
+        from settlement.offchain import CreditRefused
+
+        try:
+            with gateway().db.write() as session:
+                credit = fn(session)
+                return {"creditId": credit.id, "status": credit.status, "storeId": credit.store_id,
+                        "invoiceId": credit.invoice_id, "amount": str(credit.amount_krw),
+                        "currency": "KRW"}
+        except CreditRefused as err:
+            raise click.ClickException(str(err))
+
+    @treasury_group.command("propose-credit")
+    @click.option("--store", "store_id", required=True)
+    @click.option("--invoice", "invoice_id", required=True)
+    @click.option("--krw", type=int, required=True, help="whole won the city received off-chain")
+    @click.option("--reason", required=True)
+    @click.option("--by", "email", required=True, help="the proposer's email (treasury or city admin)")
+    def propose_credit(store_id, invoice_id, krw, reason, email):
+        """Propose crediting won received off-chain to a merchant for one invoice."""
+        from settlement.offchain import propose
+
+        click.echo(json.dumps(_credit(lambda s: propose(
+            s, _actor(s, email), store_id=store_id, invoice_id=invoice_id, amount_krw=krw,
+            reason=reason, moment=gateway().clock()))))
+
+    @treasury_group.command("approve-credit")
+    @click.argument("credit_id")
+    @click.option("--by", "email", required=True, help="a second person, not the proposer")
+    @click.option("--reject", is_flag=True, help="refuse the proposal instead")
+    def approve_credit(credit_id, email, reject):
+        """Approve (and post) or reject a proposed off-chain credit."""
+        from settlement.offchain import decide
+
+        click.echo(json.dumps(_credit(lambda s: decide(
+            s, _actor(s, email), credit_id, approve=not reject, moment=gateway().clock()))))

@@ -235,3 +235,24 @@ class RefundClaim(SQLModel, table=True):
                                                 sa_column=_utc("shown_unpaid_at", nullable=True))
     created_at: datetime = Field(default_factory=utc_now, sa_column=_utc("created_at"))
     updated_at: datetime = Field(default_factory=utc_now, sa_column=_utc("updated_at"))
+
+
+class OffchainCredit(SQLModel, table=True):
+    """A treasury action: credit won the city received off-chain (e.g. cash for a short
+    payment) to a merchant for one invoice. One person proposes, another approves; only
+    the approval posts (`offchain:<id>`, account `city_offchain:krw`)."""
+
+    __tablename__ = "offchain_credit"
+
+    id: str = Field(primary_key=True, max_length=32)
+    store_id: str = Field(sa_column=Column("store_id", String(48), ForeignKey("store.id"),
+                                           nullable=False, index=True))
+    invoice_id: str = Field(sa_column=Column("invoice_id", String(32), ForeignKey("invoice.id"),
+                                             nullable=False, index=True))
+    amount_krw: int = Field(sa_column=Column("amount_krw", BigInteger(), nullable=False))
+    reason: str = Field(sa_column=Column("reason", Text(), nullable=False))
+    status: str = Field(default="proposed", max_length=16)  # proposed approved rejected
+    proposed_by: str = Field(max_length=32)  # user ids
+    decided_by: Optional[str] = Field(default=None, max_length=32)
+    created_at: datetime = Field(default_factory=utc_now, sa_column=_utc("created_at"))
+    decided_at: Optional[datetime] = Field(default=None, sa_column=_utc("decided_at", nullable=True))

@@ -12,7 +12,8 @@ the events handled. Safe with several workers at once:
 - a worker that lost the race finds nothing left to post.
 
 Changes that emit no status event (a late payment on an expired invoice, a deep-reorg
-incident on a settled one) are picked up by `sweep`, or immediately when the watcher calls
+incident on a settled one, the chain status of an invoice a merchant marked) are picked
+up by `sweep`, or immediately when the watcher calls
 `reconcile_invoice` in its own transaction.
 """
 from __future__ import annotations
@@ -27,7 +28,7 @@ from database import insert_ignore, utc_now
 from settlement.ledger import Entry, post
 from settlement.models import (FeeRule, JournalEntry, LedgerAccount, LedgerCursor, LedgerEventDone,
                                LedgerInvoice, Posting)
-from settlement.rules import INVOICE_KINDS, InvoiceFacts, invoice_entry
+from settlement.rules import CITY_LOSS, INVOICE_KINDS, InvoiceFacts, invoice_entry
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,8 @@ def facts_for(session, invoice, fee_bps: int) -> InvoiceFacts:
         invoice_id=invoice.id, store_id=invoice.store_id, settlement_mode=store.settlement_mode,
         status=invoice.status, additional_status=invoice.additional_status,
         incident=invoice.incident, amount_krw=invoice.amount_krw, due_sats=invoice.due_sats,
-        paid_sats=invoice.paid_sats, rate=invoice.rate, fee_bps=fee_bps)
+        paid_sats=invoice.paid_sats, rate=invoice.rate, fee_bps=fee_bps,
+        chain_status=invoice.chain_status, settled_sats=invoice.settled_sats)
 
 
 def posted_position(session, invoice_id: str) -> tuple[dict[tuple[str, str], int], int]:
@@ -114,6 +116,13 @@ def reconcile_invoice(session, invoice_id: str, *, default_bps: int,
         return None
     if not post(session, entry):
         return None  # another worker posted this very step (only possible without the lock)
+    loss = sum(line.amount for line in entry.lines if line.account == CITY_LOSS)
+    if loss:  # the city carries a lost 0-conf payment: a human must see it
+        from accounts.service import Actor, audit
+
+        audit(session, Actor(None, "system"), "ledger.city_loss", target=invoice_id,
+              store_id=invoice.store_id, cityLossKrw=str(loss), entry=entry.business_key,
+              settledSats=str(invoice.settled_sats), paidSats=str(invoice.paid_sats))
     row.entries = count + 1
     row.updated_at = utc_now()
     session.add(row)
@@ -199,7 +208,7 @@ def sweep(gateway, *, window: timedelta = SWEEP_WINDOW) -> int:
         ids = list(session.execute(select(Invoice.id).where(
             Invoice.status.in_(("Expired", "Settled", "Invalid")),
             Invoice.monitoring_expires_at > since,
-            or_(Invoice.incident.is_not(None),
+            or_(Invoice.incident.is_not(None), Invoice.chain_status.is_not(None),
                 and_(Invoice.status != "Settled", Invoice.paid_sats > 0),
                 Invoice.paid_sats > Invoice.due_sats))).scalars())
     posted = 0

@@ -7,7 +7,15 @@ The check verifies that
    for (`paid_sats`);
 3. each payout's entries match its status, and `payouts_in_transit` equals the payouts
    still on their way;
-4. each finished conversion is posted.
+4. each finished conversion is posted;
+5. the money boundary (`settlement.rules`): for every invoice, the won credited to its
+   merchant by all entries naming it is backed by sats received (won recognised in the
+   conversion account at most the floor value of the sats there, those sats at most the
+   counted ones), by a city loss entry of a 0-conf incident, or by an off-chain credit two
+   people approved; no merchant credit without an invoice; no store paid out more than its
+   backed credits (plus credits a deep-reorg incident took back after they were paid).
+   All of it is aggregated per invoice and per store in SQL, in the same pass over the
+   postings as (2).
 An invoice changed in the last few minutes and not yet posted is *pending* (the posting
 job runs every few seconds), reported but not a failure.
 """
@@ -16,6 +24,7 @@ from __future__ import annotations
 import csv
 import io
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import lru_cache
 
@@ -24,8 +33,9 @@ from sqlalchemy import case, func, or_, select
 from settlement.ledger import account_kind, trial_balance, unbalanced_entries
 from settlement.models import (Conversion, FeeRule, JournalEntry, LedgerAccount, LedgerInvoice,
                                Payout, Posting)
-from settlement.rules import (CITY_FEES, IN_TRANSIT, INVOICE_KINDS, InvoiceFacts, invoice_position,
-                              payable)
+from settlement.rules import (CITY_FEES, CITY_LOSS, CITY_OFFCHAIN, CONVERSION_BTC, CONVERSION_KRW,
+                              IN_TRANSIT, INVOICE_KINDS, InvoiceFacts, invoice_position, payable,
+                              received_krw)
 
 PENDING_GRACE = timedelta(minutes=5)
 EXPECTED_KINDS = {  # the entry kinds a payout in each status may have
@@ -44,6 +54,7 @@ def check_ledger(gateway, *, limit: int = 200) -> dict:
 
     problems: list[dict] = []
     pending: list[dict] = []
+    incidents: list[dict] = []  # flagged invoices a person must decide; not failures
     now = gateway.clock()
     with gateway.db.read() as session:
         tb = trial_balance(session)
@@ -57,46 +68,75 @@ def check_ledger(gateway, *, limit: int = 200) -> dict:
                 problems.append({"problem": "trial balance not zero", "currency": currency,
                                  "sum": str(total)})
 
-        # -- invoices --------------------------------------------------------------
+        # -- invoices ------------------------------------------------------------------
         posted = _posted_vectors(session)
+        other, clawbacks = _other_money(session)
         fee_rules = {r.category: r.fee_bps for r in session.execute(select(FeeRule)).scalars()}
         fixed_bps = dict(session.execute(select(LedgerInvoice.invoice_id, LedgerInvoice.fee_bps)).all())
         chain = dict(session.execute(select(Payment.invoice_id, func.sum(Payment.value_sats))
                                      .where(Payment.state == "seen")
                                      .group_by(Payment.invoice_id)).all())
         has_payments = set(session.execute(select(Payment.invoice_id).distinct()).scalars())
-        rows = session.execute(
-            select(Invoice.id, Invoice.store_id, Invoice.status, Invoice.additional_status,
+        approved = _approved_offchain(session)
+        columns = (Invoice.id, Invoice.store_id, Invoice.status, Invoice.additional_status,
                    Invoice.incident, Invoice.amount_krw, Invoice.due_sats, Invoice.paid_sats,
-                   Invoice.rate, Invoice.updated_at, Store.settlement_mode, Store.category)
-            .join(Store, Store.id == Invoice.store_id)
-            .where(or_(Invoice.status == "Settled", Invoice.paid_sats > 0)))
+                   Invoice.rate, Invoice.updated_at, Invoice.chain_status, Invoice.settled_sats,
+                   Store.settlement_mode, Store.category)
+        rows = session.execute(select(*columns).join(Store, Store.id == Invoice.store_id)
+                               .where(or_(Invoice.status == "Settled", Invoice.paid_sats > 0)))
         checked_invoices = 0
         seen_invoices = set()
-        for r in rows:
-            checked_invoices += 1
+        backed: dict[str, int] = defaultdict(int)  # per store: won credited and backed
+        grace_start = now - PENDING_GRACE
+
+        def check_invoice(r):
             seen_invoices.add(r.id)
             bps = fixed_bps.get(r.id, fee_rules.get(r.category, gateway.settings.fee_bps))
             facts = InvoiceFacts(r.id, r.store_id, r.settlement_mode, r.status, r.additional_status,
-                                 r.incident, r.amount_krw, r.due_sats, r.paid_sats, r.rate, bps)
+                                 r.incident, r.amount_krw, r.due_sats, r.paid_sats, r.rate, bps,
+                                 chain_status=r.chain_status, settled_sats=r.settled_sats)
+            recent = bool(r.updated_at and r.updated_at > grace_start)
             want = _vector(invoice_position(facts), r.store_id)
             have = posted.get(r.id, _ZERO)
             if want != have:
-                item = {"problem": "invoice position differs", "invoiceId": r.id,
-                        "expected": _vector_json(want), "posted": _vector_json(have)}
-                if r.updated_at and r.updated_at > now - PENDING_GRACE:
-                    pending.append(item)
-                else:
-                    problems.append(item)
+                (pending if recent else problems).append({
+                    "problem": "invoice position differs", "invoiceId": r.id,
+                    "expected": _vector_json(want), "posted": _vector_json(have)})
             if facts.credited and facts.settlement_mode != "btc" and r.id in has_payments \
                     and int(chain.get(r.id) or 0) != r.paid_sats:
                 problems.append({"problem": "chain payments differ from credited sats",
                                  "invoiceId": r.id, "chainSats": str(int(chain.get(r.id) or 0)),
                                  "creditedSats": str(r.paid_sats)})
-        for invoice_id in set(posted) - seen_invoices:
-            if posted[invoice_id] != _ZERO:
-                problems.append({"problem": "ledger position for an invoice with no money",
-                                 "invoiceId": invoice_id, "posted": _vector_json(posted[invoice_id])})
+            extra = other.get(r.id)
+            if have is not _ZERO or extra is not None:
+                m = _money(have, extra, clawbacks.get(r.id, 0))
+                problem, where, amount = _backing_problem(facts, m, approved.get(r.id, 0))
+                if problem:
+                    found = {"invoiceId": r.id, **problem}
+                    if where == "incidents":
+                        incidents.append({**found, "incident": r.incident})
+                    elif where == "pending" and recent:
+                        pending.append(found)
+                    else:
+                        problems.append(found)
+                backed[r.store_id] += amount
+
+        for r in rows:
+            checked_invoices += 1
+            check_invoice(r)
+        # invoices with entries but neither settled nor paid (e.g. an off-chain credit)
+        unseen = sorted((set(posted) | set(other)) - seen_invoices)
+        for part in (unseen[i:i + 1000] for i in range(0, len(unseen), 1000)):
+            for r in session.execute(select(*columns).join(Store, Store.id == Invoice.store_id)
+                                     .where(Invoice.id.in_(part))):
+                checked_invoices += 1
+                check_invoice(r)
+        for invoice_id in (set(posted) | set(other)) - seen_invoices:  # no such invoice
+            m = _money(posted.get(invoice_id, _ZERO), other.get(invoice_id), 0)
+            if posted.get(invoice_id, _ZERO) != _ZERO or m.credit > 0:
+                problems.append({"problem": "ledger entries for an invoice that does not exist",
+                                 "invoiceId": invoice_id, "credited": str(m.credit)})
+        problems.extend(_unbacked_store_money(session, backed))
 
         # -- payouts ---------------------------------------------------------------
         kinds: dict[str, dict[str, int]] = defaultdict(dict)
@@ -139,6 +179,7 @@ def check_ledger(gateway, *, limit: int = 200) -> dict:
                     "payouts": checked_payouts},
         "problems": problems[:limit], "problemCount": len(problems),
         "pending": pending[:limit], "pendingCount": len(pending),
+        "incidents": incidents[:limit], "incidentCount": len(incidents),
         "trialBalance": [{"account": r["account"], "currency": r["currency"],
                           "balance": str(r["balance"])} for r in tb],
     }
@@ -149,7 +190,7 @@ def check_ledger(gateway, *, limit: int = 200) -> dict:
 # aggregate postings per invoice in SQL instead of per account in Python.
 _SLOTS = (("treasury:btc", "BTC"), ("conversion:btc", "BTC"), ("refunds_owed:btc", "BTC"),
           ("conversion:krw", "KRW"), ("merchant_payable", "KRW"), ("city_fees:krw", "KRW"),
-          ("fee_receivable", "KRW"), ("other", "any"))
+          ("fee_receivable", "KRW"), ("city_loss:krw", "KRW"), ("other", "any"))
 _ZERO = (0,) * len(_SLOTS)
 
 
@@ -173,6 +214,33 @@ def _vector(position, store_id: str) -> tuple[int, ...]:
     return tuple(out)
 
 
+@dataclass
+class _Money:
+    """What the entries naming one invoice did to money: the merchant's credit (won owed to
+    it, net), the sats and won recognised in the conversion account, the city's loss and
+    off-chain credits, and credits a deep-reorg incident took back."""
+    credit: int = 0
+    sats: int = 0
+    krw: int = 0
+    city_loss: int = 0
+    offchain: int = 0
+    clawback: int = 0
+
+
+_PAYABLE, _CONV_BTC, _CONV_KRW, _CITY_LOSS = (
+    _SLOT_INDEX[("merchant_payable", "KRW")], _SLOT_INDEX[("conversion:btc", "BTC")],
+    _SLOT_INDEX[("conversion:krw", "KRW")], _SLOT_INDEX[("city_loss:krw", "KRW")])
+
+
+def _money(vector: tuple[int, ...], extra: _Money | None, clawback: int) -> _Money:
+    """An invoice's money: its position's part (from its vector) plus its other entries'."""
+    extra = extra or _Money()
+    return _Money(credit=-vector[_PAYABLE] + extra.credit, sats=-vector[_CONV_BTC] + extra.sats,
+                  krw=vector[_CONV_KRW] + extra.krw,
+                  city_loss=vector[_CITY_LOSS] + extra.city_loss, offchain=extra.offchain,
+                  clawback=clawback)
+
+
 def _posted_vectors(session) -> dict[str, tuple[int, ...]]:
     """Per invoice, the sums its entries (of INVOICE_KINDS) posted, as `_vector`s."""
     ids = {code: i for i, code in session.execute(select(LedgerAccount.id, LedgerAccount.code))}
@@ -193,6 +261,110 @@ def _posted_vectors(session) -> dict[str, tuple[int, ...]]:
         .join(LedgerAccount, LedgerAccount.id == Posting.account_id)
         .where(JournalEntry.kind.in_(INVOICE_KINDS)).group_by(JournalEntry.invoice_id))
     return {row[0]: tuple(int(v or 0) for v in row[1:]) for row in rows}
+
+
+def _other_money(session) -> tuple[dict[str, _Money], dict[str, int]]:
+    """Per invoice: what its entries outside its position (a person's credit of owed sats,
+    an off-chain credit, refunds, anything written by hand) did to money; and the credit
+    deep-reorg incidents took back. Both read only the few entries of those kinds (by
+    their journal rows), not the postings of every invoice."""
+    ids = {code: i for i, code in session.execute(select(LedgerAccount.id, LedgerAccount.code))}
+    on_payable = LedgerAccount.kind == "merchant_payable"
+
+    def on(code):
+        return Posting.account_id == ids.get(code, -1)
+
+    rows = session.execute(
+        select(JournalEntry.invoice_id,
+               func.sum(case((on_payable, -Posting.amount), else_=0)),
+               func.sum(case((on(CONVERSION_BTC), -Posting.amount), else_=0)),
+               func.sum(case((on(CONVERSION_KRW), Posting.amount), else_=0)),
+               func.sum(case((on(CITY_LOSS), Posting.amount), else_=0)),
+               func.sum(case((on(CITY_OFFCHAIN), Posting.amount), else_=0)))
+        .select_from(JournalEntry).join(Posting, Posting.entry_id == JournalEntry.id)
+        .join(LedgerAccount, LedgerAccount.id == Posting.account_id)
+        .where(JournalEntry.invoice_id.is_not(None), JournalEntry.kind.not_in(INVOICE_KINDS))
+        .group_by(JournalEntry.invoice_id))
+    other = {r[0]: _Money(*(int(v or 0) for v in r[1:])) for r in rows}
+    clawback = {i: int(t) for i, t in session.execute(
+        select(JournalEntry.invoice_id, func.sum(Posting.amount))
+        .select_from(JournalEntry).join(Posting, Posting.entry_id == JournalEntry.id)
+        .join(LedgerAccount, LedgerAccount.id == Posting.account_id)
+        .where(JournalEntry.kind == "invoice_reversal", JournalEntry.flags.like("%incident%"),
+               on_payable, Posting.amount > 0)
+        .group_by(JournalEntry.invoice_id))}
+    return other, clawback
+
+
+def _approved_offchain(session) -> dict[str, int]:
+    """Per invoice: the won of off-chain credits two people approved."""
+    from settlement.models import OffchainCredit
+
+    return {i: int(t) for i, t in session.execute(
+        select(OffchainCredit.invoice_id, func.sum(OffchainCredit.amount_krw))
+        .where(OffchainCredit.status == "approved", OffchainCredit.invoice_id.is_not(None))
+        .group_by(OffchainCredit.invoice_id))}
+
+
+def _backing_problem(f: InvoiceFacts, m: _Money, approved_krw: int
+                     ) -> tuple[dict | None, str, int]:
+    """The money boundary for one invoice (see `settlement.rules`): the won credited to its
+    merchant is backed by sats received (the won recognised for them is at most their
+    value at the locked rate, and those sats at most the counted ones), by a city loss
+    entry of a 0-conf incident, or by an approved off-chain credit.
+
+    Returns the problem (or None); where it belongs: "problems", "pending" (the posting
+    job may not have caught up with the invoice's newest facts yet) or "incidents" (sats a
+    person credited from what was owed to the payer, lost since in a flagged reorg: the
+    incident a person must decide, like the reversed credit itself); and the won of the
+    credit that is backed.
+    """
+    backing = max(m.krw, 0) + max(m.city_loss, 0) + max(m.offchain, 0)
+    value = received_krw(m.sats, f.rate)
+    if m.credit > backing:
+        return {"problem": "merchant credit exceeds what was received",
+                "credited": str(m.credit), "backedBy": str(backing)}, "problems", \
+            backing + m.clawback
+    if m.krw > value:
+        return {"problem": "won recognised beyond the value of the sats received",
+                "recognisedKrw": str(m.krw), "valueKrw": str(value)}, "problems", 0
+    if m.offchain > approved_krw:
+        return {"problem": "off-chain credit without an approved treasury decision",
+                "offchainKrw": str(m.offchain), "approvedKrw": str(approved_krw)}, "problems", 0
+    # these two follow the invoice's facts, which the posting job may not have caught up with
+    if m.sats > max(f.paid_sats, 0):
+        return {"problem": "merchant credited for sats that were not received",
+                "recognisedSats": str(m.sats), "countedSats": str(f.paid_sats)}, \
+            "incidents" if f.incident else "pending", m.credit + m.clawback
+    if m.city_loss and not f.city_loss:
+        return {"problem": "a city loss entry without a 0-conf incident",
+                "cityLossKrw": str(m.city_loss)}, "pending", m.credit + m.clawback
+    return None, "", m.credit + m.clawback
+
+
+def _unbacked_store_money(session, backed: dict[str, int]) -> list[dict]:
+    """Won credited to a merchant by no invoice, and payouts beyond the merchant's backed
+    credits (plus credits a deep-reorg incident took back after they were paid out)."""
+    payout_kinds = ("payout_initiated", "payout_paid", "payout_returned")
+    problems = []
+    rows = session.execute(
+        select(LedgerAccount.store_id,
+               func.sum(case((JournalEntry.kind.in_(payout_kinds), Posting.amount), else_=0)),
+               func.sum(case((JournalEntry.kind.in_(payout_kinds), 0), else_=-Posting.amount)))
+        .select_from(JournalEntry).join(Posting, Posting.entry_id == JournalEntry.id)
+        .join(LedgerAccount, LedgerAccount.id == Posting.account_id)
+        .where(LedgerAccount.kind == "merchant_payable", JournalEntry.invoice_id.is_(None))
+        .group_by(LedgerAccount.store_id))
+    for store_id, paid_out, loose in rows:
+        paid_out, loose = int(paid_out or 0), int(loose or 0)
+        if loose:
+            problems.append({"problem": "merchant credit with no invoice behind it",
+                             "storeId": store_id, "credited": str(loose)})
+        if paid_out > backed.get(store_id, 0):
+            problems.append({"problem": "payouts exceed the merchant's backed credits",
+                             "storeId": store_id, "paidOut": str(paid_out),
+                             "backed": str(backed.get(store_id, 0))})
+    return problems
 
 
 def _vector_json(vector) -> dict:

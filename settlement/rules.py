@@ -16,6 +16,9 @@ account                        cur.  normal balance and meaning
 ``exchange:krw``               KRW   debit (asset): won from BTC sales held at the venue
 ``refunds_owed:btc``           BTC   credit (liability): satoshis owed back to payers
 ``fx:krw``                     KRW   credit = FX gain, debit = FX loss (executed vs locked)
+``city_loss:krw``              KRW   debit (expense): 0-conf payments the city accepted, then lost
+``city_offchain:krw``          KRW   debit: won the city received off-chain and credited by an
+                                     approved treasury action (two people)
 =============================  ====  =========================================================
 
 ``conversion:btc``/``conversion:krw`` are the two legs of a currency trading account: an
@@ -42,37 +45,75 @@ at 100 bps is 15,000 × 100 / 10,000 = ₩150 (rounded half up), the merchant ge
                            KRW  treasury:krw            −14,850
   (payout:<id>:returned instead: in transit +14,850, merchant payable −14,850.)
 
+The money boundary (the invariant ``ledger check`` proves)
+-------------------------------------------------------
+For a KRW-settling store, the won the ledger credits a merchant for an invoice is never
+more than the value received for it at the locked rate::
+
+    credited value V = min(price, floor(counted sats × locked rate))      (priced invoice)
+    credited value V = floor(counted sats × locked rate)                  (top-up)
+    merchant credit  = V − fee(V)
+
+where *counted sats* are the payments the status decision counts (``paid_sats``), at
+most the sats due (anything beyond is owed to the payer). The fee is charged on what is
+credited: ``fee(V) = V × bps / 10,000`` rounded HALF UP (so a reduced credit pays a
+reduced fee). Floor, not half up, so the credit never exceeds the value received by
+even half a won.
+
+- The payment tolerance forgives the *status* (an invoice paid 97 % with a 5 % tolerance
+  is Settled for the shop), never the won: the merchant is credited the 97 % received.
+- A merchant's mark (Greenfield ``POST …/status`` Settled/Invalid) changes the status its
+  shop sees, never the money. Money follows the *chain status* (``chain_status``: what
+  the status decision says from the payments, kept next to the marked status): an
+  unpaid invoice marked Settled credits ₩0; a chain-settled invoice marked Invalid stays
+  credited; money received on a marked invoice stays where the chain facts put it (an
+  expired partly paid invoice marked Settled: still owed to the payer; the treasury
+  refunds it, or credits it to the merchant by a person's decision). Why: a merchant's API
+  key must never be able to move a payer's money to itself.
+- Nothing else credits a merchant, except three explicit, audited, backed decisions:
+  (1) a payment the city accepted at 0 confirmations under its own limit
+  (``confirmations_required == 0``) that is then double-spent, replaced or reorganised
+  away stays credited at what it was settled with (``settled_sats``): the shortfall is
+  posted to ``city_loss:krw`` (incident ``zero-conf-loss``), the city's risk, not taken
+  back from the merchant; (2) sats owed to a payer credited to the merchant by a person
+  (:func:`overpayment_credit_entry`: backed by received sats, floor value); (3) won the
+  city received off-chain, credited by a treasury action proposed by one person and
+  approved by another (:func:`offchain_credit_entry`, ``city_offchain:krw``).
+- Every other loss of a settled invoice's value (a deep reorg of a payment that needed
+  confirmations) reverses the credit in an entry flagged ``incident``.
+
 Invoices are posted by *position*: :func:`invoice_position` says what an invoice should
 have contributed to the ledger given its current facts, and :func:`invoice_entry` posts
 the difference from what its earlier entries contributed. So the order in which the
 outbox events arrive does not matter, and a repeated event changes nothing.
 
-- Settled (KRW store): as above. Paid over: the sats beyond ``due_sats`` go to
+- Settled by the chain (KRW store): as above. Paid over: the sats beyond ``due_sats`` go to
   ``refunds_owed:btc`` until refunded or, by a person's decision, credited to the merchant
-  (:func:`overpayment_credit_entry`). Paid under (within the tolerance) or marked settled:
-  the merchant still gets the price; the shortfall ends as an FX loss when converted.
-- Expired with money (PaidPartial, PaidLate), or Invalid by a person's mark: every sat
-  received is owed to the payer (``treasury:btc`` / ``refunds_owed:btc``); nothing to the
-  merchant. Invalid because never confirmed: nothing (the money never arrived).
+  (:func:`overpayment_credit_entry`). Paid under (within the tolerance): the merchant is
+  credited the value received, ``conversion:krw`` holds exactly that value.
+- Expired by the chain with money (PaidPartial, PaidLate): every sat received is owed to
+  the payer (``treasury:btc`` / ``refunds_owed:btc``); nothing to the merchant. Invalid
+  (never confirmed, double spent before settling): nothing (the money never arrived).
 - Deep-reorg incident on a settled invoice: the merchant credit and fee are reversed in a
   new entry flagged ``incident``; sats still counted are held as owed to the payer until
-  a person decides.
+  a person decides. Zero-conf loss: see above (``city_loss:krw``).
 - BTC-direct store (``settlement_mode == "btc"``): the sats went to the store's own
-  wallet; nothing is converted; the fee is a receivable from the store
-  (``fee_receivable:<s>`` / ``city_fees:krw``) and the memo records the sats.
+  wallet; nothing is converted; the fee on the received value is a receivable from the
+  store (``fee_receivable:<s>`` / ``city_fees:krw``) and the memo records the sats.
 
-Rounding (named rules, once, at the edge): fee = price × bps / 10,000 rounded HALF UP to
-whole won. The won price is the invoice's `amount_krw` (the invoice core fixes it at
-creation, flooring a BTC-priced invoice's value); a top-up (no price) is worth the sats
-paid × the locked rate, rounded HALF UP.
+Rounding (named rules, once, at the edge): credited value FLOOR, fee HALF UP on the
+credited value. The won price is the invoice's `amount_krw` (the invoice core fixes it at
+creation, flooring a BTC-priced invoice's value).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal, localcontext
+from functools import lru_cache
 from typing import Mapping
 
+from payments import invoice_status
 from settlement.ledger import Entry, entry_from_amounts
 
 SATS_PER_BTC = 100_000_000
@@ -86,10 +127,19 @@ IN_TRANSIT = "payouts_in_transit:krw"
 REFUNDS_OWED = "refunds_owed:btc"
 EXCHANGE_KRW = "exchange:krw"
 FX = "fx:krw"
+CITY_LOSS = "city_loss:krw"
+CITY_OFFCHAIN = "city_offchain:krw"
+
+#: The incident of a settled invoice the city accepted at 0 confirmations whose payment
+#: was then lost (set by `payments.invoice_status.decide`).
+INCIDENT_ZERO_CONF_LOSS = invoice_status.INCIDENT_ZERO_CONF_LOSS
 
 #: Entry kinds that make up an invoice's position (others, e.g. refunds, are separate).
 INVOICE_KINDS = ("invoice_settled", "invoice_payer_owed", "invoice_adjustment",
                  "invoice_reversal")
+#: Entry kinds that credit a merchant for an invoice outside its position, each backed by
+#: a person's decision (sats owed to the payer, or an approved off-chain credit).
+DECISION_KINDS = ("overpayment_credited", "offchain_credited")
 
 
 def payable(store_id: str) -> str:
@@ -122,6 +172,21 @@ def krw_for_sats(sats: int, rate: Decimal) -> int:
         return half_up(Decimal(sats) * rate / SATS_PER_BTC)
 
 
+def received_krw(sats: int, rate: Decimal) -> int:
+    """Won value of received satoshis at a KRW/BTC rate, rounded DOWN: what a merchant can
+    be credited for them (never more than was received). Exact integer arithmetic on the
+    rate's fraction (`ledger check` runs this for every invoice)."""
+    if sats <= 0:
+        return 0
+    numerator, denominator = _ratio(rate)
+    return sats * numerator // (denominator * SATS_PER_BTC)
+
+
+@lru_cache(maxsize=4096)
+def _ratio(rate: Decimal) -> tuple[int, int]:
+    return rate.as_integer_ratio()
+
+
 @dataclass(frozen=True)
 class InvoiceFacts:
     invoice_id: str
@@ -135,27 +200,62 @@ class InvoiceFacts:
     paid_sats: int
     rate: Decimal
     fee_bps: int
+    # What the chain facts say when a person marked the invoice (None: not marked, the
+    # status is the chain's), and the counted sats when the chain settled it.
+    chain_status: str | None = None
+    settled_sats: int | None = None
 
     @property
     def is_top_up(self) -> bool:
         return self.amount_krw is None and self.due_sats == 0
 
     @property
-    def price_krw(self) -> int:
+    def money_status(self) -> str:
+        """The status the money follows: the chain's, never a person's mark."""
+        if self.additional_status == "Marked":
+            return self.chain_status or "New"
+        return self.status
+
+    @property
+    def price_krw(self) -> int | None:
+        """The won price, None for a top-up (worth what was received)."""
         if self.amount_krw is not None:
             return self.amount_krw
-        if self.is_top_up:  # a top-up is worth what was paid
-            return krw_for_sats(max(self.paid_sats, 0), self.rate)
+        if self.is_top_up:
+            return None
         return krw_for_sats(self.due_sats, self.rate)
+
+    def counted(self, sats: int) -> int:
+        """Of `sats` received, the sats that pay the invoice (beyond due: the payer's)."""
+        sats = max(sats, 0)
+        return sats if self.is_top_up else min(sats, self.due_sats)
+
+    def value_of(self, sats: int) -> int:
+        """The credited value V of `sats` received: min(price, floor(counted × rate))."""
+        value = received_krw(self.counted(sats), self.rate)
+        price = self.price_krw
+        return value if price is None else min(price, value)
+
+    @property
+    def credited_krw(self) -> int:
+        """V: the won the invoice is worth to the merchant before the fee."""
+        return self.value_of(self.paid_sats)
 
     @property
     def fee_krw(self) -> int:
-        return city_fee(self.price_krw, self.fee_bps)
+        return city_fee(self.credited_krw, self.fee_bps)
+
+    @property
+    def city_loss(self) -> bool:
+        """A 0-conf payment the city accepted, then lost: the city carries it."""
+        return (self.money_status == "Settled" and self.incident == INCIDENT_ZERO_CONF_LOSS
+                and self.settlement_mode != "btc")
 
     @property
     def credited(self) -> bool:
-        """Does the merchant get the price (settled and no incident)?"""
-        return self.status == "Settled" and not self.incident
+        """Does the merchant get credited (settled by the chain, and no loss incident
+        other than the city's own 0-conf risk)?"""
+        return self.money_status == "Settled" and (not self.incident or self.city_loss)
 
 
 Position = dict[tuple[str, str], int]
@@ -177,19 +277,24 @@ def invoice_position(f: InvoiceFacts) -> Position:
             add(CITY_FEES, "KRW", -fee)
         return pos
     if f.credited:
-        excess = 0 if f.is_top_up else max(paid - f.due_sats, 0)
+        counted = f.counted(paid)
         add(TREASURY_BTC, "BTC", paid)
-        add(CONVERSION_BTC, "BTC", -(paid - excess))
-        add(REFUNDS_OWED, "BTC", -excess)
-        price, fee = f.price_krw, f.fee_krw
-        add(CONVERSION_KRW, "KRW", price)
-        add(payable(f.store_id), "KRW", -(price - fee))
+        add(CONVERSION_BTC, "BTC", -counted)
+        add(REFUNDS_OWED, "BTC", -(paid - counted))
+        value = f.credited_krw
+        if f.city_loss:  # credited at what it settled with; the lost part is the city's
+            credit = max(f.value_of(f.paid_sats if f.settled_sats is None else f.settled_sats),
+                         value)
+            add(CITY_LOSS, "KRW", credit - value)
+        else:
+            credit = value
+        fee = city_fee(credit, f.fee_bps)
+        add(CONVERSION_KRW, "KRW", value)
+        add(payable(f.store_id), "KRW", -(credit - fee))
         add(CITY_FEES, "KRW", -fee)
         return pos
-    owed_to_payer = (
-        f.status == "Expired"
-        or (f.status == "Invalid" and f.additional_status == "Marked")
-        or (f.status == "Settled" and bool(f.incident)))
+    status = f.money_status
+    owed_to_payer = status == "Expired" or (status == "Settled" and bool(f.incident))
     if owed_to_payer:
         add(TREASURY_BTC, "BTC", paid)
         add(REFUNDS_OWED, "BTC", -paid)
@@ -228,17 +333,25 @@ def invoice_entry(f: InvoiceFacts, posted: Mapping[tuple[str, str], int], *, seq
     flags = []
     if f.incident:
         flags.append("incident")
+    if (CITY_LOSS, "KRW") in change:
+        flags.append("city-loss")
     if f.additional_status == "Marked":
-        flags.append("manual")
+        flags.append("marked")  # the shop's status was marked; the money followed the chain
     memo = _invoice_memo(f)
     return entry_from_amounts(key, kind, change, memo=memo, store_id=f.store_id,
                               invoice_id=f.invoice_id, flags=tuple(flags), created_at=moment)
 
 
 def _invoice_memo(f: InvoiceFacts) -> str:
-    parts = [f"{f.status}/{f.additional_status}", f"price ₩{f.price_krw}",
+    price = "top-up" if f.price_krw is None else f"price ₩{f.price_krw}"
+    parts = [f"{f.status}/{f.additional_status}", price,
              f"due {f.due_sats} sats", f"paid {f.paid_sats} sats", f"rate {f.rate}",
-             f"fee {f.fee_bps} bps = ₩{f.fee_krw}"]
+             f"received value ₩{f.credited_krw}", f"fee {f.fee_bps} bps = ₩{f.fee_krw}"]
+    if f.additional_status == "Marked":
+        parts.append(f"marked by the merchant; chain status {f.money_status}")
+    if f.city_loss:
+        parts.append(f"0-conf payment lost after settling with {f.settled_sats} sats: "
+                     "the shortfall is the city's")
     if f.settlement_mode == "btc":
         parts.append(f"BTC-direct: {f.paid_sats} sats to the store's own wallet, not converted")
     if f.incident:
@@ -251,10 +364,10 @@ def _invoice_memo(f: InvoiceFacts) -> str:
 def overpayment_credit_entry(f: InvoiceFacts, sats: int, decision_id: str, *,
                              moment: datetime | None = None, by: str = "") -> Entry:
     """A person credits sats owed to the payer to the merchant instead, at the locked rate,
-    less the fee (value and fee each rounded half up)."""
+    less the fee (value rounded down, as every credit; fee half up)."""
     if sats <= 0:
         raise ValueError("credit a positive number of sats")
-    value = krw_for_sats(sats, f.rate)
+    value = received_krw(sats, f.rate)
     fee = city_fee(value, f.fee_bps)
     amounts = {(REFUNDS_OWED, "BTC"): sats, (CONVERSION_BTC, "BTC"): -sats,
                (CONVERSION_KRW, "KRW"): value, (payable(f.store_id), "KRW"): -(value - fee),
@@ -274,6 +387,24 @@ def refund_sent_entry(claim_id: str, invoice_id: str, store_id: str, sats: int, 
                               {(REFUNDS_OWED, "BTC"): sats, (TREASURY_BTC, "BTC"): -sats},
                               memo=f"refund of {sats} sats in {txid}", store_id=store_id,
                               invoice_id=invoice_id, created_at=moment)
+
+
+def offchain_credit_entry(credit_id: str, store_id: str, invoice_id: str | None, amount_krw: int,
+                          *, proposed_by: str, approved_by: str, reason: str,
+                          moment: datetime | None = None) -> Entry:
+    """Won the city received off-chain (e.g. cash at the counter for a short payment),
+    credited to the merchant by an approved treasury action: backed by two people's
+    decision, not by sats. No fee (the treasury decides the amount credited)."""
+    if not isinstance(amount_krw, int) or amount_krw <= 0:
+        raise ValueError("credit a positive whole number of won")
+    if not proposed_by or proposed_by == approved_by:
+        raise ValueError("an off-chain credit needs two different people")
+    return entry_from_amounts(
+        f"offchain:{credit_id}", "offchain_credited",
+        {(CITY_OFFCHAIN, "KRW"): amount_krw, (payable(store_id), "KRW"): -amount_krw},
+        memo=f"off-chain credit ₩{amount_krw}: {reason}; proposed by {proposed_by}, approved "
+             f"by {approved_by}"[:500], store_id=store_id, invoice_id=invoice_id,
+        flags=("manual",), created_at=moment)
 
 
 # -- conversion -----------------------------------------------------------------------

@@ -81,7 +81,7 @@ def test_random_histories_keep_the_ledger_balanced_and_never_overpay(app, sgatew
                     from payments.models import Invoice
 
                     inv = session.get(Invoice, invoice)
-                    value = int((owed * inv.rate / 100_000_000).to_integral_value(rounding="ROUND_HALF_UP"))
+                    value = int((owed * inv.rate / 100_000_000).to_integral_value(rounding="ROUND_FLOOR"))
                     earned[inv.store_id] += value - city_fee(value, gw.settings.fee_bps)
                     continue
                 claim, token = open_claim(session, invoice, clock())

@@ -37,7 +37,8 @@ def create_invoice(gateway, store_id: str, amount_krw: int = 15_000) -> str:
 
 def set_invoice(gateway, invoice_id: str, *, status: str = "Settled", paid_sats: int | None = None,
                 additional: str = "None", incident: str | None = None, event: str | None = None,
-                dedupe: str | None = None) -> None:
+                dedupe: str | None = None, chain_status: str | None = None,
+                settled_sats: int | None = None) -> None:
     """Write the facts the watcher would, and the outbox event, in one transaction."""
     from payments.models import Invoice
     from payments.service import record_event
@@ -47,6 +48,9 @@ def set_invoice(gateway, invoice_id: str, *, status: str = "Settled", paid_sats:
         invoice.status, invoice.additional_status = status, additional
         invoice.paid_sats = invoice.due_sats if paid_sats is None else paid_sats
         invoice.incident = incident
+        invoice.chain_status = chain_status
+        if settled_sats is not None or status == "Settled" and invoice.settled_sats is None:
+            invoice.settled_sats = invoice.paid_sats if settled_sats is None else settled_sats
         invoice.updated_at = gateway.clock()
         invoice.version += 1
         session.add(invoice)

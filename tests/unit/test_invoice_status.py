@@ -403,3 +403,40 @@ def test_a_life_of_decisions_emits_exactly_one_event_per_status_reached(invoice,
         assert emitted.count(final) <= 1
     assert sum(emitted.count(e) for e in ("InvoiceSettled", "InvoiceExpired",
                                           "InvoiceInvalid")) <= 1
+
+
+# -- a person's mark and the chain status (the money follows the chain) -------------------
+
+def _marked(status, chain_status, **kw):
+    base = dict(status=status, additional_status="Marked", due_sats=10_000, amount_krw=15_000,
+                expires_at=T0 + timedelta(minutes=15),
+                monitoring_expires_at=T0 + timedelta(minutes=15, hours=24),
+                speed_policy="MediumSpeed", zero_conf_limit_krw=0,
+                payment_tolerance=Decimal(0), chain_status=chain_status)
+    base.update(kw)
+    return InvoiceFacts(**base)
+
+
+def test_a_marked_invoice_keeps_its_shop_status_while_the_chain_status_follows_the_payments():
+    paid = [PaymentFact("a" * 64, 0, 10_000, 1, P.SEEN, T0 + timedelta(minutes=1))]
+    d = decide(_marked("Invalid", "New"), paid, T0 + timedelta(minutes=2))
+    assert (d.status, d.additional_status) == ("Invalid", "Marked")
+    assert d.chain_status == "Settled" and d.settled_sats == 10_000
+    assert d.events == () and not d.changed
+
+
+def test_an_unpaid_invoice_marked_settled_expires_on_the_chain():
+    d = decide(_marked("Settled", "New"), [], T0 + timedelta(minutes=16))
+    assert d.status == "Settled" and d.chain_status == "Expired"
+
+
+def test_a_lost_zero_conf_payment_is_the_citys_incident_a_lost_confirmed_one_a_deep_reorg():
+    facts = dict(status="Settled", additional_status="None", due_sats=10_000, amount_krw=15_000,
+                 expires_at=T0 + timedelta(minutes=15),
+                 monitoring_expires_at=T0 + timedelta(minutes=15, hours=24),
+                 zero_conf_limit_krw=50_000, payment_tolerance=Decimal(0), settled_sats=10_000)
+    gone = [PaymentFact("a" * 64, 0, 10_000, 0, P.DOUBLE_SPENT, T0)]
+    fast = decide(InvoiceFacts(speed_policy="HighSpeed", **facts), gone, T0)
+    assert fast.incident == "zero-conf-loss" and fast.settled_sats == 10_000
+    slow = decide(InvoiceFacts(speed_policy="MediumSpeed", **facts), gone, T0)
+    assert slow.incident == "deep-reorg"

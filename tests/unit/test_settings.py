@@ -60,3 +60,11 @@ def test_mainnet_with_real_settings_starts():
 def test_the_demo_treasury_key_is_refused_on_mainnet_even_if_set_explicitly():
     with pytest.raises(ConfigError):
         settings(BUSANPAY_NETWORK="bitcoin", BUSANPAY_TREASURY_XPUB=DEMO_TREASURY_KEY).check()
+
+
+def test_the_citys_maximum_payment_tolerance_is_five_percent_unless_set_and_at_most_100():
+    assert settings().max_payment_tolerance == Decimal("5")
+    assert settings(BUSANPAY_MAX_PAYMENT_TOLERANCE="1.5").max_payment_tolerance == Decimal("1.5")
+    for bad in ("101", "-1", "lots", "NaN"):
+        with pytest.raises(ConfigError, match="BUSANPAY_MAX_PAYMENT_TOLERANCE"):
+            settings(BUSANPAY_MAX_PAYMENT_TOLERANCE=bad)

@@ -79,18 +79,53 @@ def test_an_extra_payment_after_settlement_adds_only_what_is_owed_to_the_payer()
     assert lines(entry) == {("treasury:btc", "BTC"): 1_000, ("refunds_owed:btc", "BTC"): -1_000}
 
 
-def test_an_underpayment_within_tolerance_still_credits_the_full_price():
+def test_an_underpayment_within_tolerance_credits_only_the_value_received_less_its_fee():
+    # 9,900 sats at 150,000,000 won/BTC are worth ₩14,850 (not the ₩15,000 price); the fee
+    # is on what is credited: 148.5 → 149 (half up).
     got = lines(invoice_entry(facts(paid_sats=9_900), {}, seq=0))
-    assert got[("treasury:btc", "BTC")] == 9_900 and got[("conversion:btc", "BTC")] == -9_900
-    assert got[("merchant_payable:s1", "KRW")] == -14_850
+    assert got == {("treasury:btc", "BTC"): 9_900, ("conversion:btc", "BTC"): -9_900,
+                   ("conversion:krw", "KRW"): 14_850, ("merchant_payable:s1", "KRW"): -14_701,
+                   ("city_fees:krw", "KRW"): -149}
 
 
-@pytest.mark.parametrize("status,additional", [("Expired", "PaidLate"), ("Expired", "PaidPartial"),
-                                               ("Invalid", "Marked")])
+def test_the_credited_value_rounds_down_so_it_never_exceeds_what_was_received():
+    # 9,999 sats are worth ₩14,998.5: the merchant is credited ₩14,998, never ₩14,999.
+    f = facts(paid_sats=9_999)
+    assert f.credited_krw == 14_998 and f.fee_krw == 150
+    assert lines(invoice_entry(f, {}, seq=0))[("merchant_payable:s1", "KRW")] == -14_848
+
+
+def test_a_full_payment_of_a_price_rounded_up_to_whole_sats_is_capped_at_the_price():
+    # ₩15,001 needs 10,001 sats (rounded up), worth ₩15,001.5: the merchant gets the price.
+    f = facts(amount_krw=15_001, due_sats=10_001, paid_sats=10_001)
+    assert f.credited_krw == 15_001
+
+
+@pytest.mark.parametrize("status,additional", [("Expired", "PaidLate"), ("Expired", "PaidPartial")])
 def test_money_on_an_unsettled_invoice_is_owed_to_the_payer(status, additional):
     entry = invoice_entry(facts(status=status, additional_status=additional, paid_sats=4_000), {}, seq=0)
     assert entry.business_key == "invoice:inv1:owed" and entry.kind == "invoice_payer_owed"
     assert lines(entry) == {("treasury:btc", "BTC"): 4_000, ("refunds_owed:btc", "BTC"): -4_000}
+
+
+def test_an_unpaid_invoice_marked_settled_credits_nothing():
+    assert invoice_entry(facts(additional_status="Marked", chain_status="New", paid_sats=0),
+                         {}, seq=0) is None
+    # marked before the chain status was kept: treated as New until the watcher decides
+    assert invoice_entry(facts(additional_status="Marked", paid_sats=0), {}, seq=0) is None
+
+
+def test_a_mark_never_moves_money_the_chain_status_does():
+    settled = invoice_position(facts())
+    # a chain-settled invoice marked Invalid by its merchant stays credited
+    assert invoice_position(facts(status="Invalid", additional_status="Marked",
+                                  chain_status="Settled")) == settled
+    # an expired partly paid invoice marked Settled: the sats stay owed to the payer
+    entry = invoice_entry(facts(additional_status="Marked", chain_status="Expired",
+                                paid_sats=4_000), {}, seq=0)
+    assert lines(entry) == {("treasury:btc", "BTC"): 4_000, ("refunds_owed:btc", "BTC"): -4_000}
+    # a marked Processing invoice that the chain then settles is credited what came
+    assert invoice_position(facts(additional_status="Marked", chain_status="Settled")) == settled
 
 
 def test_an_invoice_invalid_because_never_confirmed_posts_nothing():
@@ -124,19 +159,59 @@ def test_a_btc_direct_store_gets_no_conversion_only_a_fee_receivable():
     assert "10000 sats to the store's own wallet" in entry.memo
 
 
-def test_a_top_up_is_worth_the_sats_paid_at_the_locked_rate_rounded_half_up():
+def test_a_top_up_is_worth_the_sats_paid_at_the_locked_rate_rounded_down():
     f = facts(amount_krw=None, due_sats=0, paid_sats=3, rate=Decimal("150000000"))
-    assert f.price_krw == 5  # 4.5 won → 5
+    assert f.price_krw is None and f.credited_krw == 4  # 4.5 won → 4
     got = lines(invoice_entry(f, {}, seq=0))
     assert got[("conversion:btc", "BTC")] == -3 and ("refunds_owed:btc", "BTC") not in got
-    assert got[("merchant_payable:s1", "KRW")] == -5
+    assert got[("merchant_payable:s1", "KRW")] == -4
 
 
-def test_a_manually_marked_settlement_is_flagged_manual():
-    entry = invoice_entry(facts(additional_status="Marked", paid_sats=0), {}, seq=0)
-    assert "manual" in entry.flags
+def test_a_marked_invoice_entry_is_flagged_and_its_memo_names_the_chain_status():
+    entry = invoice_entry(facts(status="Invalid", additional_status="Marked",
+                                chain_status="Settled"), {}, seq=0)
+    assert "marked" in entry.flags and "chain status Settled" in entry.memo
     assert lines(entry)[("merchant_payable:s1", "KRW")] == -14_850
-    assert ("treasury:btc", "BTC") not in lines(entry)
+
+
+def test_a_lost_zero_conf_payment_stays_credited_and_the_city_carries_the_loss():
+    posted = invoice_position(facts(settled_sats=10_000))
+    entry = invoice_entry(facts(settled_sats=10_000, paid_sats=0, incident="zero-conf-loss"),
+                          posted, seq=1)
+    assert "incident" in entry.flags and "city-loss" in entry.flags
+    assert lines(entry) == {("treasury:btc", "BTC"): -10_000, ("conversion:btc", "BTC"): 10_000,
+                            ("conversion:krw", "KRW"): -15_000, ("city_loss:krw", "KRW"): 15_000}
+    # part of it still there: the city carries only the shortfall
+    part = invoice_position(facts(settled_sats=10_000, paid_sats=4_000,
+                                  incident="zero-conf-loss"))
+    assert part[("conversion:krw", "KRW")] == 6_000 and part[("city_loss:krw", "KRW")] == 9_000
+    assert part[("merchant_payable:s1", "KRW")] == -14_850
+
+
+def test_a_zero_conf_loss_found_before_the_first_posting_still_credits_what_settled():
+    got = invoice_position(facts(settled_sats=10_000, paid_sats=0, incident="zero-conf-loss"))
+    assert got == {("city_loss:krw", "KRW"): 15_000, ("merchant_payable:s1", "KRW"): -14_850,
+                   ("city_fees:krw", "KRW"): -150}
+
+
+def test_a_btc_direct_store_has_no_city_loss():
+    got = invoice_position(facts(settlement_mode="btc", settled_sats=10_000, paid_sats=0,
+                                 incident="zero-conf-loss"))
+    assert got == {}
+
+
+def test_an_offchain_credit_needs_two_different_people():
+    entry = rules.offchain_credit_entry("c1", "s1", "inv1", 5_000, proposed_by="u1",
+                                        approved_by="u2", reason="cash for the rest")
+    assert entry.kind == "offchain_credited" and entry.business_key == "offchain:c1"
+    assert lines(entry) == {("city_offchain:krw", "KRW"): 5_000,
+                            ("merchant_payable:s1", "KRW"): -5_000}
+    with pytest.raises(ValueError):
+        rules.offchain_credit_entry("c2", "s1", "inv1", 5_000, proposed_by="u1",
+                                    approved_by="u1", reason="alone")
+    with pytest.raises(ValueError):
+        rules.offchain_credit_entry("c3", "s1", "inv1", 0, proposed_by="u1",
+                                    approved_by="u2", reason="nothing")
 
 
 def test_conversion_books_the_difference_from_the_locked_value_as_fx():
