@@ -76,6 +76,7 @@ class Settings:
     public_url: str = ""
     max_body_bytes: int = 64 * 1024
     task_queue_url: str = ""
+    smtp_url: str = field(default="", repr=False)  # owner invitations by email; may hold a password
 
     @property
     def is_mainnet(self) -> bool:
@@ -122,6 +123,7 @@ class Settings:
             public_url=(env.get("BUSANPAY_PUBLIC_URL") or "").rstrip("/"),
             max_body_bytes=_int(env, "BUSANPAY_MAX_BODY_BYTES", 64 * 1024),
             task_queue_url=env.get("BUSANPAY_TASK_QUEUE") or "",
+            smtp_url=(env.get("BUSANPAY_SMTP_URL") or "").strip(),
         )
 
     def with_overrides(self, overrides: Mapping[str, object]) -> "Settings":

@@ -11,6 +11,19 @@ from sqlmodel import Field, SQLModel
 from database import UTCDateTime, utc_now
 
 PENDING_SQL = "status = 'pending'"
+LIVE_SQL = "status IN ('pending', 'approved')"
+
+
+def locked_pending(session, model, row_id: str):
+    """The row if it is still pending, locked for this transaction (PostgreSQL; SQLite's
+    writer lock already serialises), else None: a decision is made once."""
+    from sqlalchemy import select
+
+    stmt = select(model).where(model.id == row_id)
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    row = session.execute(stmt.execution_options(populate_existing=True)).scalar_one_or_none()
+    return row if row is not None and row.status == "pending" else None
 
 
 def _utc(name: str, nullable: bool = False) -> Column:
@@ -50,6 +63,10 @@ class MerchantApplication(SQLModel, table=True):
     """A business asking to accept Bitcoin; nothing else exists until the city approves."""
 
     __tablename__ = "merchant_application"
+    # One live (pending or approved) application per registration number, enforced by the
+    # database: two submissions at once cannot both get in.
+    __table_args__ = (Index("uq_application_brn_live", "brn", unique=True,
+                            sqlite_where=text(LIVE_SQL), postgresql_where=text(LIVE_SQL)),)
 
     id: str = Field(primary_key=True, max_length=24)
     status: str = Field(default="pending", max_length=16, index=True)  # pending approved rejected

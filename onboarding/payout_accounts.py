@@ -19,7 +19,7 @@ from accounts.models import User
 from accounts.service import Actor, audit
 from merchants.models import Store
 from merchants.service import random_id
-from onboarding.models import MerchantApplication, PayoutAccountChange
+from onboarding.models import MerchantApplication, PayoutAccountChange, locked_pending
 from settlement.models import MerchantPayoutAccount
 
 APPROVER_ROLES = ("treasury",)
@@ -136,11 +136,8 @@ def request_change(session: Session, actor: Actor, store_id: str, *, bank_name: 
 
 
 def _pending(session: Session, change_id: str) -> PayoutAccountChange:
-    stmt = select(PayoutAccountChange).where(PayoutAccountChange.id == change_id)
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
-    change = session.execute(stmt.execution_options(populate_existing=True)).scalar_one_or_none()
-    if change is None or change.status != "pending":
+    change = locked_pending(session, PayoutAccountChange, change_id)
+    if change is None:
         raise DecisionRefused("not-pending")
     return change
 

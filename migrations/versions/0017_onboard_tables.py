@@ -44,6 +44,7 @@ def upgrade() -> None:
     with op.batch_alter_table('merchant_application', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_merchant_application_brn'), ['brn'], unique=False)
         batch_op.create_index(batch_op.f('ix_merchant_application_status'), ['status'], unique=False)
+        batch_op.create_index('uq_application_brn_live', ['brn'], unique=True, sqlite_where=sa.text("status IN ('pending', 'approved')"), postgresql_where=sa.text("status IN ('pending', 'approved')"))
 
     op.create_table('owner_invitation',
     sa.Column('id', sqlmodel.sql.sqltypes.AutoString(length=24), nullable=False),
@@ -99,6 +100,7 @@ def downgrade() -> None:
 
     op.drop_table('owner_invitation')
     with op.batch_alter_table('merchant_application', schema=None) as batch_op:
+        batch_op.drop_index('uq_application_brn_live', sqlite_where=sa.text("status IN ('pending', 'approved')"), postgresql_where=sa.text("status IN ('pending', 'approved')"))
         batch_op.drop_index(batch_op.f('ix_merchant_application_status'))
         batch_op.drop_index(batch_op.f('ix_merchant_application_brn'))
 
