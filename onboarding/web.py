@@ -349,6 +349,45 @@ def merchant_new():
                            **_choices(), **_city_context("merchants")), (422 if errors else 200)
 
 
+# -- lifecycle -------------------------------------------------------------------------
+
+def standing_texts() -> dict:
+    return {"active": _("Active"), "suspended": _("Suspended: no new invoices"),
+            "closed": _("Closed")}
+
+
+@bp.route("/city/merchants/<store_id>/standing", methods=["GET", "POST"])
+@require_roles("city_admin", "city_auditor", "treasury")
+def merchant_standing(store_id: str):
+    from onboarding.lifecycle import StandingRefused, set_standing
+
+    gateway = _gateway()
+    error = None
+    if request.method == "POST":
+        if current_user.role != "city_admin":
+            abort(403)
+        wanted = request.form.get("standing", "")
+        try:
+            with gateway.db.write() as s:
+                set_standing(s, current_user.actor(), store_id, wanted,
+                             reason=request.form.get("reason", "")[:2000], now=gateway.clock())
+        except StandingRefused as refused:
+            if refused.code == "unknown-store":
+                abort(404)
+            error = _("Give a reason of 1 to 500 characters: the merchant sees it.") \
+                if refused.code == "reason" else _("This change is not possible: a closed store stays closed.")
+        else:
+            flash(_("Saved: %(standing)s.", standing=standing_texts()[wanted]), "ok")
+            return redirect(url_for("onboarding.merchant_standing", store_id=store_id), 303)
+    with gateway.db.read() as s:
+        store = s.get(Store, store_id)
+    if store is None:
+        abort(404)
+    return render_template("onboarding/merchant_standing.html", store=store, error=error,
+                           standing_texts=standing_texts(), **_city_context("merchants")), \
+        (422 if error else 200)
+
+
 # -- invitations -----------------------------------------------------------------------
 
 def invitation_invalid_text(code: str) -> str:
