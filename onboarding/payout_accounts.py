@@ -12,7 +12,7 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import case, select, update
 from sqlmodel import Session
 
 from accounts.models import User
@@ -196,8 +196,11 @@ def pending_changes(session: Session) -> list[tuple[PayoutAccountChange, Store]]
 
 
 def latest_change(session: Session, store_id: str) -> PayoutAccountChange | None:
+    """The pending change if there is one, else the last decided one."""
+    pending_first = case((PayoutAccountChange.status == "pending", 0), else_=1)
     return session.execute(select(PayoutAccountChange)
                            .where(PayoutAccountChange.store_id == store_id,
                                   PayoutAccountChange.status != "superseded")
-                           .order_by(PayoutAccountChange.requested_at.desc())
+                           .order_by(pending_first, PayoutAccountChange.decided_at.desc(),
+                                     PayoutAccountChange.requested_at.desc())
                            .limit(1)).scalar_one_or_none()
