@@ -247,8 +247,10 @@ def application_queue():
     with _gateway().db.read() as s:
         rows = list(s.execute(select(MerchantApplication).where(MerchantApplication.status == wanted)
                               .order_by(MerchantApplication.created_at).limit(500)).scalars())
+    flag_names = {"duplicate-attempt": _("Number tried again"),
+                  "previously-rejected": _("Rejected before")}
     return render_template("onboarding/application_queue.html", rows=rows, wanted=wanted,
-                           **_choices(), **_city_context("applications"))
+                           flag_names=flag_names, **_choices(), **_city_context("applications"))
 
 
 @bp.get("/city/applications/<application_id>")

@@ -68,6 +68,14 @@ def sign_in(page, server, email, password):
     page.wait_for_load_state()
 
 
+def enter_account(page, server, bank, number, holder):
+    page.goto(f"{server}/merchant/payout-account")
+    page.fill("#bank_name", bank)
+    page.fill("#bank_account", number)
+    page.fill("#account_holder", holder)
+    page.click("text=Send for city approval")
+
+
 def pay_and_confirm(gateway, invoice_id):
     from chain import demo_ops
     from chain.runtime import demo_chain_for, watcher_for
@@ -151,11 +159,7 @@ def test_apply_approve_invite_cashier_sale_and_settlement_to_the_approved_accoun
     page.fill("#pin", "2580")
     page.fill("#pin_again", "2580")
     page.click("button:has-text('Add cashier')")
-    page.goto(f"{server}/merchant/payout-account")
-    page.fill("#bank_name", "BNK Busan Bank")
-    page.fill("#bank_account", "101-2020-3030")
-    page.fill("#account_holder", "Jagalchi Sashimi")
-    page.click("text=Send for city approval")
+    enter_account(page, server, "BNK Busan Bank", "101-2020-3030", "Jagalchi Sashimi")
     assert "Pending city approval" in page.text_content("#latest-change")
     accessible(page, "the payout account page")
     shot(page, "payout-account-pending-360")
@@ -225,11 +229,7 @@ def test_an_owners_change_waits_for_a_different_treasury_operator(browser, serve
     # The owner changes the account in the browser: pending, and not paid.
     context, page, errors = new_page(browser, LANDSCAPE)
     sign_in(page, server, "owner@fish.kr", OWNER_PW)
-    page.goto(f"{server}/merchant/payout-account")
-    page.fill("#bank_name", "Other Bank")
-    page.fill("#bank_account", "999-8888-7777")
-    page.fill("#account_holder", "Somebody Else")
-    page.click("text=Send for city approval")
+    enter_account(page, server, "Other Bank", "999-8888-7777", "Somebody Else")
     assert "differs from your business name" in page.text_content("#explanation-error")
     page.fill("#explanation", "sole proprietor: the owner's own account")
     page.click("text=Send for city approval")
