@@ -121,6 +121,9 @@ def create_app(config: dict | None = None) -> Flask:
     from settlement.install import install as install_settlement
 
     install_settlement(app)  # settlement/ledger/refund CLI, /stripe/webhook, ledger jobs
+    from onboarding import init_onboarding
+
+    init_onboarding(app)  # /apply, /invite, payout accounts with four eyes, city review
     from settlement.pull_payment_api import bp as pull_payments_bp
 
     app.register_blueprint(pull_payments_bp)  # Greenfield refunds → refund claims

@@ -156,6 +156,9 @@ def seed(gateway, *, if_empty: bool = False, days: int = 30, invoices: int = 5_0
     _fold_rollup(gateway)
     settlement = _settlement(gateway, rng, stores, summary, now, days)
     timings["settlement"] = time.perf_counter() - started
+    from onboarding.demo import seed_onboarding
+
+    onboarding = seed_onboarding(gateway, rng, stores[0].id, stores[0].owner_email)
     from accounts.service import Actor, audit
 
     with gateway.db.write() as session:
@@ -178,6 +181,7 @@ def seed(gateway, *, if_empty: bool = False, days: int = 30, invoices: int = 5_0
                    for s in stores],
         "invoices": summary["by_state"],
         "settlement": settlement,
+        "onboarding": onboarding,
         "seconds": round(time.perf_counter() - started, 2),
         "timings": {k: round(v, 2) for k, v in timings.items()},
     }

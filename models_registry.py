@@ -8,3 +8,4 @@ import settlement.venues  # noqa: F401
 import dashboard.models  # noqa: F401
 import webhooks.models  # noqa: F401
 import settlement.pull_payments  # noqa: F401
+import onboarding.models  # noqa: F401

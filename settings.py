@@ -110,6 +110,7 @@ class Settings:
     source_url: str = ""
     trusted_proxies: str = ""
     ledger_check_seconds: int = 900
+    smtp_url: str = field(default="", repr=False)  # owner invitations by email; may hold a password
 
     @property
     def is_mainnet(self) -> bool:
@@ -169,6 +170,7 @@ class Settings:
             source_url=(env.get("BUSANPAY_SOURCE_URL") or "").strip(),
             trusted_proxies=_networks(env, "BUSANPAY_TRUSTED_PROXIES"),
             ledger_check_seconds=_int(env, "BUSANPAY_LEDGER_CHECK_SECONDS", 900),
+            smtp_url=(env.get("BUSANPAY_SMTP_URL") or "").strip(),
         )
 
     def with_overrides(self, overrides: Mapping[str, object]) -> "Settings":

@@ -36,6 +36,9 @@ class Store(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utc_now, sa_column=Column(
         "created_at", UTCDateTime(), nullable=False))
     archived: bool = Field(default=False)
+    # The city's standing: active, suspended (no new invoices) or closed; the merchant sees the reason.
+    standing: str = Field(default="active", max_length=12)
+    standing_reason: str = Field(default="", max_length=500)
 
 
 class ApiKey(SQLModel, table=True):

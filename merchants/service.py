@@ -134,11 +134,12 @@ class StoreTerms:
     payment_tolerance: Decimal
     default_language: str
     zero_conf_limit_krw: int
+    standing: str = "active"  # suspended or closed stores take no new invoices
 
 
 STORE_TERMS_COLUMNS = (Store.id, Store.archived, Store.settlement_mode, Store.key_id,
                        Store.speed_policy, Store.payment_tolerance, Store.default_language,
-                       Store.zero_conf_limit_krw)
+                       Store.zero_conf_limit_krw, Store.standing)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,8 @@ from payments.invoice_request import (FieldError, InvalidRequest, parse_invoice_
                                       parse_metadata)
 from payments.rates import RateUnavailable
 from payments.service import (IdempotencyConflict, InvoiceFilter, InvoiceNotFound,
-                              StatusChangeRefused, StoreNotFound, request_fingerprint)
+                              StatusChangeRefused, StoreNotFound, StoreSuspended,
+                              request_fingerprint)
 from ratelimits import invoice_limit, limiter
 from untrusted import UntrustedInput, decode_json, whole_number
 
@@ -87,6 +88,12 @@ def _not_found(_err):
 @bp.errorhandler(StoreNotFound)
 def _store_not_found(_err):
     return api_error(404, "store-not-found", "The store could not be found")
+
+
+@bp.errorhandler(StoreSuspended)
+def _store_suspended(err: StoreSuspended):
+    return api_error(403, "store-suspended",
+                     f"The city has {err.standing} this store: it cannot create new invoices")
 
 
 @bp.errorhandler(RateUnavailable)

@@ -45,6 +45,14 @@ class StoreNotFound(LookupError):
     pass
 
 
+class StoreSuspended(PermissionError):
+    """The city suspended or closed the store: no new invoices (open ones are still watched)."""
+
+    def __init__(self, store_id: str, standing: str):
+        super().__init__(f"store {store_id} is {standing}")
+        self.store_id, self.standing = store_id, standing
+
+
 class IdempotencyConflict(Exception):
     """The same Idempotency-Key came with a different request body."""
 
@@ -181,6 +189,8 @@ class InvoiceService:
                 store = connection.execute(_STORE_TERMS, {"store_id": store_id}).first()
         if store is None or store.archived:
             raise StoreNotFound(store_id)
+        if store.standing != "active":
+            raise StoreSuspended(store_id, store.standing)
         # Everything is ready before the key's cursor row is locked: that lock serialises
         # every invoice on the key, so it is held as briefly as the database allows.
         invoice = self._new_invoice(store, request, rate, treasury_key_id)

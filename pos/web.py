@@ -28,7 +28,7 @@ from payments.invoice_request import InvalidRequest, parse_invoice_request
 from payments.quoting import krw_value
 from payments.rates import RateUnavailable
 from payments.service import (IdempotencyConflict, InvoiceNotFound, StatusChangeRefused,
-                              StoreNotFound)
+                              StoreNotFound, StoreSuspended)
 from pos import sales
 from pos.qr_cache import QrCache
 from ratelimits import invoice_limit, limiter
@@ -300,6 +300,10 @@ def charge():
             render=lambda inv: {"id": inv.id})
     except StoreNotFound:
         return _json_error(404, "store-not-found", _("This store is closed or archived."))
+    except StoreSuspended as refused:
+        return _json_error(403, "store-suspended", _("The city has closed this store: no new sales.")
+                           if refused.standing == "closed" else
+                           _("The city has suspended this store: no new sales until it is lifted. The owner sees the reason in the back office."))
     except IdempotencyConflict:  # the same attempt key came back with another amount
         return _json_error(409, "retry-changed",
                            _("The sale changed while it was being sent. Charge again."))

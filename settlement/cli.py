@@ -88,30 +88,7 @@ def register(app: Flask) -> None:
                 session.add(payout)
         click.echo(json.dumps({"acknowledged": list(payout_ids)}))
 
-    @settlement_group.command("account")
-    @click.option("--store", "store_id", required=True)
-    @click.option("--stripe-account", default=None, help="acct_… (empty string removes it)")
-    @click.option("--rail", default=None, type=click.Choice(["stripe", "bankfile", ""]))
-    @click.option("--bank-name", default="")
-    @click.option("--bank-account", default="")
-    @click.option("--holder", default="")
-    def settlement_account(store_id, stripe_account, rail, bank_name, bank_account, holder):
-        """Set where a store's payouts go."""
-        from merchants.models import Store
-        from settlement.payouts import PayoutError, set_payout_account
-
-        gw = gateway()
-        try:
-            with gw.db.write() as session:
-                if session.get(Store, store_id) is None:
-                    raise click.ClickException(f"unknown store {store_id}")
-                acct = set_payout_account(session, store_id, stripe_account_id=stripe_account,
-                                          rail=rail, bank_name=bank_name,
-                                          bank_account=bank_account, account_holder=holder)
-        except PayoutError as err:
-            raise click.ClickException(str(err))
-        click.echo(json.dumps({"storeId": store_id, "rail": acct.rail,
-                               "stripeAccount": acct.stripe_account_id}))
+    # `settlement account …` (a payout destination, with four eyes) is onboarding/cli.py.
 
     @settlement_group.command("fee")
     @click.option("--category", required=True)

@@ -154,3 +154,19 @@ def test_the_cli_seeds_a_month_of_5000_invoices_within_ten_seconds_of_cpu(app, d
     assert cpu < 10, f"seeding took {cpu:.1f} s of CPU"
     again = runner.invoke(args=["demo", "seed", "--if-empty"])
     assert json.loads(again.output)["seeded"] is False
+
+
+def test_the_demo_has_pending_applications_and_a_pending_payout_account_change(app, seeded):
+    from onboarding.models import MerchantApplication, PayoutAccountChange
+    from onboarding.payout_accounts import pending_changes
+
+    assert seeded["onboarding"]["pendingApplications"] == 3
+    with app.extensions["busanpay"].db.read() as s:
+        statuses = s.execute(select(MerchantApplication.status)).scalars().all()
+        [(change, store)] = pending_changes(s)
+        assert s.get(PayoutAccountChange, seeded["onboarding"]["pendingPayoutChange"]) is not None
+    assert statuses == ["pending"] * 3
+    assert store.id == seeded["merchantOwner"]["storeId"] and not change.holder_matches
+    client = app.test_client()
+    login(client, seeded["treasury"]["email"], seeded["treasury"]["password"])
+    assert "112-2024-0615-01" in client.get("/city/payout-accounts").get_data(as_text=True)
