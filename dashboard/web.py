@@ -48,7 +48,8 @@ CATEGORY_NAMES = {
 }
 ROLE_NAMES = {"city_admin": _l("City admin"), "city_auditor": _l("City auditor (read-only)"),
               "treasury": _l("Treasury operator"), "owner": _l("Merchant owner"),
-              "cashier": _l("Cashier"), "system": _l("System")}
+              "cashier": _l("Cashier"), "system": _l("System"),
+              "public": _l("Public applicant")}
 KIND_NAMES = {"partial": _l("Paid partially"), "late": _l("Paid late"),
               "overpaid": _l("Paid over"), "invalid": _l("Invalid"),
               "deep-reorg": _l("Deep-reorg incident"), "refund": _l("Refund waiting")}
