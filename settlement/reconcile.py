@@ -357,9 +357,12 @@ def _unbacked_store_money(session, backed: dict[str, int]) -> list[dict]:
         .group_by(LedgerAccount.store_id))
     for store_id, paid_out, loose in rows:
         paid_out, loose = int(paid_out or 0), int(loose or 0)
-        if loose:
+        if loose > 0:
             problems.append({"problem": "merchant credit with no invoice behind it",
                              "storeId": store_id, "credited": str(loose)})
+        # a debit with no invoice (a refund the merchant funds for a shop's pull payment)
+        # spends the merchant's backed won just as a payout does
+        paid_out += max(-loose, 0)
         if paid_out > backed.get(store_id, 0):
             problems.append({"problem": "payouts exceed the merchant's backed credits",
                              "storeId": store_id, "paidOut": str(paid_out),
