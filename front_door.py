@@ -97,7 +97,11 @@ def error_response(err: HTTPException):
     code = err.code or 500
     key = "csrf" if isinstance(err, CSRFError) else code
     title, advice = ERROR_TEXTS.get(key) or ERROR_TEXTS[400 if code < 500 else 500]
-    body = render_template("front/error.html", code=code, title=title, advice=advice)
+    # A route's own message (abort(400, "…")) says what was wrong; Werkzeug's stock text
+    # for the code adds nothing to the page's title and advice.
+    detail = err.description if err.description != type(err).description else None
+    body = render_template("front/error.html", code=code, title=title, advice=advice,
+                           detail=detail)
     response = current_app.make_response(body)
     for name, value in err.get_headers():
         if name.lower() not in ("content-type", "content-length"):
