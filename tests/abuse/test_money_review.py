@@ -9,6 +9,7 @@ from dashboard.models import CitySetting
 from dashboard.queries import EXPOSURE_CAP_SETTING
 from settlement.ledger import balance
 from tests.abuse.test_money_findings import cli, ledger_ok, payable
+from tests.conftest import auth
 from tests.integration.test_payment_scenarios import DUE, demo_chain, make_world  # noqa: F401
 
 
@@ -63,3 +64,39 @@ def test_confirmed_0_conf_payments_free_the_cap_again(app, client, gateway, cloc
     # the other (capped) invoice is still open and unpaid: it may never be 0-conf, so it
     # does not count; the confirmed one no longer counts either
     assert shop.row(shop.invoice(15_000)["id"]).zero_conf_limit_krw == 50_000
+
+
+# -- the city's settled volume follows the money, not a merchant's mark ---------------------
+
+def city_figures(gateway) -> dict:
+    from sqlalchemy import select as sa_select
+
+    from dashboard.rollup import facts, sums
+    with gateway.db.read() as session:
+        row = session.execute(sa_select(*sums(facts()))).one()
+    return dict(row._mapping)
+
+
+def test_an_unpaid_invoice_marked_settled_is_no_settled_volume_on_the_city_dashboard(
+        app, client, gateway, clock, demo_chain):  # noqa: F811
+    shop = make_world(app, client, gateway, clock, demo_chain)
+    marked = shop.invoice(99_000)
+    res = shop.client.post(f"/api/v1/stores/{shop.store_id}/invoices/{marked['id']}/status",
+                           json={"status": "Settled"}, headers=auth(shop.token))
+    assert res.status_code == 200
+    paid = shop.invoice(15_000)
+    shop.pay(paid["id"], DUE)
+    shop.run()
+    demo_chain.mine()
+    shop.run()
+    figures = city_figures(gateway)
+    assert (figures["settled_n"], figures["settled_krw"], figures["settled_sats"]) == \
+        (1, 15_000, DUE)  # the paid sale only; the mark is counted as a mark
+    assert (figures["new_n"], figures["marked_n"]) == (1, 1)
+    clock.advance(minutes=20)  # the marked one expires on the chain
+    shop.run()
+    figures = city_figures(gateway)
+    assert (figures["settled_krw"], figures["expired_n"]) == (15_000, 1)
+    with gateway.db.write() as session:
+        from dashboard.rollup import verify
+        assert verify(session) == []
