@@ -3,10 +3,12 @@ the demo chain, the watcher, the posting job and `ledger check`, on SQLite and P
 Each test failed on the code the review ran against."""
 from __future__ import annotations
 
-from sqlmodel import select
+import pytest
+from sqlalchemy import select
 
 from dashboard.models import CitySetting
 from dashboard.queries import EXPOSURE_CAP_SETTING
+from dashboard.rollup import facts, sums, verify
 from settlement.ledger import balance
 from tests.abuse.test_money_findings import cli, ledger_ok, payable
 from tests.conftest import auth
@@ -69,11 +71,8 @@ def test_confirmed_0_conf_payments_free_the_cap_again(app, client, gateway, cloc
 # -- the city's settled volume follows the money, not a merchant's mark ---------------------
 
 def city_figures(gateway) -> dict:
-    from sqlalchemy import select as sa_select
-
-    from dashboard.rollup import facts, sums
     with gateway.db.read() as session:
-        row = session.execute(sa_select(*sums(facts()))).one()
+        row = session.execute(select(*sums(facts()))).one()
     return dict(row._mapping)
 
 
@@ -98,5 +97,37 @@ def test_an_unpaid_invoice_marked_settled_is_no_settled_volume_on_the_city_dashb
     figures = city_figures(gateway)
     assert (figures["settled_krw"], figures["expired_n"]) == (15_000, 1)
     with gateway.db.write() as session:
-        from dashboard.rollup import verify
         assert verify(session) == []
+
+
+# -- the off-chain credit, approved after the chain paid the invoice -----------------------
+
+def test_an_offchain_credit_approved_after_the_chain_paid_the_invoice_is_refused(
+        app, client, gateway, clock, demo_chain):  # noqa: F811
+    """Proposed while the invoice was unpaid; the payer then pays on the chain. Approving
+    the proposal afterwards would credit the merchant ₩29,850 for a ₩15,000 sale."""
+    from accounts.service import Actor
+    from settlement import offchain
+
+    shop = make_world(app, client, gateway, clock, demo_chain)
+    inv = shop.invoice(15_000)
+    with gateway.db.write() as session:
+        credit_id = offchain.propose(
+            session, Actor("u-treasury", "treasury"), store_id=shop.store_id,
+            invoice_id=inv["id"], amount_krw=15_000, reason="paid in cash", moment=clock()).id
+    shop.pay(inv["id"], DUE)
+    shop.run()
+    demo_chain.mine()
+    shop.run()
+    assert cli(app, "settlement", "post")[0] == 0
+    assert payable(gateway, shop.store_id) == 14_850
+    with pytest.raises(offchain.CreditRefused, match="at most ₩150"):
+        with gateway.db.write() as session:
+            offchain.decide(session, Actor("u-admin", "city_admin"), credit_id, approve=True,
+                            moment=clock())
+    assert payable(gateway, shop.store_id) == 14_850
+    with gateway.db.write() as session:  # rejecting it stays possible
+        assert offchain.decide(session, Actor("u-admin", "city_admin"), credit_id,
+                               approve=False, moment=clock()).status == "rejected"
+    clock.advance(minutes=10)
+    ledger_ok(app)
