@@ -58,5 +58,8 @@ def build_gateway(settings: Settings, *, clock: Callable[[], datetime] = utc_now
                           clock=clock, max_age=timedelta(seconds=settings.rate_max_age_seconds),
                           tolerance=settings.rate_tolerance, spread=settings.rate_spread)
         rates = RateFeed(board, db)
-    invoices = InvoiceService(db, settings=settings, rates=rates, clock=clock)
+    from dashboard.queries import exposure_cap
+
+    invoices = InvoiceService(db, settings=settings, rates=rates, clock=clock,
+                              zero_conf_cap=exposure_cap)
     return Gateway(settings=settings, db=db, clock=clock, rates=rates, invoices=invoices)

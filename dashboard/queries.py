@@ -506,17 +506,20 @@ def exposure(session, per_invoice_limit_krw: int, now: datetime, limit: int | No
                .where(unconfirmed.block_height.is_(None), unconfirmed.state == literal_column("'seen'"),
                       unconfirmed.seen_at >= now - EXPOSURE_WINDOW)
                .group_by(unconfirmed.invoice_id).subquery("pending"))
+    money_status = func.coalesce(Invoice.chain_status, Invoice.status)  # never a merchant's mark
     query = (select(Invoice, Store.name, pending.c.seen_at, pending.c.sats)
              .join(pending, pending.c.invoice_id == Invoice.id)
              .join(Store, Store.id == Invoice.store_id)
              .where(Invoice.speed_policy == "HighSpeed",
-                    Invoice.status.in_(("Processing", "Settled")),
+                    money_status.in_(("Processing", "Settled")),
                     ~exists().where(confirmed.invoice_id == Invoice.id, confirmed.state == "seen",
                                     confirmed.block_height.isnot(None)))
              .order_by(Invoice.amount_krw.desc().nulls_last(), Invoice.created_at))
     rows = list(session.execute(query))
-    processing = sum(int(r[0].amount_krw or 0) for r in rows if r[0].status == "Processing")
-    settled = sum(int(r[0].amount_krw or 0) for r in rows if r[0].status == "Settled")
+    by_status = {"Processing": 0, "Settled": 0}
+    for r in rows:
+        by_status[r[0].chain_status or r[0].status] += int(r[0].amount_krw or 0)
+    processing, settled = by_status["Processing"], by_status["Settled"]
     return Exposure(rows[:limit] if limit else rows, processing + settled, processing, settled,
                     exposure_cap(session), per_invoice_limit_krw)
 

@@ -42,23 +42,29 @@ def _case(condition: str, value: str) -> str:
     return f"CASE WHEN {condition} THEN {value} ELSE 0 END"
 
 
-def column_expressions(r: str) -> dict[str, str]:
-    """SQL per rollup column for one invoice row aliased `r` (same text on both databases)."""
+def column_expressions(r: str, money: bool = True) -> dict[str, str]:
+    """SQL per rollup column for one invoice row aliased `r` (same text on both databases).
+
+    The city's statuses and volumes follow the money: the chain's status
+    (`chain_status`, kept when a merchant marks the invoice), never the mark, so an unpaid
+    invoice marked Settled is no settled volume. `money=False` is the rollup as migration
+    0006 built it, before `chain_status` existed."""
     krw = f"COALESCE({r}.amount_krw, 0)"
+    status = f"COALESCE({r}.chain_status, {r}.status)" if money else f"{r}.status"
     return {
         "invoices": "1",
-        "new_n": _case(f"{r}.status = 'New'", "1"),
-        "processing_n": _case(f"{r}.status = 'Processing'", "1"),
-        "settled_n": _case(f"{r}.status = 'Settled'", "1"),
-        "expired_n": _case(f"{r}.status = 'Expired'", "1"),
-        "invalid_n": _case(f"{r}.status = 'Invalid'", "1"),
+        "new_n": _case(f"{status} = 'New'", "1"),
+        "processing_n": _case(f"{status} = 'Processing'", "1"),
+        "settled_n": _case(f"{status} = 'Settled'", "1"),
+        "expired_n": _case(f"{status} = 'Expired'", "1"),
+        "invalid_n": _case(f"{status} = 'Invalid'", "1"),
         "paid_partial_n": _case(f"{r}.additional_status = 'PaidPartial'", "1"),
         "paid_over_n": _case(f"{r}.additional_status = 'PaidOver'", "1"),
         "paid_late_n": _case(f"{r}.additional_status = 'PaidLate'", "1"),
         "marked_n": _case(f"{r}.additional_status = 'Marked'", "1"),
-        "processing_krw": _case(f"{r}.status = 'Processing'", krw),
-        "settled_krw": _case(f"{r}.status = 'Settled'", krw),
-        "settled_sats": _case(f"{r}.status = 'Settled'", f"{r}.paid_sats"),
+        "processing_krw": _case(f"{status} = 'Processing'", krw),
+        "settled_krw": _case(f"{status} = 'Settled'", krw),
+        "settled_sats": _case(f"{status} = 'Settled'", f"{r}.paid_sats"),
     }
 
 
@@ -66,7 +72,11 @@ assert tuple(column_expressions("x")) == ROLLUP_COLUMNS
 
 # Columns whose change moves an invoice between rollup cells or counters.
 TRACKED = ("status", "additional_status", "amount_krw", "due_sats", "paid_sats", "store_id",
-           "created_at")
+           "created_at", "chain_status")
+
+
+def _tracked(money: bool) -> tuple[str, ...]:
+    return TRACKED if money else TRACKED[:-1]
 
 
 def day_expression(dialect: str, r: str) -> str:
@@ -78,43 +88,45 @@ def day_expression(dialect: str, r: str) -> str:
 _COLS = ", ".join(ROLLUP_COLUMNS)
 
 
-def _values(dialect: str, r: str, sign: str) -> str:
-    exprs = column_expressions(r)
+def _values(dialect: str, r: str, sign: str, money: bool = True) -> str:
+    exprs = column_expressions(r, money)
     return ", ".join([f"{r}.store_id", day_expression(dialect, r)] +
                      [f"{sign}({exprs[c]})" for c in ROLLUP_COLUMNS])
 
 
-def _aggregate_select(dialect: str, source: str, alias: str, sign: str = "") -> str:
-    exprs = column_expressions(alias)
+def _aggregate_select(dialect: str, source: str, alias: str, sign: str = "",
+                      money: bool = True) -> str:
+    exprs = column_expressions(alias, money)
     day = day_expression(dialect, alias)
     sums = ", ".join(f"{sign}SUM({exprs[c]})" for c in ROLLUP_COLUMNS)
     return (f"SELECT {alias}.store_id, {day}, {sums} FROM {source} {alias} "
             f"GROUP BY {alias}.store_id, {day}")
 
 
-def trigger_ddl(dialect: str) -> list[str]:
+def trigger_ddl(dialect: str, money: bool = True) -> list[str]:
     """Statements creating the invoice triggers that feed city_rollup_delta."""
+    tracked = _tracked(money)
     changed = " OR ".join(f"OLD.{c} IS DISTINCT FROM NEW.{c}" if dialect == "postgresql"
-                          else f"OLD.{c} IS NOT NEW.{c}" for c in TRACKED)
+                          else f"OLD.{c} IS NOT NEW.{c}" for c in tracked)
     target = f"INSERT INTO city_rollup_delta (store_id, day, {_COLS})"
     if dialect == "postgresql":
         return [
             f"""CREATE OR REPLACE FUNCTION city_rollup_inserted() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-  {target} {_aggregate_select(dialect, 'new_rows', 'n')};
+  {target} {_aggregate_select(dialect, 'new_rows', 'n', money=money)};
   RETURN NULL;
 END $$""",
             f"""CREATE OR REPLACE FUNCTION city_rollup_deleted() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-  {target} {_aggregate_select(dialect, 'old_rows', 'o', '-')};
+  {target} {_aggregate_select(dialect, 'old_rows', 'o', '-', money)};
   RETURN NULL;
 END $$""",
             f"""CREATE OR REPLACE FUNCTION city_rollup_updated() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-  {target} VALUES ({_values(dialect, 'OLD', '-')}), ({_values(dialect, 'NEW', '')});
+  {target} VALUES ({_values(dialect, 'OLD', '-', money)}), ({_values(dialect, 'NEW', '', money)});
   RETURN NULL;
 END $$""",
             "CREATE TRIGGER trg_city_rollup_ins AFTER INSERT ON invoice "
@@ -123,18 +135,18 @@ END $$""",
             "CREATE TRIGGER trg_city_rollup_del AFTER DELETE ON invoice "
             "REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT "
             "EXECUTE FUNCTION city_rollup_deleted()",
-            f"CREATE TRIGGER trg_city_rollup_upd AFTER UPDATE OF {', '.join(TRACKED)} ON invoice "
+            f"CREATE TRIGGER trg_city_rollup_upd AFTER UPDATE OF {', '.join(tracked)} ON invoice "
             f"FOR EACH ROW WHEN ({changed}) EXECUTE FUNCTION city_rollup_updated()",
         ]
     return [
         f"CREATE TRIGGER trg_city_rollup_ins AFTER INSERT ON invoice BEGIN "
-        f"{target} VALUES ({_values(dialect, 'NEW', '')}); END",
+        f"{target} VALUES ({_values(dialect, 'NEW', '', money)}); END",
         f"CREATE TRIGGER trg_city_rollup_del AFTER DELETE ON invoice BEGIN "
-        f"{target} VALUES ({_values(dialect, 'OLD', '-')}); END",
-        f"CREATE TRIGGER trg_city_rollup_upd AFTER UPDATE OF {', '.join(TRACKED)} ON invoice "
+        f"{target} VALUES ({_values(dialect, 'OLD', '-', money)}); END",
+        f"CREATE TRIGGER trg_city_rollup_upd AFTER UPDATE OF {', '.join(tracked)} ON invoice "
         f"WHEN {changed} BEGIN "
-        f"{target} VALUES ({_values(dialect, 'OLD', '-')}); "
-        f"{target} VALUES ({_values(dialect, 'NEW', '')}); END",
+        f"{target} VALUES ({_values(dialect, 'OLD', '-', money)}); "
+        f"{target} VALUES ({_values(dialect, 'NEW', '', money)}); END",
     ]
 
 
@@ -192,7 +204,7 @@ def fold(session) -> int:
     return len(rows)
 
 
-def rebuild(session) -> int:
+def rebuild(session, money: bool = True) -> int:
     """Recompute the whole rollup from `invoice` (caller's write transaction); idempotent.
 
     On PostgreSQL the invoice table is locked in SHARE mode for the duration (writers wait
@@ -207,7 +219,7 @@ def rebuild(session) -> int:
     # In day order: the table then lies on disk as a fold leaves it in production (new days
     # appended), so a period's rows are neighbours.
     session.execute(text(f"INSERT INTO city_rollup (store_id, day, {_COLS}) "
-                         f"SELECT * FROM ({_aggregate_select(dialect, 'invoice', 'i')}) AS agg "
+                         f"SELECT * FROM ({_aggregate_select(dialect, 'invoice', 'i', money=money)}) AS agg "
                          f"ORDER BY 2, 1"))
     return int(session.execute(text("SELECT count(*) FROM city_rollup")).scalar_one())
 

@@ -26,6 +26,7 @@ from payments.addresses import ExtendedKey
 from payments.invoice_json import outbox_row
 from payments.invoice_request import (InvalidRequest, InvoiceRequest, tolerance_errors,
                                       won_value_errors)
+from payments.invoice_status import confirmations_required
 from payments.models import (ExtendedKeyRecord, IdempotencyRecord, Invoice, InvoiceEvent,
                              InvoiceQr, Payment)
 from payments.qr_codes import render_png, render_svg
@@ -33,6 +34,7 @@ from payments.bip21 import payment_uri
 from payments.quoting import krw_value, sats_due
 from operations.metrics import INVOICES_CREATED, RATE_REFUSALS, count_transition
 from payments.rates import LockedRate, RateUnavailable
+from payments.zero_conf import committed_krw
 
 Clock = Callable[[], datetime]
 
@@ -138,8 +140,10 @@ def text_search(query, text: str):
 
 
 class InvoiceService:
-    def __init__(self, db: Database, *, settings, rates, clock: Clock, keys: KeyRing | None = None):
+    def __init__(self, db: Database, *, settings, rates, clock: Clock, keys: KeyRing | None = None,
+                 zero_conf_cap: Callable[[Session], int] | None = None):
         self.db = db
+        self.zero_conf_cap = zero_conf_cap  # the city's cap on open 0-conf exposure (won)
         self.settings = settings
         self.rates = rates
         self.clock = clock
@@ -197,6 +201,7 @@ class InvoiceService:
         errors = won_value_errors(invoice.amount_krw, self.settings.max_invoice_krw)
         if errors:
             raise InvalidRequest(errors)
+        self._hold_to_zero_conf_cap(invoice)
         event = outbox_row(invoice, "InvoiceCreated", invoice.created_at)
         low = False  # the address pool runs low
         try:
@@ -228,6 +233,16 @@ class InvoiceService:
         finally:
             if low:  # derive ahead now that no transaction of ours holds the key's row
                 self.address_pool.refill_soon(invoice.key_id)
+
+    def _hold_to_zero_conf_cap(self, invoice: Invoice) -> None:
+        """Past the city's open 0-conf exposure cap, the invoice waits for a confirmation."""
+        if self.zero_conf_cap is None or confirmations_required(
+                invoice.speed_policy, invoice.amount_krw, invoice.zero_conf_limit_krw) != 0:
+            return
+        with self.db.read() as session:
+            if committed_krw(session, invoice.created_at) + invoice.amount_krw > \
+                    self.zero_conf_cap(session):
+                invoice.zero_conf_limit_krw = 0
 
     def _create_in_transaction(self, invoice: Invoice, event: dict, idempotency_key: str | None,
                                request_hash: str | None, render) -> bool:

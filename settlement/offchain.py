@@ -54,17 +54,29 @@ def credited_for_invoice(session, invoice_id: str, store_id: str) -> int:
     return -int(total)
 
 
-def room_for(session, invoice) -> int:
+def room_for(session, invoice, *, besides: str | None = None) -> int:
     """How much an off-chain credit may still add: the price less what is credited or
-    waiting for approval."""
+    waiting for approval (other than the proposal `besides`)."""
     if invoice.amount_krw is None:
         return 0
     waiting = session.execute(
         select(func.coalesce(func.sum(OffchainCredit.amount_krw), 0))
-        .where(OffchainCredit.invoice_id == invoice.id, OffchainCredit.status == "proposed")
+        .where(OffchainCredit.invoice_id == invoice.id, OffchainCredit.status == "proposed",
+               OffchainCredit.id != (besides or ""))
     ).scalar_one()
     return max(invoice.amount_krw - credited_for_invoice(session, invoice.id, invoice.store_id)
                - int(waiting), 0)
+
+
+def _require_room(session, credit: OffchainCredit) -> None:
+    """The invoice may have been credited since the proposal (its payment came on the
+    chain meanwhile): approving must not take the credit past the price."""
+    from payments.models import Invoice
+
+    room = room_for(session, session.get(Invoice, credit.invoice_id), besides=credit.id)
+    if credit.amount_krw > room:
+        raise CreditRefused(f"at most ₩{room:,} can be credited for this invoice now (it was "
+                            "credited since this proposal): reject it and propose again")
 
 
 def propose(session, actor: Actor, *, store_id: str, invoice_id: str, amount_krw: int,
@@ -104,6 +116,8 @@ def decide(session, actor: Actor, credit_id: str, *, approve: bool,
         raise CreditRefused(f"this credit is already {credit.status}")
     if credit.proposed_by == actor.id:
         raise CreditRefused("a second person must decide: you proposed this credit")
+    if approve:
+        _require_room(session, credit)
     status = "approved" if approve else "rejected"
     # Only the first decision wins, also with two clicks at once.
     done = session.execute(

@@ -321,7 +321,7 @@ def test_the_invoice_api_shows_an_incident_and_only_subscribed_webhooks_hear_of_
         world.settle_down()
         body = world.api(inv["id"])
         assert (body["status"], body["additionalStatus"]) == ("Settled", "None")
-        assert body["incident"] == {"kind": "deep-reorg", "since": int(clock().timestamp())}
+        assert body["incident"] == {"kind": "zero-conf-loss", "since": int(clock().timestamp())}  # the city's 0-conf risk
         service_for(gateway).run_once()
         [heard] = receivers[1].wait_for(1)
         assert heard.json["type"] == "BusanPayInvoiceIncident"
