@@ -2,6 +2,7 @@
 arrival times, back-off; and the decision for top-up invoices (nothing due)."""
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -244,10 +245,22 @@ def test_incidents_open_and_close_only_when_judged_at_the_end_of_a_pass():
                           False)[0] == "deep-reorg"
 
 
-def test_a_persons_mark_freezes_the_incident():
-    facts = settled(A.MARKED)
-    assert incident_facts(facts, [], [], "deep-reorg", True)[0] == "deep-reorg"
-    assert incident_facts(facts, [], [], None, True)[0] is None
+def test_a_persons_mark_does_not_hide_what_the_chain_says():
+    # The money follows the chain status, never the mark, so incidents follow it too.
+    chain_settled = dataclasses.replace(settled(A.MARKED), chain_status=S.SETTLED)
+    assert incident_facts(chain_settled, [pay(10_000, conf=0)], [Row(10_000)], None,
+                          True)[0] == "deep-reorg"
+    assert incident_facts(chain_settled, [pay(10_000, conf=1)], [Row(10_000)], "deep-reorg",
+                          True)[0] is None
+    never_paid = dataclasses.replace(settled(A.MARKED), chain_status=S.NEW)
+    assert incident_facts(never_paid, [], [], None, True)[0] is None
+
+
+def test_a_0_conf_settlement_that_loses_its_payment_is_the_citys_loss():
+    zero_conf = dataclasses.replace(settled(), speed_policy=SpeedPolicy.HIGH,
+                                    zero_conf_limit_krw=50_000)
+    gone = [pay(10_000, conf=0, state=P.DOUBLE_SPENT)]
+    assert incident_facts(zero_conf, gone, [Row(10_000)], None, True)[0] == "zero-conf-loss"
 
 
 def test_money_after_monitoring_is_an_incident_until_that_payment_stops_counting():
