@@ -11,6 +11,7 @@ import pytest
 from operations import secrets_of
 from operations.logs import configure_logging
 from tests.conftest import auth
+from tests.integration.test_accounts_login import csrf_token
 from tests.integration.test_payment_scenarios import demo_chain  # noqa: F401
 from tests.integration.test_refund_pages import open_claim, overpaid, payer, world  # noqa: F401
 
@@ -75,14 +76,21 @@ def test_secrets_are_redacted_wherever_they_appear_in_a_message(app, client, mer
 def test_a_refund_claim_token_never_reaches_the_logs(app, world, logs):
     invoice_id = overpaid(world)
     tourist = payer(app)
-    link = open_claim(tourist, invoice_id)
-    token = link.rsplit("/", 1)[1]
+    link = open_claim(tourist, invoice_id)  # /refund/<claim_id>: the id is no secret
+    from settlement.refund_pages import KEY_COOKIE
+
+    key = tourist.get_cookie(KEY_COOKIE, path=link.removeprefix("http://localhost")).value
+    assert len(key) >= 40
     assert tourist.get(link).status_code == 200
+    # the saved link's key, posted from another browser, is in a body, never a URL or a log
+    other = payer(app)
+    csrf = csrf_token(other, link)
+    assert other.post(f"{link}/key", data={"csrf_token": csrf, "key": key}).status_code in (200, 303)
     logging.getLogger("werkzeug").info('127.0.0.1 - - "GET %s HTTP/1.1" 200 -', link)
     out = logs.getvalue()
-    assert token not in out
+    assert key not in out
     routes = [l.get("route") for l in lines(logs) if l["message"] == "request"]
-    assert "/refund/<token>" in routes
+    assert "/refund/<claim_id>" in routes and "/refund/<claim_id>/key" in routes
 
 
 def test_text_format_carries_the_same_context(client, merchant, gateway):

@@ -16,7 +16,7 @@ ROUTE = "/api/v1/stores/<store_id>/invoices"
 
 @pytest.fixture
 def app_config(app_config):
-    return {**app_config, "metrics_token": TOKEN}
+    return {**app_config, "metrics_token": TOKEN, "webhook_allow_private": True}  # receivers on 127.0.0.1
 
 
 def scrape(client) -> dict:
