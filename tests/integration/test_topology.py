@@ -100,6 +100,7 @@ def test_a_journey_through_nginx_to_two_web_processes_two_workers_and_the_consum
     env = {**os.environ, "DATABASE_URL": pg_database, "BUSANPAY_INSTANCE": str(instance),
            "BUSANPAY_CHAIN": "demo", "BUSANPAY_INPROCESS_WORKER": "0",
            "BUSANPAY_SECRET_KEY": "topology-secret", "BUSANPAY_TRUSTED_PROXIES": "127.0.0.1",
+           "BUSANPAY_WEBHOOK_ALLOW_PRIVATE": "1",  # the shop's receiver listens on 127.0.0.1
            "BUSANPAY_PUBLIC_URL": f"https://127.0.0.1:{https}",
            "BUSANPAY_RATELIMIT_STORAGE": f"{REDIS}/13", "BUSANPAY_TASK_QUEUE": f"{REDIS}/14",
            "BUSANPAY_METRICS_TOKEN": TOKEN, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
