@@ -14,6 +14,8 @@ from typing import Mapping
 from sqlalchemy import inspect
 from sqlmodel import Session, select
 
+from untrusted import UntrustedInput, plain_decimal
+
 from accounts.models import User
 from accounts.service import AccountError, Actor, audit, create_user
 from merchants.models import ApiKey, Store
@@ -66,9 +68,7 @@ def parse_settings(form: Mapping[str, str], *, city_zero_conf_limit: int,
     raw_tolerance = (form.get("payment_tolerance") or "").strip().replace(",", ".")
     tolerance = Decimal(0)
     try:
-        tolerance = Decimal(raw_tolerance or "x")
-        if not tolerance.is_finite():
-            raise InvalidOperation
+        tolerance = plain_decimal(raw_tolerance or "x")  # ASCII digits, finite
         if not Decimal(0) <= tolerance <= Decimal(100):
             problems.append(Problem("payment_tolerance", "tolerance.range"))
         elif tolerance > city_max_tolerance:
@@ -77,7 +77,7 @@ def parse_settings(form: Mapping[str, str], *, city_zero_conf_limit: int,
         elif -tolerance.as_tuple().exponent > MAX_TOLERANCE_PLACES:
             problems.append(Problem("payment_tolerance", "tolerance.places",
                                     {"places": MAX_TOLERANCE_PLACES}))
-    except InvalidOperation:
+    except (InvalidOperation, UntrustedInput):
         problems.append(Problem("payment_tolerance", "tolerance.number"))
     raw_limit = (form.get("zero_conf_limit_krw") or "").strip().lstrip("₩").replace(",", "")
     limit = 0

@@ -108,12 +108,12 @@ def parse_checkout(raw: Any, errors: list[FieldError]) -> CheckoutOptions:
     tolerance = raw.get("paymentTolerance")
     if tolerance is not None:
         try:
-            if isinstance(tolerance, bool):
+            if isinstance(tolerance, bool) or not isinstance(tolerance, (str, int, Decimal)):
                 raise InvalidOperation
-            tolerance = Decimal(str(tolerance))
-            if not tolerance.is_finite() or not Decimal(0) <= tolerance <= Decimal(100):
+            tolerance = plain_decimal(str(tolerance))  # ASCII digits only, finite
+            if not Decimal(0) <= tolerance <= Decimal(100):
                 raise InvalidOperation
-        except InvalidOperation:
+        except (InvalidOperation, UntrustedInput):
             errors.append(FieldError("checkout.paymentTolerance",
                                      "must be a percentage from 0 to 100"))
             tolerance = None

@@ -79,3 +79,13 @@ def test_the_pos_refuses_foreign_digits_in_the_amount_and_the_tip(app, client, s
     res = client.post("/pos/charge", json={"amount": "12,000", "tipPercent": "10"},
                       headers={"X-CSRFToken": csrf})
     assert res.status_code == 201 and res.get_json()["amountKrw"] == "13200", res.get_json()
+
+
+def test_a_payment_tolerance_takes_ascii_digits_only(app, client, shop):
+    before = invoice_count(app)
+    for tolerance in ("５", "٥", "1e999999999", "NaN", "Infinity", True, [], {}, "101", "-1"):
+        res = client.post(f"/api/v1/stores/{shop['store']}/invoices", headers=auth(shop["token"]),
+                          json={"amount": "15000", "checkout": {"paymentTolerance": tolerance}})
+        assert res.status_code == 422, (tolerance, res.get_data(as_text=True))
+        assert [e["path"] for e in res.get_json()] == ["checkout.paymentTolerance"], tolerance
+    assert invoice_count(app) == before
