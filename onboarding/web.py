@@ -420,6 +420,7 @@ def invite_open(token: str):
 @limiter.limit(login_limit, methods=["POST"], error_message="Too many attempts")
 def invite():
     from accounts.service import AccountError
+    from accounts.service import LoggedIn, start_session
     from accounts.web import _login
     from merchants.models import Store
     from onboarding.invitations import InvitationInvalid, find_invitation, redeem_invitation
@@ -438,11 +439,15 @@ def invite():
                         user = redeem_invitation(s, token, password, now=gateway.clock(),
                                                  ip=request.remote_addr or "")
                         s.flush()
+                        # a server-side session row, as every sign-in has (logout ends it)
+                        session_id = start_session(s, user, request.remote_addr or "",
+                                                   gateway.clock())
+                        s.flush()
                         s.expunge(user)
                 except AccountError as err:
                     error = password_error_text(err)
                 else:
-                    _login(user, "invitation")
+                    _login(LoggedIn(user, session_id, f"user:{user.id}"))
                     flash(_("Welcome to Busan Pay. Your password is set."), "ok")
                     return redirect("/merchant", 303)
         with gateway.db.read() as s:
