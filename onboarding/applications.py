@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Mapping
 
@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from accounts.service import Actor, audit
+from backoffice.service import Problem  # one field problem shape for every form
 from merchants.districts import CATEGORIES, DISTRICTS
 from merchants.models import Store
 from merchants.service import create_store, random_id
@@ -29,13 +30,6 @@ _EMAIL = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
 _PHONE = re.compile(r"^\+?[0-9][0-9 -]{7,18}[0-9]$")
 # required text fields: their longest
 TEXT_FIELDS = {"name_ko": 120, "name_en": 120, "address": 300, "contact_name": 120}
-
-
-@dataclass(frozen=True)
-class Problem:
-    field: str
-    code: str
-    params: dict = field(default_factory=dict)
 
 
 class ApplicationRefused(ValueError):
