@@ -3,7 +3,7 @@ import logging
 import secrets
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import bolt11
 import pytest
@@ -11,7 +11,7 @@ import pytest
 from lightning.backend import LightningBackend, LightningError, LightningUnavailable, LnState
 from lightning.cln import ClnRestBackend
 from tests.fakes.cln_server import FakeCln
-from tests.fakes.node_http import self_signed_cert
+from tests.integration import lightning_node_checks as checks
 
 RUNE = secrets.token_urlsafe(48)
 
@@ -136,27 +136,12 @@ def test_a_duplicate_answer_from_the_node_is_yielded_once(node, cln):
     assert [(s.payment_hash, s.index) for s in got] == [(second.payment_hash, 2)]
 
 
-def test_a_node_that_is_down_makes_create_raise_unavailable_and_node_info_unreachable(node, cln):
-    node.go_down()
-    with pytest.raises(LightningUnavailable, match="unreachable"):
-        new_invoice(cln)
-    with pytest.raises(LightningUnavailable):
-        list(cln.settlements(0, timeout=1))
-    info = cln.node_info()
-    assert (info.backend, info.reachable) == ("cln", False)
-    assert info.error and RUNE not in info.error
-    node.come_back()
-    assert cln.node_info().reachable
-    assert new_invoice(cln).state is LnState.OPEN
+def test_a_node_that_is_down_makes_every_call_unavailable_until_it_comes_back(node, cln):
+    checks.down_then_back(node, cln, RUNE)
 
 
-def test_a_node_answering_503_is_unavailable(node, cln):
-    node.serve_unavailable(True)
-    with pytest.raises(LightningUnavailable, match="503"):
-        new_invoice(cln)
-    assert cln.node_info().reachable is False
-    node.serve_unavailable(False)
-    assert cln.node_info().reachable is True
+def test_a_node_answering_503_is_unavailable_not_refused(node, cln):
+    checks.answering_503(node, cln)
 
 
 def test_node_info_counts_only_normal_channels_for_balance_and_inbound_liquidity(node, cln):
@@ -171,15 +156,7 @@ def test_node_info_counts_only_normal_channels_for_balance_and_inbound_liquidity
 
 def test_a_wrong_rune_is_a_clear_refusal_not_an_outage(node):
     wrong = secrets.token_urlsafe(48)
-    client = ClnRestBackend(node.url, wrong, timeout=3)
-    for call in (lambda: new_invoice(client), lambda: client.lookup_invoice("ab" * 32),
-                 lambda: list(client.settlements(0, timeout=1))):
-        with pytest.raises(LightningError) as caught:
-            call()
-        assert type(caught.value) is LightningError
-        assert "rune" in str(caught.value) and wrong not in str(caught.value)
-    info = client.node_info()
-    assert not info.reachable and "rune" in info.error and wrong not in info.error
+    checks.refused_not_unavailable(ClnRestBackend(node.url, wrong, timeout=3), "rune", wrong)
 
 
 def test_the_rune_never_shows_in_logs_reprs_or_errors(node, caplog):
@@ -190,33 +167,17 @@ def test_the_rune_never_shows_in_logs_reprs_or_errors(node, caplog):
     node.settle(invoice.payment_hash)
     list(client.settlements(0, timeout=1))
     client.lookup_invoice(invoice.payment_hash)
-    client.node_info()
     with pytest.raises(LightningError) as caught:
         new_invoice(client, label="one")
     texts.append(str(caught.value))
     node.go_down()
     with pytest.raises(LightningUnavailable) as caught:
         new_invoice(client)
-    texts.append(str(caught.value))
-    texts.append(client.node_info().error)
-    assert caplog.records
-    logged = "\n".join(r.getMessage() for r in caplog.records) + "\n".join(texts)
-    assert RUNE not in logged and RUNE[:16] not in logged
+    texts += [str(caught.value), client.node_info().error]
+    checks.nothing_shows(RUNE, caplog, texts)
 
 
 def test_tls_with_the_nodes_certificate_works_and_another_certificate_fails(tmp_path):
-    cert, key = self_signed_cert(tmp_path / "node", "clnrest")
-    other_cert, _ = self_signed_cert(tmp_path / "other", "impostor")
-    with FakeCln(rune=RUNE, tls=(cert, key)) as node:
-        assert node.url.startswith("https://")
-        trusted = ClnRestBackend(node.url, RUNE, cert, timeout=3)
-        invoice = new_invoice(trusted)
-        node.settle(invoice.payment_hash)
-        assert [s.index for s in trusted.settlements(0, timeout=1)] == [1]
-        assert trusted.node_info().reachable
-        for client in (ClnRestBackend(node.url, RUNE, other_cert, timeout=3),
-                       ClnRestBackend(node.url, RUNE, timeout=3)):
-            with pytest.raises(LightningError, match="TLS") as caught:
-                new_invoice(client)
-            assert type(caught.value) is LightningError
-            assert not client.node_info().reachable
+    checks.tls_pins_the_node_certificate(
+        tmp_path, lambda tls: FakeCln(rune=RUNE, tls=tls),
+        lambda url, cert: ClnRestBackend(url, RUNE, cert, timeout=3))

@@ -11,7 +11,7 @@ import pytest
 from lightning.backend import (LightningBackend, LightningError, LightningUnavailable, LnState)
 from lightning.lnd import LndRestBackend
 from tests.fakes.lnd_server import FakeLnd
-from tests.fakes.node_http import self_signed_cert
+from tests.integration import lightning_node_checks as checks
 
 MACAROON = secrets.token_hex(96)
 
@@ -137,30 +137,12 @@ def test_a_stream_the_node_cuts_by_going_down_raises_unavailable(node, lnd):
         list(lnd.settlements(0, timeout=3))
 
 
-def test_a_node_that_is_down_makes_create_raise_unavailable_and_node_info_unreachable(node, lnd):
-    node.go_down()
-    with pytest.raises(LightningUnavailable) as caught:
-        new_invoice(lnd)
-    assert "unreachable" in str(caught.value)
-    info = lnd.node_info()
-    assert (info.backend, info.reachable) == ("lnd", False)
-    assert info.error and MACAROON not in info.error
-    with pytest.raises(LightningUnavailable):
-        list(lnd.settlements(3, timeout=0.5))
-    node.come_back()
-    assert lnd.node_info().reachable
-    assert new_invoice(lnd).state is LnState.OPEN
+def test_a_node_that_is_down_makes_every_call_unavailable_until_it_comes_back(node, lnd):
+    checks.down_then_back(node, lnd, MACAROON)
 
 
 def test_a_node_answering_503_is_unavailable_not_refused(node, lnd):
-    node.serve_unavailable(True)
-    with pytest.raises(LightningUnavailable, match="503"):
-        new_invoice(lnd)
-    with pytest.raises(LightningUnavailable):
-        list(lnd.settlements(1, timeout=0.5))
-    assert lnd.node_info().reachable is False
-    node.serve_unavailable(False)
-    assert lnd.node_info().reachable is True
+    checks.answering_503(node, lnd)
 
 
 def test_node_info_reports_identity_height_balance_and_inbound_liquidity(node, lnd):
@@ -173,15 +155,7 @@ def test_node_info_reports_identity_height_balance_and_inbound_liquidity(node, l
 
 def test_a_wrong_macaroon_is_a_clear_refusal_not_an_outage(node):
     wrong = secrets.token_hex(96)
-    client = LndRestBackend(node.url, wrong, timeout=3)
-    for call in (lambda: new_invoice(client), lambda: client.lookup_invoice("ab" * 32),
-                 lambda: list(client.settlements(1, timeout=0.5))):
-        with pytest.raises(LightningError) as caught:
-            call()
-        assert type(caught.value) is LightningError
-        assert "macaroon" in str(caught.value) and wrong not in str(caught.value)
-    info = client.node_info()
-    assert not info.reachable and "macaroon" in info.error and wrong not in info.error
+    checks.refused_not_unavailable(LndRestBackend(node.url, wrong, timeout=3), "macaroon", wrong)
 
 
 def test_the_macaroon_never_shows_in_logs_reprs_or_errors(node, caplog):
@@ -192,7 +166,6 @@ def test_the_macaroon_never_shows_in_logs_reprs_or_errors(node, caplog):
     node.settle(invoice.payment_hash)
     list(client.settlements(0, timeout=0.3))
     client.lookup_invoice(invoice.payment_hash)
-    client.node_info()
     node.serve_unavailable(True)
     for call in (lambda: new_invoice(client), lambda: list(client.settlements(0, timeout=0.3))):
         with pytest.raises(LightningError) as caught:
@@ -201,25 +174,10 @@ def test_the_macaroon_never_shows_in_logs_reprs_or_errors(node, caplog):
     node.serve_unavailable(False)
     node.go_down()
     texts.append(client.node_info().error)
-    assert caplog.records  # urllib3 did log its requests
-    logged = "\n".join(r.getMessage() for r in caplog.records) + "\n".join(texts)
-    assert MACAROON not in logged and MACAROON[:16] not in logged
+    checks.nothing_shows(MACAROON, caplog, texts)
 
 
 def test_tls_with_the_nodes_certificate_works_and_another_certificate_fails(tmp_path):
-    cert, key = self_signed_cert(tmp_path / "node", "lnd")
-    other_cert, _ = self_signed_cert(tmp_path / "other", "impostor")
-    with FakeLnd(macaroon_hex=MACAROON, tls=(cert, key)) as node:
-        assert node.url.startswith("https://")
-        trusted = LndRestBackend(node.url, MACAROON, cert, timeout=3)
-        invoice = new_invoice(trusted)
-        threading.Timer(0.3, node.settle, args=(invoice.payment_hash,)).start()
-        assert [s.index for s in trusted.settlements(0, timeout=1.5)] == [1]
-        assert trusted.node_info().reachable
-        for client in (LndRestBackend(node.url, MACAROON, other_cert, timeout=3),
-                       LndRestBackend(node.url, MACAROON, timeout=3)):  # system CAs: no
-            with pytest.raises(LightningError, match="TLS") as caught:
-                new_invoice(client)
-            assert type(caught.value) is LightningError
-            info = client.node_info()
-            assert not info.reachable and "TLS" in info.error
+    checks.tls_pins_the_node_certificate(
+        tmp_path, lambda tls: FakeLnd(macaroon_hex=MACAROON, tls=tls),
+        lambda url, cert: LndRestBackend(url, MACAROON, cert, timeout=3))
