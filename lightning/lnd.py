@@ -3,8 +3,8 @@
 The gateway writes int64 fields as JSON strings and bytes as base64; both are turned into
 ints and hex here. Settlements come from `GET /v1/invoices/subscribe?settle_index=N`, an
 NDJSON stream that first replays the invoices settled after N and then stays open for new
-ones. lnd treats `settle_index=0` as "only new ones", so a settlement that happened before
-the very first subscription is found by `lookup_invoice`, not by the stream.
+ones. lnd treats `settle_index=0` as "only new ones", so from 0 the settled invoices are
+first read with `GET /v1/invoices` (paged by add_index) and the stream resumes after them.
 
 What the caller can rely on:
 - `settlements()` yields only settlements with index > `after_index`, each index once per
@@ -52,6 +52,7 @@ def _int(value) -> int:
 
 class LndRestBackend:
     name = "lnd"
+    list_page_size = 500  # invoices per `GET /v1/invoices` page
 
     def __init__(self, url: str, macaroon_hex: str, cert_path: str | None = None, *,
                  timeout: float = 10.0):
@@ -153,14 +154,19 @@ class LndRestBackend:
         )
 
     def settlements(self, after_index: int, *, timeout: float) -> Iterator[LnSettlement]:
+        last = after_index
+        if after_index == 0:  # lnd cannot replay from 0: read what is settled already
+            for invoice in self._settled_invoices():
+                settlement = self._settlement(invoice)
+                last = settlement.index
+                yield settlement
         response = self._send("GET", "/v1/invoices/subscribe", stream=True, read_timeout=timeout,
-                              params={"settle_index": str(after_index)})
+                              params={"settle_index": str(last)})
         if response.status_code != 200:
             try:
                 self._json(response)
             finally:
                 response.close()
-        last = after_index
         quiet_until = time.monotonic() + timeout
         try:
             for line in response.iter_lines():
@@ -177,9 +183,7 @@ class LndRestBackend:
                     index = _int(invoice.get("settle_index"))
                     if invoice.get("state") == "SETTLED" and index > last:
                         last = index
-                        yield LnSettlement(payment_hash=base64.b64decode(invoice["r_hash"]).hex(),
-                                           amount_paid_msat=_int(invoice.get("amt_paid_msat")),
-                                           settled_at=_utc(invoice.get("settle_date")), index=index)
+                        yield self._settlement(invoice)
                         quiet_until = time.monotonic() + timeout
                 if time.monotonic() >= quiet_until:  # only non-settle events came
                     return
@@ -192,6 +196,27 @@ class LndRestBackend:
             raise LightningUnavailable(f"LND's invoice stream broke: {type(exc).__name__}") from None
         finally:
             response.close()
+
+    @staticmethod
+    def _settlement(invoice: dict) -> LnSettlement:
+        return LnSettlement(payment_hash=base64.b64decode(invoice["r_hash"]).hex(),
+                            amount_paid_msat=_int(invoice.get("amt_paid_msat")),
+                            settled_at=_utc(invoice.get("settle_date")),
+                            index=_int(invoice.get("settle_index")))
+
+    def _settled_invoices(self) -> list[dict]:
+        """Every settled invoice, in settle order (`GET /v1/invoices`, forward by add_index).
+        Only needed until the listener has stored its first index."""
+        settled, offset = [], 0
+        while True:
+            page = self._json(self._send("GET", "/v1/invoices", params={
+                "index_offset": str(offset), "num_max_invoices": str(self.list_page_size), "reversed": "false"}))
+            invoices = page.get("invoices") or []
+            if not invoices:
+                return sorted(settled, key=lambda i: _int(i.get("settle_index")))
+            settled += [i for i in invoices
+                        if i.get("state") == "SETTLED" and _int(i.get("settle_index"))]
+            offset = _int(page.get("last_index_offset"))
 
     def node_info(self) -> NodeInfo:
         try:

@@ -6,7 +6,8 @@ standard base64, enums as names (`"state": "SETTLED"`), errors `{"code", "messag
 so HTTP 500, as a real lnd answers), and `GET /v1/invoices/subscribe` as a chunked
 stream held open with one `{"result": Invoice}` per line (`{"error": …}` on failure).
 Subscribe replays settled invoices with `settle_index` greater than the one asked for
-(0 means "only new ones", as lnd does) and added invoices after `add_index`.
+(0 means "only new ones", as lnd does) and added invoices after `add_index`;
+`GET /v1/invoices` lists forward from `index_offset` (add_index), `num_max_invoices` a page.
 
     with FakeLnd(macaroon_hex=mac) as node:
         node.settle(payment_hash_hex)          # the payer paid (whole amount by default)
@@ -140,6 +141,8 @@ class FakeLnd(FakeNodeServer):
             return self._add_invoice(request)
         if request.command == "GET" and path.startswith("/v1/invoice/"):
             return self._lookup(request, path.rsplit("/", 1)[1])
+        if request.command == "GET" and path == "/v1/invoices":
+            return self._list(request, query)
         if request.command == "GET" and path == "/v1/invoices/subscribe":
             return self._subscribe(request, query)
         if request.command == "GET" and path == "/v1/getinfo":
@@ -203,6 +206,20 @@ class FakeLnd(FakeNodeServer):
             if invoice is None:
                 return self._error(request, 404, 5, "unable to locate invoice")
             request.send_json(200, invoice.json())
+
+    def _list(self, request: NodeRequest, query: dict) -> None:
+        """ListInvoices, forward only (`reversed=false`): add_index > index_offset."""
+        offset = int(query.get("index_offset", ["0"])[0] or 0)
+        limit = int(query.get("num_max_invoices", ["100"])[0] or 100)
+        if query.get("reversed", ["false"])[0] not in ("false", "0"):
+            return self._error(request, 501, 12, "the fake lists forward only")
+        with self.lock:
+            page = sorted((i for i in self.invoices.values() if i.add_index > offset),
+                          key=lambda i: i.add_index)[:limit]
+            request.send_json(200, {
+                "invoices": [i.json() for i in page],
+                "last_index_offset": str(page[-1].add_index if page else 0),
+                "first_index_offset": str(page[0].add_index if page else 0)})
 
     def _subscribe(self, request: NodeRequest, query: dict) -> None:
         add_index = int(query.get("add_index", ["0"])[0] or 0)

@@ -96,11 +96,25 @@ def test_nothing_new_ends_the_stream_after_the_timeout_without_an_error(lnd):
 def test_a_settlement_while_nobody_listens_is_yielded_first_on_the_next_call(node, lnd):
     first, second, third = new_invoice(lnd), new_invoice(lnd), new_invoice(lnd)
     node.settle(first.payment_hash)
-    assert [s.index for s in lnd.settlements(0, timeout=0.3)] == []  # lnd: 0 means "only new"
     node.settle(second.payment_hash)
-    node.settle(third.payment_hash)
     got = list(lnd.settlements(1, timeout=0.5))
-    assert [(s.payment_hash, s.index) for s in got] == [(second.payment_hash, 2), (third.payment_hash, 3)]
+    assert [(s.payment_hash, s.index) for s in got] == [(second.payment_hash, 2)]
+    node.settle(third.payment_hash)
+    got = list(lnd.settlements(2, timeout=0.5))
+    assert [(s.payment_hash, s.index) for s in got] == [(third.payment_hash, 3)]
+
+
+def test_from_index_zero_the_settled_invoices_are_listed_since_lnds_stream_replays_nothing(node, lnd):
+    lnd.list_page_size = 2
+    invoices = [new_invoice(lnd, msat=1_000 * (n + 1)) for n in range(7)]
+    for invoice in (invoices[6], invoices[2], invoices[4]):  # settle order is not add order
+        node.settle(invoice.payment_hash)
+    threading.Timer(0.5, node.settle, args=(invoices[0].payment_hash,)).start()
+    got = list(lnd.settlements(0, timeout=1.5))
+    assert [(s.index, s.amount_paid_msat) for s in got] == [(1, 7_000), (2, 3_000), (3, 5_000), (4, 1_000)]
+    listed = [path for method, path in node.requests if path.startswith("/v1/invoices?")]
+    assert len(listed) == 5  # pages of 2 until an empty one
+    assert "settle_index=3" in [p for m, p in node.requests if "subscribe" in p][-1]
 
 
 def test_a_stream_dropped_mid_way_raises_and_resuming_from_the_last_index_misses_nothing(node, lnd):
