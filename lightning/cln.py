@@ -13,6 +13,9 @@ What the caller can rely on:
   payment hash.
 - CLN's timeout is whole seconds, so the iteration may last up to a second longer than
   `timeout`.
+- `create_invoice` is idempotent per label: the same label, amount and description give
+  the same unpaid invoice back (a retry after a lost answer); anything else with a used
+  label is refused ("Duplicate label").
 - a refused connection, a cut connection or an HTTP error without lightningd's error
   object raises LightningUnavailable; an RPC error (duplicate label, bad amount) and a
   refused rune raise LightningError; the rune appears in no message, log line or repr.
@@ -32,6 +35,7 @@ from lightning.backend import (LightningError, LightningUnavailable, LnInvoice, 
 __all__ = ["ClnRestBackend"]
 
 TIMED_OUT = 904  # waitanyinvoice: nothing was paid within `timeout`
+DUPLICATE_LABEL = 900
 _RUNE_CODES = (1501, 1502)  # clnrest: missing rune, rune not authorized
 _STATES = {"unpaid": LnState.OPEN, "paid": LnState.SETTLED, "expired": LnState.CANCELED}
 
@@ -113,8 +117,19 @@ class ClnRestBackend:
         if amount_msat <= 0 or expiry_seconds <= 0:
             raise ValueError("amount_msat and expiry_seconds must be positive")
         # `expiry` always: lightningd's default is a week, far beyond the invoice's life.
-        made = self._call("invoice", {"amount_msat": amount_msat, "label": label,
-                                      "description": description, "expiry": expiry_seconds})
+        try:
+            made = self._call("invoice", {"amount_msat": amount_msat, "label": label,
+                                          "description": description, "expiry": expiry_seconds})
+        except _RpcError as err:
+            if err.code != DUPLICATE_LABEL:
+                raise
+            # A retry after a lost answer: the label's invoice is the one we asked for, if
+            # it has the same amount and description and can still be paid.
+            same = self._call("listinvoices", {"label": label}).get("invoices") or []
+            if not (same and _msat(same[0].get("amount_msat")) == amount_msat
+                    and same[0].get("description") == description and same[0].get("status") == "unpaid"):
+                raise
+            made = same[0]
         return LnInvoice(payment_hash=made["payment_hash"], bolt11=made["bolt11"].lower(),
                          amount_msat=amount_msat, expires_at=_utc(made["expires_at"]))
 

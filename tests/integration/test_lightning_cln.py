@@ -51,11 +51,19 @@ def test_an_invoice_is_created_with_its_label_and_expiry_and_decodes_to_its_amou
     assert decoded.description == "Haeundae Coffee ₩5,000"
 
 
-def test_a_duplicate_label_is_refused_by_the_node(cln):
-    new_invoice(cln, label="busanpay-inv-7")
-    with pytest.raises(LightningError, match="Duplicate label") as caught:
+def test_a_used_label_is_refused_unless_it_is_a_retry_of_the_same_request(node, cln):
+    first = new_invoice(cln, label="busanpay-inv-7")
+    again = new_invoice(cln, label="busanpay-inv-7")  # the first answer was lost: same invoice
+    assert (again.payment_hash, again.bolt11, again.expires_at) == \
+        (first.payment_hash, first.bolt11, first.expires_at)
+    assert len(node.invoices) == 1
+    for other in (dict(msat=6_000_000), dict(description="another shop")):
+        with pytest.raises(LightningError, match="Duplicate label") as caught:
+            new_invoice(cln, label="busanpay-inv-7", **other)
+        assert type(caught.value) is not LightningUnavailable
+    node.settle(first.payment_hash)
+    with pytest.raises(LightningError, match="Duplicate label"):
         new_invoice(cln, label="busanpay-inv-7")
-    assert type(caught.value) is not LightningUnavailable
 
 
 def test_a_lookup_follows_the_invoice_from_unpaid_to_paid(node, cln):
