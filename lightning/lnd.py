@@ -4,7 +4,9 @@ The gateway writes int64 fields as JSON strings and bytes as base64; both are tu
 ints and hex here. Settlements come from `GET /v1/invoices/subscribe?settle_index=N`, an
 NDJSON stream that first replays the invoices settled after N and then stays open for new
 ones. lnd treats `settle_index=0` as "only new ones", so from 0 the settled invoices are
-first read with `GET /v1/invoices` (paged by add_index) and the stream resumes after them.
+first read with `GET /v1/invoices` (paged by add_index) and the stream resumes after them
+(when none is settled yet, one that settles between that list and the subscription would
+be missed: only before the node's very first settlement, and `lookup_invoice` finds it).
 
 What the caller can rely on:
 - `settlements()` yields only settlements with index > `after_index`, each index once per
