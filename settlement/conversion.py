@@ -8,10 +8,14 @@ API: JWT HS256 bearer tokens (made by PyJWT) carrying `access_key`, a fresh `non
 `uuid` or `identifier`. The identifier is our conversion id, so a retry after a lost
 answer finds the first order instead of selling twice.
 
-`convert(gateway)` creates the conversion row first (crash-safe), sells, then posts the
-`conversion:<id>` entry: the locked won value of the sats sold (their share of the
-unconverted pool, half up) leaves `conversion:krw`, the executed won lands in
-`exchange:krw`, the difference is FX gain (credit) or loss (debit) on `fx:krw`.
+`convert(gateway)` creates the conversion row first (crash-safe) together with its
+`venue_deposit:<id>` entry (the sats leave `treasury:btc` for `venue_btc:<venue>`: from
+then until the fill the venue holds them, a counterparty exposure counted against its
+cap), sells, then posts the `conversion:<id>` entry: the sats sold leave the venue's BTC
+account, the locked won value of the sats sold (their share of the unconverted pool, half
+up) leaves `conversion:krw`, the executed won lands in `exchange:krw`, the difference is
+FX gain (credit) or loss (debit) on `fx:krw`. Deposited sats a sale did not sell (a
+refusal, a partial fill) come back in `venue_return:<id>`.
 Rounding: the won received is floored to whole won (never book won we do not have).
 """
 from __future__ import annotations
@@ -31,8 +35,9 @@ from sqlalchemy import func, select
 from merchants.service import random_id
 from payments.bip21 import format_btc
 from settlement.ledger import balance, lock, post
-from settlement.models import Conversion
-from settlement.rules import CONVERSION_BTC, CONVERSION_KRW, conversion_entry, locked_share
+from settlement.models import Conversion, JournalEntry
+from settlement.rules import (CONVERSION_BTC, CONVERSION_KRW, conversion_entry, locked_share,
+                              venue_deposit_entry, venue_return_entry)
 
 SATS_PER_BTC = 100_000_000
 LOCK = "busanpay:conversion"
@@ -205,6 +210,21 @@ def pending_sats(session) -> int:
         Conversion.status == "created")).scalar_one())
 
 
+def _deposit(session, conv: Conversion) -> None:
+    """Book the sale's deposit at its venue once (a sale from before deposits were booked
+    gets its deposit when it finishes)."""
+    key = f"venue_deposit:{conv.id}"
+    if session.execute(select(JournalEntry.id).where(JournalEntry.business_key == key)).first():
+        return
+    post(session, venue_deposit_entry(conv.id, conv.venue, conv.sats, moment=conv.created_at))
+
+
+def _post_return(session, conv: Conversion, sats: int, why: str, moment) -> None:
+    entry = venue_return_entry(conv.id, conv.venue, sats, why, moment=moment)
+    if entry is not None:
+        post(session, entry)
+
+
 def convert(gateway, exchange: Exchange | None = None, *, min_sats: int | None = None,
             limit: Callable[[object, int], int] | None = None) -> dict:
     """Sell the unconverted pool at `exchange` (sats another venue's unfinished sale holds
@@ -232,6 +252,7 @@ def convert(gateway, exchange: Exchange | None = None, *, min_sats: int | None =
             conv = Conversion(id=random_id(24), venue=exchange.name, sats=sats, status="created",
                               created_at=now, updated_at=now)
             session.add(conv)
+            _deposit(session, conv)
     try:
         fill = exchange.sell_btc(conv.sats, conv.id)
     except ExchangeError as err:
@@ -239,10 +260,13 @@ def convert(gateway, exchange: Exchange | None = None, *, min_sats: int | None =
         # for another venue; anything uncertain stays bound to this venue and its identifier.
         refused = not isinstance(err, ExchangeUnavailable) and _order_absent(exchange, conv.id)
         with gateway.db.write() as session:
+            lock(session, LOCK)
             row = session.get(Conversion, conv.id)
             row.attempts += 1
             if refused:
                 row.status = "failed"
+                _deposit(session, row)
+                _post_return(session, row, row.sats, "refused", gateway.clock())
             row.last_error = f"{type(err).__name__}: {err}"[:1000]
             row.updated_at = gateway.clock()
             session.add(row)
@@ -255,7 +279,12 @@ def convert(gateway, exchange: Exchange | None = None, *, min_sats: int | None =
         pool_sats, pool_krw = unconverted(session)
         locked = locked_share(fill.sats, pool_sats, pool_krw)
         now = gateway.clock()
-        post(session, conversion_entry(row.id, fill.sats, fill.krw, locked, fill.rate, moment=now))
+        if fill.sats > row.sats:
+            raise ExchangeError(f"{exchange.name} sold {fill.sats} sats of a {row.sats}-sat sale")
+        _deposit(session, row)
+        post(session, conversion_entry(row.id, fill.sats, fill.krw, locked, fill.rate,
+                                       venue=row.venue, moment=now))
+        _post_return(session, row, row.sats - fill.sats, "filled in part", now)
         row.status, row.sats, row.executed_krw = "done", fill.sats, fill.krw
         row.rate, row.locked_krw, row.external_id = fill.rate, locked, fill.order_id
         row.attempts += 1

@@ -11,8 +11,10 @@ of a known access key; the payload's `nonce` must be new and, when there are par
 creates the order and then answers 500; `fail_next("503_before_create")` answers 503
 without creating it. `GET /v1/accounts` answers the KRW balance: the
 won of filled sells, net of fees, plus `balance_offset` (to make it disagree with our
-books). `down = True` answers 503 to everything (a venue failing mid-day); `refuse = True`
-answers 400 to new orders.
+books); and the BTC balance: each unfilled order's volume as `locked` (the deposit made
+for it), plus `btc_offset` as `balance`. `down = True` answers 503 to everything (a venue
+failing mid-day); `refuse = True` answers 400 to new orders; `hold_fills = True` leaves
+new orders unfilled (state `wait`) until it is set back.
 """
 from __future__ import annotations
 
@@ -40,6 +42,8 @@ class ExchangeFake:
         self.rejected: list[str] = []
         self._faults: list[str] = []
         self.balance_offset = Decimal(0)
+        self.btc_offset = Decimal(0)
+        self.hold_fills = False
         self.down = False
         self.refuse = False
         self._lock = threading.Lock()
@@ -158,10 +162,12 @@ class ExchangeFake:
         with self._lock:
             krw = sum((o["_fill"]["funds"] - o["_fill"]["fee"] for o in self.orders.values()
                        if o["state"] == "done"), Decimal(0)) + self.balance_offset
+            locked = sum((Decimal(o["volume"]) for o in self.orders.values()
+                          if o["state"] == "wait"), Decimal(0))
         return [{"currency": "KRW", "balance": str(krw), "locked": "0",
                  "avg_buy_price": "0", "avg_buy_price_modified": False, "unit_currency": "KRW"},
-                {"currency": "BTC", "balance": "0", "locked": "0", "avg_buy_price": "0",
-                 "avg_buy_price_modified": False, "unit_currency": "KRW"}]
+                {"currency": "BTC", "balance": str(self.btc_offset), "locked": str(locked),
+                 "avg_buy_price": "0", "avg_buy_price_modified": False, "unit_currency": "KRW"}]
 
     def _create(self, handler, params: dict) -> None:
         if self.refuse:
@@ -206,7 +212,7 @@ class ExchangeFake:
             order = self.orders.get(order_id or "")
             if order is None:
                 return self._error(404, "order_not_found", "주문을 찾지 못했습니다.")
-            if order["state"] == "wait":  # a market order fills at once
+            if order["state"] == "wait" and not self.hold_fills:  # a market order fills at once
                 fill = order["_fill"]
                 order.update(state="done", remaining_volume="0", locked="0",
                              executed_volume=order["volume"], trades_count=1,
