@@ -68,10 +68,11 @@ class Exchange(Protocol):
 
 # -- JWT (HS256, signed by PyJWT) ----------------------------------------------------------
 
-def bearer_token(access_key: str, secret_key: str, params: dict | None) -> str:
+def bearer_token(access_key: str, secret_key: str, params: dict | None,
+                 extra: dict | None = None) -> str:
     """Upbit's private-API token: HS256 over `access_key`, a fresh `nonce` and, when the
-    request has parameters, their SHA-512 `query_hash`."""
-    payload = {"access_key": access_key, "nonce": str(uuid.uuid4())}
+    request has parameters, their SHA-512 `query_hash` (`extra`: claims a venue adds)."""
+    payload = {"access_key": access_key, "nonce": str(uuid.uuid4()), **(extra or {})}
     if params:
         payload.update(query_hash=query_hash(params), query_hash_alg="SHA512")
     return jwt.encode(payload, secret_key, algorithm="HS256")
@@ -89,6 +90,9 @@ def query_hash(params: dict) -> str:
 class UpbitClient:
     """An Upbit-compatible private API client (market sells of BTC for KRW)."""
 
+    ORDER_PATH = "/v1/orders"  # where a sale is placed
+    ID_FIELD = "identifier"  # our conversion id, on the order and to look it up
+
     def __init__(self, base_url: str, access_key: str, secret_key: str, *, name: str = "upbit",
                  timeout: float = 10.0, poll_seconds: float = 0.2, poll_tries: int = 25,
                  session: requests.Session | None = None):
@@ -100,8 +104,11 @@ class UpbitClient:
         self.poll_seconds, self.poll_tries = poll_seconds, poll_tries
         self.http = session or requests.Session()
 
+    def _claims(self) -> dict:
+        return {}
+
     def _headers(self, params: dict | None) -> dict:
-        token = bearer_token(self.access_key, self.secret_key, params)
+        token = bearer_token(self.access_key, self.secret_key, params, self._claims())
         return {"Authorization": f"Bearer {token}",
                 "Content-Type": "application/json; charset=utf-8", "Accept": "application/json"}
 
@@ -116,7 +123,7 @@ class UpbitClient:
             raise ExchangeUnavailable(f"{self.name}: {type(err).__name__}: {err}") from None
 
     def order(self, *, uuid_: str | None = None, identifier: str | None = None) -> dict | None:
-        params = {"uuid": uuid_} if uuid_ else {"identifier": identifier}
+        params = {"uuid": uuid_} if uuid_ else {self.ID_FIELD: identifier}
         res = self._call("GET", "/v1/order", params)
         if res.status_code == 404:
             return None
@@ -132,9 +139,9 @@ class UpbitClient:
         order = self.order(identifier=identifier)
         if order is None:
             params = {"market": "KRW-BTC", "side": "ask", "volume": format_btc(sats),
-                      "ord_type": "market", "identifier": identifier}
+                      "ord_type": "market", self.ID_FIELD: identifier}
             try:
-                res = self._call("POST", "/v1/orders", params)
+                res = self._call("POST", self.ORDER_PATH, params)
                 if res.status_code >= 500:
                     raise ExchangeUnavailable(f"{self.name}: HTTP {res.status_code}")
                 if res.status_code not in (200, 201):
@@ -148,8 +155,11 @@ class UpbitClient:
             if order.get("state") in ("done", "cancel") and order.get("trades") is not None:
                 return self._fill(order)
             time.sleep(self.poll_seconds)
-            order = self.order(uuid_=order["uuid"]) or order
-        raise ExchangeUnavailable(f"{self.name}: order {order['uuid']} not filled yet")
+            # A placement answer without `uuid` (Bithumb's v2) is read back by our id.
+            order = (self.order(uuid_=order["uuid"]) if order.get("uuid")
+                     else self.order(identifier=identifier)) or order
+        raise ExchangeUnavailable(f"{self.name}: order {order.get('uuid') or identifier} "
+                                  "not filled yet")
 
     def balances(self) -> dict[str, Decimal]:
         """`GET /v1/accounts`: balance + locked per currency (for reconciliation)."""
@@ -173,6 +183,26 @@ class UpbitClient:
         krw = int((funds - fee).to_integral_value(rounding=ROUND_FLOOR))
         rate = (funds / volume).quantize(Decimal("0.01"))
         return Fill(order["uuid"], sats, krw, rate, fee)
+
+
+class BithumbClient(UpbitClient):
+    """Bithumb's private API (2.x, base URL https://api.bithumb.com): Upbit's shape with
+    three differences. The JWT also carries `timestamp` (milliseconds, required on every
+    call); `POST /v1/orders` takes no client identifier, so a sale is placed with
+    `POST /v2/orders` and `client_order_id` (our conversion id; its answer names the order
+    `order_id`, so the order is read back with `GET /v1/order?client_order_id=`); and
+    lookups use `client_order_id` where Upbit's use `identifier`. `GET /v1/accounts` and
+    the order read back (`uuid`, `state`, `trades`, `paid_fee`) are Upbit's."""
+
+    ORDER_PATH = "/v2/orders"
+    ID_FIELD = "client_order_id"
+
+    def __init__(self, base_url: str, access_key: str, secret_key: str, *,
+                 name: str = "bithumb", **kwargs):
+        super().__init__(base_url, access_key, secret_key, name=name, **kwargs)
+
+    def _claims(self) -> dict:
+        return {"timestamp": int(time.time() * 1000)}
 
 
 def _order_absent(exchange, identifier: str) -> bool:

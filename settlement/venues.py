@@ -1,8 +1,9 @@
 """Conversion venues as the treasury's counterparties: several venues, a cap on each,
 failover, and the venue's own balance checked against our books.
 
-Configuration, primary first (each venue Upbit-compatible: Upbit itself, Bithumb's 2.0
-private API, or the partner exchange):
+Configuration, primary first (kind `upbit`: Upbit's private API, or a partner exchange
+that speaks it; kind `bithumb`: Bithumb's 2.x private API, settlement.conversion.BithumbClient,
+which differs from Upbit's in a JWT claim and in how a sale carries our identifier):
 
     BUSANPAY_EXCHANGE_VENUES=partner=upbit:https://api.partner.example,bithumb=bithumb:https://api.bithumb.com
     BUSANPAY_VENUE_PARTNER_ACCESS_KEY / BUSANPAY_VENUE_PARTNER_SECRET_KEY   (per venue)
@@ -94,7 +95,7 @@ class VenueConfigError(ValueError):
 @dataclass(frozen=True)
 class VenueSpec:
     name: str
-    kind: str  # upbit | bithumb (same private API)
+    kind: str  # upbit | bithumb
     url: str
 
 
@@ -117,14 +118,15 @@ def parse_venues(spec: str) -> list[VenueSpec]:
 
 
 def clients_from_env(env=None) -> list:
-    from settlement.conversion import UpbitClient
+    from settlement.conversion import BithumbClient, UpbitClient
 
     env = os.environ if env is None else env
     clients = []
     for venue in parse_venues(env.get("BUSANPAY_EXCHANGE_VENUES") or ""):
         prefix = "BUSANPAY_VENUE_" + venue.name.upper().replace("-", "_")
-        clients.append(UpbitClient(venue.url, env.get(prefix + "_ACCESS_KEY") or "",
-                                   env.get(prefix + "_SECRET_KEY") or "", name=venue.name))
+        kind = BithumbClient if venue.kind == "bithumb" else UpbitClient
+        clients.append(kind(venue.url, env.get(prefix + "_ACCESS_KEY") or "",
+                            env.get(prefix + "_SECRET_KEY") or "", name=venue.name))
     return clients
 
 

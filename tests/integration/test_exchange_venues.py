@@ -397,3 +397,33 @@ def test_a_refused_sale_returns_its_deposit_to_the_treasury(
     assert balance_of(sgateway, "venue_btc:bithumb") == 0
     assert sold(sgateway) == {"bithumb": 10_000}
     assert check_ledger(sgateway)["ok"]
+
+
+def test_a_bithumb_venue_sells_through_bithumbs_own_private_api_exactly_once(app, sgateway):
+    from settlement.conversion import BithumbClient, ExchangeError
+    from settlement.venues import clients_from_env
+
+    configured = clients_from_env({
+        "BUSANPAY_EXCHANGE_VENUES": "bithumb=bithumb:https://api.bithumb.com",
+        "BUSANPAY_VENUE_BITHUMB_ACCESS_KEY": "b-a", "BUSANPAY_VENUE_BITHUMB_SECRET_KEY": "b-s"})
+    assert [type(c) for c in configured] == [BithumbClient]
+    with ExchangeFake(access_key="b-a", secret_key="b-s", dialect="bithumb",
+                      price=Decimal("150200000")) as bithumb:
+        # Upbit's client is not enough: no `timestamp` claim, and `identifier` is refused.
+        with pytest.raises(ExchangeError):
+            UpbitClient(bithumb.url, "b-a", "b-s", name="bithumb").balances()
+        assert bithumb.rejected == ["timestamp missing or not within a minute"]
+        sgateway.venues = [BithumbClient(bithumb.url, "b-a", "b-s", poll_seconds=0.01)]
+        invoices(app, sgateway, 2)
+        bithumb.fail_next("500_after_create")  # placed, then the answer is lost
+        convert_all(sgateway)
+        assert sold(sgateway) == {"bithumb": 20_000}
+        assert len(bithumb.orders) == 1, "read back by client_order_id, never placed twice"
+        (order,) = bithumb.orders.values()
+        with sgateway.db.read() as s:
+            (conversion,) = s.exec(select(Conversion)).all()
+        assert order["client_order_id"] == conversion.id and "identifier" not in order
+        state = check_balance(sgateway, sgateway.venues[0])
+        assert (state.up, state.mismatch, state.reported_sats) == (True, False, 0)
+        assert 0 <= state.reported_krw - state.ledger_krw <= 1
+        assert check_ledger(sgateway)["ok"]
