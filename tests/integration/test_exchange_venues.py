@@ -336,6 +336,8 @@ def test_a_down_venue_is_an_alert_in_the_exceptions_queue_until_it_answers_again
     page = queue(admin)
     assert page.index('data-venue="bithumb"') < page.index(invoice)
     assert "does not answer" in page and "down since" in page
+    korean = queue(admin, lang="ko")
+    assert "응답 없음" in korean and "KST부터 중단" in korean and "다음 거래소로" in korean
     bithumb.down = False
     state = check_balance(sgateway, venues[1])
     assert (state.up, state.down_since) == (True, None)
