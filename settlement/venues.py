@@ -169,12 +169,14 @@ def holdings_sats(session, venue: str) -> int:
 def valuation_rate(gateway, session) -> Decimal | None:
     """KRW per BTC to value BTC held at venues: the current market rate, else the pool's
     locked rate, else None (nothing to value it by)."""
+    from payments.rates import RateUnavailable
     from settlement.conversion import unconverted
 
     try:
         return Decimal(gateway.rates.current().raw_krw_per_btc)
-    except Exception:  # any refusal of the feed (stale, disagreeing): fall back, say so
-        log.warning("no current rate to value BTC at venues; using the locked pool rate")
+    except RateUnavailable as err:  # stale or disagreeing sources: fall back, say so
+        log.warning("no current rate to value BTC at venues (%s); using the locked pool "
+                    "rate", err)
     pool_sats, pool_krw = unconverted(session)
     if pool_sats > 0 and pool_krw > 0:
         return Decimal(pool_krw) * SATS_PER_BTC / pool_sats
