@@ -210,6 +210,24 @@ def create_final_payout(session, store_id: str, now: datetime, *, default_rail: 
     return FinalPayout("created", amount, row["id"])
 
 
+@dataclass(frozen=True)
+class Closing:
+    """What a closed store is told: its final payout (if one was made), the won still
+    payable, and whether an approved account can receive it."""
+
+    payout: Payout | None
+    owed: int
+    has_account: bool
+
+
+def closing_of(session, store_id: str) -> Closing:
+    payout = session.execute(select(Payout).where(Payout.store_id == store_id,
+                                                  Payout.kind == "final")).scalars().first()
+    account = session.get(MerchantPayoutAccount, store_id)
+    return Closing(payout, payable_due(session, None, [store_id]).get(store_id, 0),
+                   bool(account and (account.bank_account or account.stripe_account_id)))
+
+
 def unpaid_without_account(session) -> list[tuple[Store, int]]:
     """KRW stores owed won that no run can pay: no approved account with a destination
     (what the treasury must fix), oldest name first."""
