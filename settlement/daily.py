@@ -230,7 +230,7 @@ def closing_of(session, store_id: str) -> Closing:
 
 def unpaid_without_account(session) -> list[tuple[Store, int]]:
     """KRW stores owed won that no run can pay: no approved account with a destination
-    (what the treasury must fix), oldest name first."""
+    (what the treasury must fix), by name."""
     accounts = select(MerchantPayoutAccount.store_id).where(
         (MerchantPayoutAccount.bank_account != "") | MerchantPayoutAccount.stripe_account_id.is_not(None))
     ids = list(session.execute(select(Store.id).where(Store.settlement_mode == "krw",
