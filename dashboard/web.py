@@ -29,6 +29,7 @@ from dashboard.rollup import fold, pending_deltas
 from i18n import current_language
 from merchants.districts import CATEGORIES, DISTRICTS
 from payments.models import Invoice
+from settlement.daily import unpaid_without_account
 from settlement.offchain import city_losses
 from untrusted import FIRST_DAY, LAST_DAY, UntrustedInput, calendar_day, whole_number
 
@@ -452,8 +453,10 @@ def exceptions():
                   r.review.reviewed_at if r.review else None] for r in rows])
         counts = q.exception_counts(s)
         refunds = q.refund_claims_waiting(s)
+        unpaid = unpaid_without_account(s)
     return render_template("dashboard/exceptions.html", rows=rows, total=total, kind=kind,
                            state=state, counts=counts, refunds=refunds, page=_page(),
+                           unpaid=unpaid,
                            pages=max(1, -(-total // 25)), active="exceptions")
 
 
