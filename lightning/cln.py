@@ -150,7 +150,8 @@ class ClnRestBackend:
     def settlements(self, after_index: int, *, timeout: float) -> Iterator[LnSettlement]:
         last = after_index
         quiet_until = time.monotonic() + timeout
-        while (remaining := quiet_until - time.monotonic()) > 0:
+        remaining = max(timeout, 0.0)
+        while True:  # at least one call: a timeout of 0 still reads what is paid already
             wait = max(1, math.ceil(remaining))  # lightningd takes whole seconds
             try:
                 paid = self._call("waitanyinvoice", {"lastpay_index": last, "timeout": wait},
@@ -160,13 +161,16 @@ class ClnRestBackend:
                     return
                 raise
             index = int(paid.get("pay_index") or 0)
-            if paid.get("status") != "paid" or index <= last:
-                continue  # a repeat of what was already yielded
-            last = index
-            yield LnSettlement(payment_hash=paid["payment_hash"],
-                               amount_paid_msat=_msat(paid.get("amount_received_msat")),
-                               settled_at=_utc(paid["paid_at"]), index=index)
-            quiet_until = time.monotonic() + timeout
+            if paid.get("status") == "paid" and index > last:  # else a repeat: skip it
+                last = index
+                yield LnSettlement(payment_hash=paid["payment_hash"],
+                                   amount_paid_msat=_msat(paid.get("amount_received_msat")),
+                                   settled_at=_utc(paid["paid_at"]), index=index)
+                quiet_until = time.monotonic() + timeout
+                remaining = max(timeout, 0.0)
+                continue  # something came: ask again before calling it quiet
+            if (remaining := quiet_until - time.monotonic()) <= 0:
+                return
 
     def node_info(self) -> NodeInfo:
         try:

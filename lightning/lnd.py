@@ -35,6 +35,8 @@ from lightning.backend import (LightningError, LightningUnavailable, LnInvoice, 
 
 __all__ = ["LndRestBackend"]
 
+#: The shortest stream read timeout (requests refuses 0).
+MIN_WAIT = 0.05
 _STATES = {"OPEN": LnState.OPEN, "SETTLED": LnState.SETTLED, "CANCELED": LnState.CANCELED,
            "ACCEPTED": LnState.ACCEPTED}
 # lnd reports macaroon problems as gRPC Unknown (HTTP 500); these texts tell them apart
@@ -156,6 +158,7 @@ class LndRestBackend:
         )
 
     def settlements(self, after_index: int, *, timeout: float) -> Iterator[LnSettlement]:
+        timeout = max(timeout, MIN_WAIT)  # 0: what is there now (requests refuses a 0 timeout)
         last = after_index
         if after_index == 0:  # lnd cannot replay from 0: read what is settled already
             for invoice in self._settled_invoices():

@@ -116,6 +116,14 @@ def test_settlements_while_nobody_listens_are_yielded_first_on_the_next_call(nod
         [(i.payment_hash, n + 1, 1_000 * (n + 1)) for n, i in enumerate(invoices)]
 
 
+def test_a_timeout_of_zero_still_yields_what_is_paid_already_then_returns(node, cln):
+    invoices = [new_invoice(cln) for _ in range(2)]
+    for invoice in invoices:
+        node.settle(invoice.payment_hash)
+    got = list(cln.settlements(0, timeout=0))
+    assert [s.payment_hash for s in got] == [i.payment_hash for i in invoices]
+
+
 def test_a_wait_cut_mid_way_raises_and_resuming_from_the_last_index_misses_nothing(node, cln):
     invoices = [new_invoice(cln) for _ in range(3)]
     node.settle(invoices[0].payment_hash)

@@ -104,6 +104,14 @@ def test_a_settlement_while_nobody_listens_is_yielded_first_on_the_next_call(nod
     assert [(s.payment_hash, s.index) for s in got] == [(third.payment_hash, 3)]
 
 
+def test_a_timeout_of_zero_yields_what_is_settled_already_then_returns(node, lnd):
+    first, second = new_invoice(lnd), new_invoice(lnd)
+    node.settle(first.payment_hash)
+    node.settle(second.payment_hash)
+    got = list(lnd.settlements(1, timeout=0))
+    assert [(s.payment_hash, s.index) for s in got] == [(second.payment_hash, 2)]
+
+
 def test_from_index_zero_the_settled_invoices_are_listed_since_lnds_stream_replays_nothing(node, lnd):
     lnd.list_page_size = 2
     invoices = [new_invoice(lnd, msat=1_000 * (n + 1)) for n in range(7)]
