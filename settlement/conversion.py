@@ -11,7 +11,8 @@ answer finds the first order instead of selling twice.
 `convert(gateway)` creates the conversion row first (crash-safe), sells, then posts the
 `conversion:<id>` entry: the locked won value of the sats sold (their share of the
 unconverted pool, half up) leaves `conversion:krw`, the executed won lands in
-`exchange:krw`, the difference is FX gain (credit) or loss (debit) on `fx:krw`.
+`exchange:krw`, the difference is FX gain (credit) or loss (debit) on `fx:krw`. The sats
+leave the Lightning node's account (`treasury_ln:btc`) first, then the on-chain wallet's.
 Rounding: the won received is floored to whole won (never book won we do not have).
 """
 from __future__ import annotations
@@ -32,7 +33,8 @@ from merchants.service import random_id
 from payments.bip21 import format_btc
 from settlement.ledger import balance, lock, post
 from settlement.models import Conversion
-from settlement.rules import CONVERSION_BTC, CONVERSION_KRW, conversion_entry, locked_share
+from settlement.rules import (CONVERSION_BTC, CONVERSION_KRW, TREASURY_LN, conversion_entry,
+                              locked_share)
 
 SATS_PER_BTC = 100_000_000
 LOCK = "busanpay:conversion"
@@ -255,7 +257,11 @@ def convert(gateway, exchange: Exchange | None = None, *, min_sats: int | None =
         pool_sats, pool_krw = unconverted(session)
         locked = locked_share(fill.sats, pool_sats, pool_krw)
         now = gateway.clock()
-        post(session, conversion_entry(row.id, fill.sats, fill.krw, locked, fill.rate, moment=now))
+        # Sold out of the Lightning node's balance first: it restores the node's inbound
+        # liquidity and keeps the on-chain sats for refunds, which are sent on-chain.
+        from_lightning = min(max(balance(session, TREASURY_LN), 0), fill.sats)
+        post(session, conversion_entry(row.id, fill.sats, fill.krw, locked, fill.rate, moment=now,
+                                       from_lightning=from_lightning))
         row.status, row.sats, row.executed_krw = "done", fill.sats, fill.krw
         row.rate, row.locked_krw, row.external_id = fill.rate, locked, fill.order_id
         row.attempts += 1
