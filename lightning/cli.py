@@ -60,13 +60,9 @@ def register(app: Flask) -> None:
         if not summary["ok"]:
             raise SystemExit(2)
 
-    demo_group = app.cli.commands.get("demo")
-    if demo_group is None:
-        @app.cli.group("demo")
-        def demo_group():
-            """Demo data, the offline demo chain and the demo Lightning node."""
+    from chain.cli import demo_commands
 
-    @demo_group.command("pay-lightning")
+    @demo_commands(app).command("pay-lightning")
     @click.argument("invoice_id")
     @click.option("--bolt11", default=None,
                   help="pay this BOLT11 of the demo node instead (e.g. a superseded one)")

@@ -47,7 +47,7 @@ EVENT_RECEIVED = "InvoiceReceivedPayment"
 EVENT_PAYMENT_SETTLED = "InvoicePaymentSettled"
 MAX_BACKOFF = 60.0
 #: Seconds one `run_once` follows the stream before it returns (to store health, stop).
-STREAM_SECONDS = 5.0
+STREAM_SECONDS = 2.0
 
 
 def payment_json(payment_hash: str, value_sats: int, settled_at: datetime) -> dict:
