@@ -387,3 +387,45 @@ def test_lightning_status_prints_the_node_s_reachability_balance_and_inbound_liq
     assert status["backend"] == "demo" and status["reachable"] is True
     assert int(status["channelBalanceSats"]) > 0
     assert int(status["inboundLiquiditySats"]) == 100_000_000 - int(status["channelBalanceSats"])
+
+
+# -- the chain side never takes a Lightning payment for a chain one ---------------------------
+
+def test_the_watcher_never_tracks_orphans_or_confirms_a_lightning_payment(world):
+    from chain.models import ChainPaymentTrack
+
+    invoice = world.invoice(5000)
+    world.node.settle(world.offer(invoice["id"]).bolt11)
+    world.listen()
+    for _ in range(3):
+        world.chain.mine(1)
+        world.watcher.run_once()
+    world.chain.reorg(2)
+    world.watcher.run_once()
+    [payment] = world.payments(invoice["id"])
+    assert (payment.state, payment.block_height, payment.method) == ("seen", None, "BTC-LN")
+    with world.gateway.db.read() as s:
+        assert s.exec(select(ChainPaymentTrack)).all() == []
+    row = world.row(invoice["id"])
+    assert (row.status, row.incident) == ("Settled", None)
+
+
+def test_a_lightning_payment_is_no_zero_conf_exposure_and_no_used_address(app, world, gateway):
+    from dashboard.queries import exposure
+    from payments.zero_conf import committed_krw
+
+    store_id, token = make_merchant(app, name="Beach Stand", speed_policy="HighSpeed",
+                                    zero_conf_limit_krw=50_000)
+    res = world.client.post(f"/api/v1/stores/{store_id}/invoices", json={"amount": 5000},
+                            headers=auth(token))
+    invoice_id = res.get_json()["id"]
+    with gateway.db.read() as s:
+        assert committed_krw(s, gateway.clock()) == 5000  # New and 0-conf eligible
+    world.node.settle(world.offer(invoice_id).bolt11)
+    world.listen()
+    assert world.row(invoice_id).status == "Settled"
+    with gateway.db.read() as s:
+        assert committed_krw(s, gateway.clock()) == 0
+        assert exposure(s, 50_000, gateway.clock()).rows == []
+    [treasury] = [k for k in gateway.invoices.key_usage() if k["owner"] == "treasury"]
+    assert treasury["highestIndexPaid"] is None
