@@ -102,7 +102,8 @@ outbox events arrive does not matter, and a repeated event changes nothing.
   debited to ``treasury_ln:btc`` instead of ``treasury:btc``: they sit in the node's
   channels, not in the on-chain wallet, and the treasury must see (and reconcile) each
   balance on its own. Nothing else differs: the merchant is credited the same V − fee for
-  the counted sats however they came, and overpaid or owed sats are owed back alike.
+  the counted sats however they came, and overpaid or owed sats are owed back alike
+  (refunds are sent on-chain: ``refund_sent`` debits ``treasury:btc`` either way).
 - BTC-direct store (``settlement_mode == "btc"``): the sats went to the store's own
   wallet; nothing is converted; the fee on the received value is a receivable from the
   store (``fee_receivable:<s>`` / ``city_fees:krw``) and the memo records the sats.
