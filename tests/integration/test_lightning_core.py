@@ -459,3 +459,9 @@ def test_the_in_process_listener_changes_status_json_within_a_second_of_the_node
         assert client.get(f"/i/{invoice['id']}/status.json").get_json()["status"] == "Settled"
     finally:
         scheduler.stop()
+
+
+def test_server_info_names_btc_ln_when_a_node_is_configured(client, merchant):
+    _, token = merchant
+    body = client.get("/api/v1/server/info", headers=auth(token)).get_json()
+    assert body["supportedPaymentMethods"] == ["BTC-CHAIN", "BTC-LN"]
