@@ -118,6 +118,9 @@ def create_app(config: dict | None = None) -> Flask:
 
     register_chain_cli(app)  # watcher once, worker, demo pay/mine/reorg/double-spend
     register_demo_pages(app)  # /i/<id>/demo on the demo chain
+    from lightning.cli import register as register_lightning_cli
+
+    register_lightning_cli(app)  # lightning status|listen, demo pay-lightning
     from settlement.install import install as install_settlement
 
     install_settlement(app)  # settlement/ledger/refund CLI, /stripe/webhook, ledger jobs

@@ -79,6 +79,9 @@ def jobs_for(gateway) -> list[Job]:
     from chain.jobs import jobs as chain_jobs
 
     jobs.extend(chain_jobs(gateway))
+    from lightning.jobs import jobs as lightning_jobs
+
+    jobs.extend(lightning_jobs(gateway))
     for extra in gateway.extras.get("jobs", []):
         jobs.append(extra)
     return jobs

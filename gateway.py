@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from database import Database, utc_now
+from lightning.backend import LightningBackend
 from settings import Settings
 
 
@@ -32,6 +33,8 @@ class Gateway:
     invoices: object  # InvoiceService
     extras: dict = field(default_factory=dict)
     venues: list | None = None  # conversion venues, primary first (settlement.venues.venues_for)
+    # The Lightning node (lightning.backend.LightningBackend), None when on-chain only.
+    lightning: LightningBackend | None = None
 
     def close(self) -> None:
         pool = getattr(self.invoices, "address_pool", None)
@@ -60,6 +63,12 @@ def build_gateway(settings: Settings, *, clock: Callable[[], datetime] = utc_now
         rates = RateFeed(board, db)
     from dashboard.queries import exposure_cap
 
+    from lightning.config import build_lightning
+    from lightning.invoices import LightningOffers
+
+    lightning = build_lightning(settings, db, clock)
     invoices = InvoiceService(db, settings=settings, rates=rates, clock=clock,
-                              zero_conf_cap=exposure_cap)
-    return Gateway(settings=settings, db=db, clock=clock, rates=rates, invoices=invoices)
+                              zero_conf_cap=exposure_cap,
+                              lightning=LightningOffers(db, lightning, clock) if lightning else None)
+    return Gateway(settings=settings, db=db, clock=clock, rates=rates, invoices=invoices,
+                   lightning=lightning)

@@ -9,3 +9,4 @@ import dashboard.models  # noqa: F401
 import webhooks.models  # noqa: F401
 import settlement.pull_payments  # noqa: F401
 import onboarding.models  # noqa: F401
+import lightning.models  # noqa: F401

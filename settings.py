@@ -69,6 +69,30 @@ def _networks(env: Mapping[str, str], name: str) -> str:
     return raw
 
 
+def _lightning(env: Mapping[str, str], network: str) -> str:
+    """BUSANPAY_LIGHTNING: unset means the demo node (off on mainnet), empty means off."""
+    raw = env.get("BUSANPAY_LIGHTNING")
+    if raw is None:
+        return "" if network == "bitcoin" else "demo"
+    return raw.strip()
+
+
+def lightning_spec(spec: str) -> tuple[str, str]:
+    """("", "") off, ("demo", ""), ("lnd", url) or ("cln", url); ConfigError when malformed."""
+    spec = (spec or "").strip()
+    if spec in ("", "off", "none"):
+        return "", ""
+    if spec == "demo":
+        return "demo", ""
+    kind, _, url = spec.partition(":")
+    kind = kind.lower()
+    if kind not in ("lnd", "cln") or not url.startswith(("http://", "https://")) \
+            or len(url.split("://", 1)[1].strip("/")) == 0:
+        raise ConfigError("BUSANPAY_LIGHTNING must be demo, lnd:<REST URL>, cln:<REST URL> or "
+                          f"empty, got {spec[:80]!r}")
+    return kind, url.rstrip("/")
+
+
 @dataclass(frozen=True)
 class Settings:
     instance_path: str
@@ -111,6 +135,13 @@ class Settings:
     trusted_proxies: str = ""
     ledger_check_seconds: int = 900
     smtp_url: str = field(default="", repr=False)  # owner invitations by email; may hold a password
+    # Lightning (lightning/config.py): "demo" (the embedded default), "lnd:<REST URL>",
+    # "cln:<REST URL>", or "" for on-chain only. Credentials never appear in repr or logs.
+    lightning: str = "demo"
+    lnd_macaroon: str = field(default="", repr=False)  # hex, or the path of a macaroon file
+    lnd_cert: str = ""                                 # path of the node's tls.cert
+    cln_rune: str = field(default="", repr=False)
+    demo_ln_inbound_sats: int = 100_000_000            # the demo node's inbound liquidity
 
     @property
     def is_mainnet(self) -> bool:
@@ -171,11 +202,31 @@ class Settings:
             trusted_proxies=_networks(env, "BUSANPAY_TRUSTED_PROXIES"),
             ledger_check_seconds=_int(env, "BUSANPAY_LEDGER_CHECK_SECONDS", 900),
             smtp_url=(env.get("BUSANPAY_SMTP_URL") or "").strip(),
-        )
+            lightning=_lightning(env, network),
+            lnd_macaroon=(env.get("BUSANPAY_LND_MACAROON") or "").strip(),
+            lnd_cert=(env.get("BUSANPAY_LND_CERT") or "").strip(),
+            cln_rune=(env.get("BUSANPAY_CLN_RUNE") or "").strip(),
+            demo_ln_inbound_sats=_int(env, "BUSANPAY_DEMO_LN_INBOUND_SATS", 100_000_000),
+        ).checked_lightning()
 
     def with_overrides(self, overrides: Mapping[str, object]) -> "Settings":
         known = {k: v for k, v in overrides.items() if k in self.__dataclass_fields__}
-        return replace(self, **known)
+        return replace(self, **known).checked_lightning()
+
+    def checked_lightning(self) -> "Settings":
+        """The Lightning settings, refused when malformed or missing their credentials
+        (the messages name the variables, never their values)."""
+        kind, _url = lightning_spec(self.lightning)
+        if kind == "lnd" and not self.lnd_macaroon:
+            raise ConfigError("BUSANPAY_LIGHTNING=lnd:… needs BUSANPAY_LND_MACAROON (the "
+                              "macaroon in hex, or the path of the macaroon file)")
+        if kind == "cln" and not self.cln_rune:
+            raise ConfigError("BUSANPAY_LIGHTNING=cln:… needs BUSANPAY_CLN_RUNE")
+        if self.lnd_cert and kind == "lnd" and not Path(self.lnd_cert).is_file():
+            raise ConfigError("BUSANPAY_LND_CERT must be the path of the node's tls.cert file")
+        if self.demo_ln_inbound_sats < 0:
+            raise ConfigError("BUSANPAY_DEMO_LN_INBOUND_SATS must not be negative")
+        return self
 
     def check(self) -> None:
         """Refuse configurations that would lose money on mainnet."""
@@ -193,3 +244,6 @@ class Settings:
             raise ConfigError("refusing to run on bitcoin mainnet on the demo chain: set BUSANPAY_CHAIN")
         if not self.secret_key_from_env:
             raise ConfigError("refusing to run on bitcoin mainnet without BUSANPAY_SECRET_KEY")
+        if lightning_spec(self.lightning)[0] == "demo":
+            raise ConfigError("refusing to run on bitcoin mainnet with the demo Lightning node: "
+                              "set BUSANPAY_LIGHTNING to lnd:… or cln:…, or empty")

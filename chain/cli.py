@@ -12,6 +12,16 @@ import click
 from flask import Flask
 
 
+def demo_commands(app: Flask) -> click.Group:
+    """The `demo` command group (demo data, the demo chain, the demo Lightning node)."""
+    group = app.cli.commands.get("demo")
+    if group is None:
+        @app.cli.group("demo")
+        def group():
+            """Demo data, the offline demo chain and the demo Lightning node."""
+    return group
+
+
 def register(app: Flask) -> None:
     """Add the chain commands to `app`'s CLI (idempotent)."""
     if app.extensions.get("busanpay_chain_cli"):
@@ -27,11 +37,7 @@ def register(app: Flask) -> None:
         except NotDemoChain as err:
             raise click.ClickException(str(err))
 
-    demo_group = app.cli.commands.get("demo")
-    if demo_group is None:
-        @app.cli.group("demo")
-        def demo_group():
-            """Demo data and the offline demo chain."""
+    demo_group = demo_commands(app)
 
     @demo_group.command("pay")
     @click.argument("invoice_id")

@@ -148,7 +148,7 @@ def incident_facts(facts: InvoiceFacts, payments: list[PaymentFact], rows: list,
         needed = max(1, full_threshold_sats(facts.due_sats, facts.payment_tolerance))
         confirmed = sum(p.value_sats for p in payments
                         if p.state == PaymentState.SEEN and p.seen_at <= facts.expires_at
-                        and p.confirmations >= required)
+                        and p.is_confirmed(required))
         listing = ", ".join(f"{p.txid}:{p.vout} {p.state.value} {p.confirmations} conf."
                             for p in payments) or "none"
         if confirmed < needed:

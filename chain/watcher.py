@@ -75,7 +75,8 @@ from operations.metrics import count_transition
 from payments.invoice_json import outbox_row, unix
 from payments.invoice_status import (EVENT_MONEY_FACTS, AdditionalStatus, InvoiceFacts,
                                      PaymentFact, PaymentState, confirmations_required, decide)
-from payments.models import ExtendedKeyRecord, Invoice, InvoiceEvent, Payment
+from payments.models import (METHOD_CHAIN, METHOD_LIGHTNING, ExtendedKeyRecord, Invoice,
+                             InvoiceEvent, Payment)
 
 log = logging.getLogger(__name__)
 
@@ -608,6 +609,7 @@ class Watcher:
                 for part in chunks(sorted(conflicted), self.chunk_size):
                     rows = s.execute(select(_P.c.txid, _P.c.vout, _P.c.invoice_id)
                                      .where(_P.c.txid.in_(part), _P.c.block_hash.is_(None),
+                                            _P.c.method == METHOD_CHAIN,
                                             _P.c.state != PaymentState.DOUBLE_SPENT.value)).all()
                     _many(s, update(_P).where(_by_key(_P)).values(
                         state=PaymentState.DOUBLE_SPENT.value),
@@ -799,7 +801,7 @@ class Watcher:
                                       .order_by(Invoice.id).with_for_update()).scalars())
             payments: dict[str, list] = {}
             for p in s.execute(select(_P.c.invoice_id, _P.c.txid, _P.c.vout, _P.c.value_sats,
-                                      _P.c.state, _P.c.block_height, _P.c.seen_at)
+                                      _P.c.state, _P.c.block_height, _P.c.seen_at, _P.c.method)
                                .where(_P.c.invoice_id.in_(part))).all():
                 payments.setdefault(p.invoice_id, []).append(p)
             for inv in invoices:
@@ -820,7 +822,8 @@ class Watcher:
         credited = [r for r in rows if r.seen_at <= inv.monitoring_expires_at]
         pfacts = [PaymentFact(txid=r.txid, vout=r.vout, value_sats=r.value_sats,
                               confirmations=confirmations(tip_height, r.block_height),
-                              state=r.state, seen_at=r.seen_at) for r in credited]
+                              state=r.state, seen_at=r.seen_at,
+                              final=r.method == METHOD_LIGHTNING) for r in credited]
         decision = decide(facts, pfacts, decision_time)
         incident, why = incident_facts(facts, pfacts, rows, inv.incident, judge)
         visible = (decision.status.value != inv.status
@@ -972,6 +975,28 @@ class Watcher:
         summary["events"] += events
         summary["invoicesChanged"] += changed
         return True
+
+
+def redecide_now(gateway, s, invoice_ids: Iterable[str], now: datetime, *,
+                 received: Iterable[str] = ()) -> tuple[int, int]:
+    """Re-decide these invoices in the caller's transaction by the watcher's own code path
+    (`Watcher._redecide`), for payments recorded outside a chain pass (Lightning): as the
+    watcher's block transactions do, at its last covered time and its processed height, so
+    no expiry is decided that no chain scan has covered and chain payments keep their
+    confirmations. The caller has written its payment events first; `received` names the
+    invoices they were for (their payment event tells the ledger: no BusanPayMoneyFacts).
+    Returns (invoices changed, events written)."""
+    from chain.runtime import watcher_for
+
+    st = s.get(ChainWatcherState, STATE_ID)
+    decision_time = (st.covered_at if st is not None else None) or EPOCH
+    tip_height = st.best_height if st is not None else None
+    outbox = _Outbox()
+    outbox.received.update(received)
+    ids = set(invoice_ids)
+    changed = watcher_for(gateway)._redecide(s, outbox, ids, decision_time, now, tip_height,
+                                             touched_payments=ids)
+    return changed, outbox.flush(s)
 
 
 def _payment_json(row: dict, status: str) -> dict:

@@ -22,7 +22,7 @@ from dashboard.models import ROLLUP_COLUMNS, CityExceptionReview, CitySetting
 from dashboard.rollup import facts, sums
 from merchants.districts import CATEGORIES, DISTRICTS
 from merchants.models import Store
-from payments.models import Invoice, Payment
+from payments.models import METHOD_CHAIN, Invoice, Payment
 from untrusted import UntrustedInput, calendar_day, whole_number
 
 MAX_PERIOD_DAYS = 400
@@ -511,6 +511,7 @@ def exposure(session, per_invoice_limit_krw: int, now: datetime, limit: int | No
     pending = (select(unconfirmed.invoice_id, func.min(unconfirmed.seen_at).label("seen_at"),
                       func.sum(unconfirmed.value_sats).label("sats"))
                .where(unconfirmed.block_height.is_(None), unconfirmed.state == literal_column("'seen'"),
+                      unconfirmed.method == METHOD_CHAIN,  # Lightning is final: no exposure
                       unconfirmed.seen_at >= now - EXPOSURE_WINDOW)
                .group_by(unconfirmed.invoice_id).subquery("pending"))
     money_status = func.coalesce(Invoice.chain_status, Invoice.status)  # never a merchant's mark

@@ -31,7 +31,7 @@ from sqlmodel import select
 
 from i18n import HTML_LANG, current_language, set_page_default
 from payments.bip21 import format_btc, payment_uri
-from payments.models import Invoice, Payment
+from payments.models import METHOD_LIGHTNING, Invoice, Payment
 from payments.qr_codes import render_svg
 from payments.service import InvoiceNotFound
 
@@ -251,7 +251,8 @@ def build_view(invoice: Invoice, payments: list[Payment], store_name: str,
         expires_text=seoul_time(invoice.expires_at), paid_at_text=seoul_time(paid_at),
         payments=[PaymentLine(txid=p.txid, btc=format_btc(p.value_sats), seen=seoul_time(p.seen_at),
                               counted=p.state == "seen", late=bool(p.late),
-                              confirmed=p.block_height is not None) for p in payments],
+                              confirmed=p.block_height is not None
+                              or p.method == METHOD_LIGHTNING) for p in payments],
     )
 
 

@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import ROUND_FLOOR
 
 from payments.bip21 import format_btc, payment_uri
-from payments.models import Invoice, Payment
+from payments.models import METHOD_CHAIN, Invoice, Payment
 from payments.quoting import krw_value
 
 
@@ -79,7 +79,11 @@ def payment_status(payment: Payment, invoice: Invoice) -> str:
 
 
 def payment_methods_json(invoice: Invoice, payments: list[Payment], store_name: str) -> list[dict]:
+    """BTC-CHAIN with its own payments; `totalPaid` and `due` count every method's (a
+    Lightning payment is listed by the BTC-LN method, added beside it by the checkout edge)."""
     counted = sum(p.value_sats for p in payments if p.state == "seen")
+    payments = [p for p in payments if p.method == METHOD_CHAIN]
+    chain_paid = sum(p.value_sats for p in payments if p.state == "seen")
     return [{
         # BTCPay 1.x's `paymentMethod`, `cryptoCode` and `networkFee` are left out: the
         # official PHP client (and so the WooCommerce plugin) falls back to these 2.x names.
@@ -88,7 +92,7 @@ def payment_methods_json(invoice: Invoice, payments: list[Payment], store_name: 
         "destination": invoice.address,
         "paymentLink": payment_uri(invoice.address, invoice.due_sats or None, store_name),
         "rate": format(invoice.rate, "f"),
-        "paymentMethodPaid": format_btc(counted),
+        "paymentMethodPaid": format_btc(chain_paid),
         "totalPaid": format_btc(counted),
         "due": _signed_btc(invoice.due_sats - counted),
         "amount": format_btc(invoice.due_sats),

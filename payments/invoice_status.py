@@ -22,9 +22,14 @@ Vocabulary
   and never calls a top-up ``PaidOver`` (nothing was due, so nothing is over).
 * *full on time*: the on-time counting value reaches the threshold.
 * *confirmed*: a counting on-time payment with ``confirmations >=``
-  :func:`confirmations_required`.  The invoice settles when the confirmed on-time
-  value reaches the threshold (like BTCPay's "confirmed accounting is paid"): a
-  small unconfirmed top-up does not hold back an already covered invoice.
+  :func:`confirmations_required`, or a *final* one (``PaymentFact.final``: a settled
+  Lightning payment, which no confirmation makes safer and no reorg takes back; it
+  counts as confirmed whatever its confirmations).  The invoice settles when the
+  confirmed on-time value reaches the threshold (like BTCPay's "confirmed accounting is
+  paid"): a small unconfirmed top-up does not hold back an already covered invoice.
+  On-chain and Lightning payments add up alike: paid partly on-chain and the rest over
+  Lightning is paid in full; paid in full both ways is ``PaidOver`` (the extra is owed
+  back to the payer, as any overpayment).
 
 Rules (brief + BTCPay semantics); order of precedence
 -----------------------------------------------------
@@ -238,7 +243,12 @@ class PaymentFact:
     value_sats: int
     confirmations: int
     state: PaymentState
-    seen_at: datetime  # aware UTC, when the gateway first saw it
+    seen_at: datetime  # aware UTC, when the gateway first saw it (settled, for Lightning)
+    # Final: confirmed whatever `confirmations` says (a settled Lightning payment).
+    final: bool = False
+
+    def is_confirmed(self, required: int) -> bool:
+        return self.final or self.confirmations >= required
 
     def __post_init__(self) -> None:
         _require_int("vout", self.vout)
@@ -246,6 +256,8 @@ class PaymentFact:
         _require_int("confirmations", self.confirmations)
         object.__setattr__(self, "state", PaymentState(self.state))
         _require_aware("seen_at", self.seen_at)
+        if not isinstance(self.final, bool):
+            raise TypeError("final must be a bool")
 
 
 @dataclass(frozen=True)
@@ -371,7 +383,7 @@ def decide(
         required = confirmations_required(
             invoice.speed_policy, invoice.amount_krw, invoice.zero_conf_limit_krw
         )
-        confirmed = sum(p.value_sats for p in on_time if p.confirmations >= required)
+        confirmed = sum(p.value_sats for p in on_time if p.is_confirmed(required))
         if confirmed >= needed:
             status = InvoiceStatus.SETTLED
         elif now >= invoice.monitoring_expires_at:

@@ -120,8 +120,16 @@ class InvoiceQr(SQLModel, table=True):
     png: bytes = Field(sa_column=Column("png", LargeBinary(), nullable=False))
 
 
+#: How a payment came (Greenfield's payment method ids).
+METHOD_CHAIN = "BTC-CHAIN"
+METHOD_LIGHTNING = "BTC-LN"
+#: `payment.address` of a Lightning payment (it has no address; txid is its payment hash).
+LIGHTNING_ADDRESS = "lightning"
+
+
 class Payment(SQLModel, table=True):
-    """One transaction output paying an invoice address."""
+    """One transaction output paying an invoice address, or one settled Lightning invoice
+    (`method` BTC-LN: txid = payment hash, vout 0, address "lightning", final when seen)."""
 
     __tablename__ = "payment"
     __table_args__ = (UniqueConstraint("txid", "vout", name="uq_payment_outpoint"),)
@@ -139,6 +147,8 @@ class Payment(SQLModel, table=True):
     block_hash: Optional[str] = Field(default=None, max_length=64)
     seen_at: datetime = Field(default_factory=utc_now, sa_column=_utc("seen_at"))
     late: bool = Field(default=False)
+    method: str = Field(default=METHOD_CHAIN, sa_column=Column(
+        "method", String(16), nullable=False, default=METHOD_CHAIN, server_default=METHOD_CHAIN))
 
 
 class InvoiceEvent(SQLModel, table=True):

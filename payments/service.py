@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,7 +28,7 @@ from payments.invoice_json import outbox_row
 from payments.invoice_request import (InvalidRequest, InvoiceRequest, tolerance_errors,
                                       won_value_errors)
 from payments.invoice_status import confirmations_required
-from payments.models import (ExtendedKeyRecord, IdempotencyRecord, Invoice, InvoiceEvent,
+from payments.models import (METHOD_CHAIN, ExtendedKeyRecord, IdempotencyRecord, Invoice, InvoiceEvent,
                              InvoiceQr, Payment)
 from payments.qr_codes import render_png, render_svg
 from payments.bip21 import payment_uri
@@ -37,6 +38,7 @@ from payments.rates import LockedRate, RateUnavailable
 from payments.zero_conf import committed_krw
 
 Clock = Callable[[], datetime]
+log = logging.getLogger(__name__)
 
 
 class InvoiceNotFound(LookupError):
@@ -141,8 +143,11 @@ def text_search(query, text: str):
 
 class InvoiceService:
     def __init__(self, db: Database, *, settings, rates, clock: Clock, keys: KeyRing | None = None,
-                 zero_conf_cap: Callable[[Session], int] | None = None):
+                 zero_conf_cap: Callable[[Session], int] | None = None, lightning=None):
         self.db = db
+        # lightning.invoices.LightningOffers when Lightning is on: each new invoice also
+        # gets a BOLT11, asked for after the invoice is written (no lock held meanwhile).
+        self.lightning = lightning
         self.zero_conf_cap = zero_conf_cap  # the city's cap on open 0-conf exposure (won)
         self.settings = settings
         self.rates = rates
@@ -210,6 +215,7 @@ class InvoiceService:
                 with self.db.one_shot() as connection:  # one autocommitted statement
                     low = self.address_pool.create_invoice(connection, invoice, event)
                 INVOICES_CREATED.inc()
+                self._offer_lightning(invoice)
                 return invoice, None
             for _attempt in range(3):
                 try:
@@ -221,6 +227,7 @@ class InvoiceService:
             else:
                 raise PoolExhausted(f"no receive address for key {invoice.key_id}")
             INVOICES_CREATED.inc()
+            self._offer_lightning(invoice)
             return invoice, None
         except IntegrityError:
             if not idempotency_key:
@@ -233,6 +240,16 @@ class InvoiceService:
         finally:
             if low:  # derive ahead now that no transaction of ours holds the key's row
                 self.address_pool.refill_soon(invoice.key_id)
+
+    def _offer_lightning(self, invoice: Invoice) -> None:
+        """The invoice's BOLT11, after it is committed: a node failure leaves it on-chain only
+        (with the reason stored), never fails the invoice."""
+        if self.lightning is None:
+            return
+        try:
+            self.lightning.for_new_invoice(invoice)
+        except Exception:  # the invoice stands; the checkout asks for its offer again later
+            log.exception("could not offer Lightning for invoice %s", invoice.id)
 
     def _hold_to_zero_conf_cap(self, invoice: Invoice) -> None:
         """Past the city's open 0-conf exposure cap, the invoice waits for a confirmation."""
@@ -453,7 +470,7 @@ class InvoiceService:
             for record in session.exec(select(ExtendedKeyRecord).order_by(ExtendedKeyRecord.id)):
                 paid = sorted(set(session.exec(
                     select(Invoice.key_index).join(Payment, Payment.invoice_id == Invoice.id)
-                    .where(Invoice.key_id == record.id))))
+                    .where(Invoice.key_id == record.id, Payment.method == METHOD_CHAIN))))
                 highest_used = record.next_index - 1
                 longest_gap, previous = 0, -1
                 for index in paid:

@@ -8,7 +8,7 @@ that: an invoice whose 0-conf credit would take the commitment past the cap is c
 needing one confirmation instead. Committed: 0-conf-eligible invoices that can still be
 paid (New, not expired, on the chain's status: a merchant's mark changes nothing), plus
 those counted paid while a payment is still unconfirmed (what the dashboard shows as open
-exposure). Checked before the invoice is written, so parallel creations can pass the cap
+exposure; a settled Lightning payment is final, never exposure). Checked before the invoice is written, so parallel creations can pass the cap
 by at most one per-invoice limit each.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import aliased
 
-from payments.models import Invoice, Payment
+from payments.models import METHOD_CHAIN, Invoice, Payment
 
 UNCONFIRMED_WINDOW = timedelta(days=14)  # nodes drop an unconfirmed transaction after two weeks
 
@@ -30,7 +30,7 @@ def committed_krw(session, now: datetime) -> int:
     paid_unconfirmed = and_(
         money_status.in_(("Processing", "Settled")),
         exists().where(unconfirmed.invoice_id == Invoice.id, unconfirmed.state == "seen",
-                       unconfirmed.block_height.is_(None),
+                       unconfirmed.block_height.is_(None), unconfirmed.method == METHOD_CHAIN,
                        unconfirmed.seen_at >= now - UNCONFIRMED_WINDOW),
         ~exists().where(confirmed.invoice_id == Invoice.id, confirmed.state == "seen",
                         confirmed.block_height.isnot(None)))

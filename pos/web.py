@@ -25,6 +25,7 @@ from accounts.web import require_roles
 from payments.bip21 import format_btc, payment_uri
 from payments.checkout import page_state, paid_sats
 from payments.invoice_request import InvalidRequest, parse_invoice_request
+from payments.models import METHOD_CHAIN
 from payments.quoting import krw_value
 from payments.rates import RateUnavailable
 from payments.service import (IdempotencyConflict, InvoiceNotFound, StatusChangeRefused,
@@ -143,7 +144,7 @@ def accepted_unconfirmed(invoice, payments) -> bool:
     """Settled on a payment no block has confirmed yet (0-conf, under the city's limit)."""
     counted = [p for p in payments if p.state == "seen"]
     return invoice.status == "Settled" and invoice.additional_status != "Marked" and \
-        bool(counted) and any(p.block_height is None for p in counted)
+        any(p.block_height is None and p.method == METHOD_CHAIN for p in counted)
 
 
 def invoice_details(invoice, payments) -> dict:

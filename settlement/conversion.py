@@ -15,7 +15,8 @@ cap), sells, then posts the `conversion:<id>` entry: the sats sold leave the ven
 account, the locked won value of the sats sold (their share of the unconverted pool, half
 up) leaves `conversion:krw`, the executed won lands in `exchange:krw`, the difference is
 FX gain (credit) or loss (debit) on `fx:krw`. Deposited sats a sale did not sell (a
-refusal, a partial fill) come back in `venue_return:<id>`.
+refusal, a partial fill) come back in `venue_return:<id>`. A deposit takes the Lightning
+node's sats (`treasury_ln:btc`) first, then the on-chain wallet's; returns come back on-chain.
 Rounding: the won received is floored to whole won (never book won we do not have).
 """
 from __future__ import annotations
@@ -36,8 +37,8 @@ from merchants.service import random_id
 from payments.bip21 import format_btc
 from settlement.ledger import balance, lock, post
 from settlement.models import Conversion, JournalEntry
-from settlement.rules import (CONVERSION_BTC, CONVERSION_KRW, conversion_entry, locked_share,
-                              venue_deposit_entry, venue_return_entry)
+from settlement.rules import (CONVERSION_BTC, CONVERSION_KRW, TREASURY_LN, conversion_entry,
+                              locked_share, venue_deposit_entry, venue_return_entry)
 
 SATS_PER_BTC = 100_000_000
 LOCK = "busanpay:conversion"
@@ -246,7 +247,11 @@ def _deposit(session, conv: Conversion) -> None:
     key = f"venue_deposit:{conv.id}"
     if session.execute(select(JournalEntry.id).where(JournalEntry.business_key == key)).first():
         return
-    post(session, venue_deposit_entry(conv.id, conv.venue, conv.sats, moment=conv.created_at))
+    # The Lightning node's sats go first: selling them frees the node's inbound liquidity
+    # and keeps the on-chain sats for refunds, which are sent on-chain.
+    from_lightning = min(max(balance(session, TREASURY_LN), 0), conv.sats)
+    post(session, venue_deposit_entry(conv.id, conv.venue, conv.sats, moment=conv.created_at,
+                                      from_lightning=from_lightning))
 
 
 def _post_return(session, conv: Conversion, sats: int, why: str, moment) -> None:

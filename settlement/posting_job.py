@@ -73,6 +73,15 @@ def _lock_invoice(session, invoice, default_bps: int) -> LedgerInvoice:
     return session.execute(stmt.execution_options(populate_existing=True)).scalar_one()
 
 
+def lightning_sats(session, invoice_id: str) -> int:
+    """Sats of the invoice's counting Lightning payments (they sit in the node)."""
+    from payments.models import METHOD_LIGHTNING, Payment
+
+    return int(session.execute(select(func.coalesce(func.sum(Payment.value_sats), 0)).where(
+        Payment.invoice_id == invoice_id, Payment.method == METHOD_LIGHTNING,
+        Payment.state == "seen")).scalar_one())
+
+
 def facts_for(session, invoice, fee_bps: int) -> InvoiceFacts:
     from merchants.models import Store
 
@@ -82,7 +91,8 @@ def facts_for(session, invoice, fee_bps: int) -> InvoiceFacts:
         status=invoice.status, additional_status=invoice.additional_status,
         incident=invoice.incident, amount_krw=invoice.amount_krw, due_sats=invoice.due_sats,
         paid_sats=invoice.paid_sats, rate=invoice.rate, fee_bps=fee_bps,
-        chain_status=invoice.chain_status, settled_sats=invoice.settled_sats)
+        chain_status=invoice.chain_status, settled_sats=invoice.settled_sats,
+        paid_ln_sats=lightning_sats(session, invoice.id))
 
 
 def posted_position(session, invoice_id: str) -> tuple[dict[tuple[str, str], int], int]:

@@ -2,9 +2,10 @@
 
 The check verifies that
 1. every journal entry balances per currency (and has postings);
-2. each invoice's ledger position equals what its facts say (`rules.invoice_position`),
-   and a credited invoice's recorded chain payments add up to the sats it was credited
-   for (`paid_sats`);
+2. each invoice's ledger position equals what its facts say (`rules.invoice_position`:
+   its on-chain sats in `treasury:btc`, its Lightning sats in `treasury_ln:btc`), and a
+   credited invoice's recorded payments, on-chain and Lightning, add up to the sats it
+   was credited for (`paid_sats`);
 3. each payout's entries match its status, and `payouts_in_transit` equals the payouts
    still on their way;
 4. each finished conversion is posted;
@@ -50,7 +51,7 @@ EXPECTED_KINDS = {  # the entry kinds a payout in each status may have
 
 def check_ledger(gateway, *, limit: int = 200) -> dict:
     from merchants.models import Store
-    from payments.models import Invoice, Payment
+    from payments.models import METHOD_LIGHTNING, Invoice, Payment
 
     problems: list[dict] = []
     pending: list[dict] = []
@@ -76,6 +77,10 @@ def check_ledger(gateway, *, limit: int = 200) -> dict:
         chain = dict(session.execute(select(Payment.invoice_id, func.sum(Payment.value_sats))
                                      .where(Payment.state == "seen")
                                      .group_by(Payment.invoice_id)).all())
+        lightning = dict(session.execute(select(Payment.invoice_id, func.sum(Payment.value_sats))
+                                         .where(Payment.state == "seen",
+                                                Payment.method == METHOD_LIGHTNING)
+                                         .group_by(Payment.invoice_id)).all())
         has_payments = set(session.execute(select(Payment.invoice_id).distinct()).scalars())
         approved = _approved_offchain(session)
         columns = (Invoice.id, Invoice.store_id, Invoice.status, Invoice.additional_status,
@@ -94,7 +99,8 @@ def check_ledger(gateway, *, limit: int = 200) -> dict:
             bps = fixed_bps.get(r.id, fee_rules.get(r.category, gateway.settings.fee_bps))
             facts = InvoiceFacts(r.id, r.store_id, r.settlement_mode, r.status, r.additional_status,
                                  r.incident, r.amount_krw, r.due_sats, r.paid_sats, r.rate, bps,
-                                 chain_status=r.chain_status, settled_sats=r.settled_sats)
+                                 chain_status=r.chain_status, settled_sats=r.settled_sats,
+                                 paid_ln_sats=int(lightning.get(r.id) or 0))
             recent = bool(r.updated_at and r.updated_at > grace_start)
             want = _vector(invoice_position(facts), r.store_id)
             have = posted.get(r.id, _ZERO)
@@ -188,7 +194,7 @@ def check_ledger(gateway, *, limit: int = 200) -> dict:
 # An invoice's position as a vector over the accounts an invoice can touch (its own store's
 # payable/receivable; anything else is "other", which must stay zero), so the check can
 # aggregate postings per invoice in SQL instead of per account in Python.
-_SLOTS = (("treasury:btc", "BTC"), ("conversion:btc", "BTC"), ("refunds_owed:btc", "BTC"),
+_SLOTS = (("treasury:btc", "BTC"), ("treasury_ln:btc", "BTC"), ("conversion:btc", "BTC"), ("refunds_owed:btc", "BTC"),
           ("conversion:krw", "KRW"), ("merchant_payable", "KRW"), ("city_fees:krw", "KRW"),
           ("fee_receivable", "KRW"), ("city_loss:krw", "KRW"), ("other", "any"))
 _ZERO = (0,) * len(_SLOTS)

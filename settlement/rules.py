@@ -6,6 +6,7 @@ Accounts and their directions (debit > 0, credit < 0; every entry balances per c
 account                        cur.  normal balance and meaning
 =============================  ====  =========================================================
 ``treasury:btc``               BTC   debit (asset): satoshis the treasury wallet received
+``treasury_ln:btc``            BTC   debit (asset): satoshis the city's Lightning node received
 ``conversion:btc``             BTC   credit: satoshis recognised at a locked rate, not yet sold
 ``conversion:krw``             KRW   debit: the won value locked for those satoshis
 ``merchant_payable:<store>``   KRW   credit (liability): won owed to the merchant
@@ -101,6 +102,12 @@ outbox events arrive does not matter, and a repeated event changes nothing.
 - Deep-reorg incident on a settled invoice: the merchant credit and fee are reversed in a
   new entry flagged ``incident``; sats still counted are held as owed to the payer until
   a person decides. Zero-conf loss: see above (``city_loss:krw``).
+- Lightning: sats received over Lightning (``paid_ln_sats``, part of ``paid_sats``) are
+  debited to ``treasury_ln:btc`` instead of ``treasury:btc``: they sit in the node's
+  channels, not in the on-chain wallet, and the treasury must see (and reconcile) each
+  balance on its own. Nothing else differs: the merchant is credited the same V − fee for
+  the counted sats however they came, and overpaid or owed sats are owed back alike
+  (refunds are sent on-chain: ``refund_sent`` debits ``treasury:btc`` either way).
 - BTC-direct store (``settlement_mode == "btc"``): the sats went to the store's own
   wallet; nothing is converted; the fee on the received value is a receivable from the
   store (``fee_receivable:<s>`` / ``city_fees:krw``) and the memo records the sats.
@@ -123,6 +130,7 @@ from settlement.ledger import Entry, entry_from_amounts
 SATS_PER_BTC = 100_000_000
 
 TREASURY_BTC = "treasury:btc"
+TREASURY_LN = "treasury_ln:btc"
 TREASURY_KRW = "treasury:krw"
 CONVERSION_BTC = "conversion:btc"
 CONVERSION_KRW = "conversion:krw"
@@ -209,6 +217,8 @@ class InvoiceFacts:
     # status is the chain's), and the counted sats when the chain settled it.
     chain_status: str | None = None
     settled_sats: int | None = None
+    # Of paid_sats, those received over Lightning (in the node, not the on-chain wallet).
+    paid_ln_sats: int = 0
 
     @property
     def is_top_up(self) -> bool:
@@ -275,6 +285,12 @@ def invoice_position(f: InvoiceFacts) -> Position:
             pos[(account, currency)] = pos.get((account, currency), 0) + amount
 
     paid = max(f.paid_sats, 0)
+    paid_ln = min(max(f.paid_ln_sats, 0), paid)
+
+    def received():  # the sats received, in the treasury account they sit in
+        add(TREASURY_BTC, "BTC", paid - paid_ln)
+        add(TREASURY_LN, "BTC", paid_ln)
+
     if f.settlement_mode == "btc":
         if f.credited:
             fee = f.fee_krw
@@ -283,7 +299,7 @@ def invoice_position(f: InvoiceFacts) -> Position:
         return pos
     if f.credited:
         counted = f.counted(paid)
-        add(TREASURY_BTC, "BTC", paid)
+        received()
         add(CONVERSION_BTC, "BTC", -counted)
         add(REFUNDS_OWED, "BTC", -(paid - counted))
         value = f.credited_krw
@@ -301,7 +317,7 @@ def invoice_position(f: InvoiceFacts) -> Position:
     status = f.money_status
     owed_to_payer = status == "Expired" or (status == "Settled" and bool(f.incident))
     if owed_to_payer:
-        add(TREASURY_BTC, "BTC", paid)
+        received()
         add(REFUNDS_OWED, "BTC", -paid)
     return pos
 
@@ -432,12 +448,17 @@ def venue_btc(venue: str) -> str:
 
 
 def venue_deposit_entry(conversion_id: str, venue: str, sats: int, *,
-                        moment: datetime | None = None) -> Entry:
-    """The sats of sale `conversion_id` leave the treasury wallet for the venue."""
+                        moment: datetime | None = None, from_lightning: int = 0) -> Entry:
+    """The sats of sale `conversion_id` leave the treasury for the venue: `from_lightning`
+    of them out of the Lightning node's account, the rest out of the on-chain wallet's."""
     if sats <= 0:
         raise ValueError("a deposit moves a positive number of sats")
+    if not 0 <= from_lightning <= sats:
+        raise ValueError("from_lightning is part of the sats deposited")
     return entry_from_amounts(f"venue_deposit:{conversion_id}", "venue_deposit",
-                              {(venue_btc(venue), "BTC"): sats, (TREASURY_BTC, "BTC"): -sats},
+                              {(venue_btc(venue), "BTC"): sats,
+                               (TREASURY_BTC, "BTC"): -(sats - from_lightning),
+                               (TREASURY_LN, "BTC"): -from_lightning},
                               memo=f"{sats} sats deposited at {venue} for sale {conversion_id}",
                               created_at=moment)
 

@@ -121,6 +121,10 @@ def app_config(db_url, tmp_path, clock) -> dict:
         "clock": clock,
         "rate_sources": "fixed:150000000",
         "inprocess_worker": False,
+        # On-chain only unless a test turns Lightning on ({"lightning": "demo"}): the
+        # suite's invoices, events and timings stay those of the chain it is about.
+        # BUSANPAY_TEST_LIGHTNING=demo runs the whole suite with the demo node on.
+        "lightning": os.environ.get("BUSANPAY_TEST_LIGHTNING", ""),
         "TESTING": True,
     }
 
