@@ -202,3 +202,20 @@ class TestWithLightningOff:
         found = call(client, doc, "get", METHODS, token,
                      path={"storeId": store_id, "invoiceId": invoice["id"]}).get_json()
         assert [m["paymentMethodId"] for m in found] == ["BTC-CHAIN"]
+
+
+def test_the_payments_counter_moves_by_method_for_chain_and_lightning_payments(
+        app, world, client):
+    from operations.metrics import PAYMENTS_RECEIVED
+
+    def seen(method):
+        return PAYMENTS_RECEIVED.labels(method=method)._value.get()
+
+    before = seen("BTC-CHAIN"), seen("BTC-LN")
+    invoice = world.invoice(5000)
+    world.chain.pay(world.row(invoice["id"]).address, 1000)
+    world.watcher.run_once()
+    world.node.settle(world.offer(invoice["id"]).bolt11)
+    world.listen()
+    world.listen()  # a second run records nothing new
+    assert (seen("BTC-CHAIN"), seen("BTC-LN")) == (before[0] + 1, before[1] + 1)
