@@ -147,3 +147,19 @@ def test_the_lightning_metrics_follow_the_node(app, client, city, gateway, node)
     samples = scrape(client)
     assert value(samples, "busanpay_lightning_up") == 0
     assert ("busanpay_lightning_inbound_msat", frozenset()) not in samples
+
+
+@pytest.mark.parametrize("lang", ["ko", "zh", "ja"])
+def test_the_whole_panel_is_translated(app, client, city, gateway, clock, node, lang):  # noqa: F811
+    from tests.integration.test_translations import allowed_pattern, english_left, visible_strings
+
+    for days_ago in range(1, 8):
+        lightning_payment(app, city["cafe"], clock() - timedelta(days=days_ago), 60_000)
+    check(gateway)
+    login(client, *ADMIN)
+    english = {t for t in visible_strings(page(client, "?lang=en"))}
+    translated = visible_strings(page(client, f"?lang={lang}"))
+    allowed = allowed_pattern(app)
+    left = [t for t in translated if t in english and english_left(t, allowed)
+            and t not in ("LND", "busan-lnd")]  # the node's kind and its own alias
+    assert left == []
