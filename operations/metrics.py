@@ -107,8 +107,7 @@ class StateCollector:
             yield from self._exposure(session, now)
             yield from self._exchange(session)
             yield from self._ledger_check(session, now)
-        if gateway.lightning is not None:
-            yield from self._lightning(now)
+        yield from self._lightning(now)
 
     def _chain(self, now):
         from chain.models import ChainWatcherState
@@ -191,7 +190,8 @@ class StateCollector:
     def _lightning(self, now):
         from lightning.node_watch import STALE_SECONDS, snapshot
 
-        found = snapshot(self.gateway.db)
+        on = self.gateway.lightning is not None
+        found = snapshot(self.gateway.db) if on else None
         up = GaugeMetricFamily("busanpay_lightning_up",
                                "1 when the last check of the Lightning node (within "
                                f"{STALE_SECONDS} s) reached it")
@@ -203,7 +203,8 @@ class StateCollector:
         age = GaugeMetricFamily("busanpay_lightning_check_age_seconds",
                                 "Seconds since the Lightning node was last checked")
         fresh = found is not None and (now - found.checked_at).total_seconds() <= STALE_SECONDS
-        up.add_metric([], int(fresh and found.info.reachable))
+        if on:  # off: the families without samples (no node, nothing to alert on)
+            up.add_metric([], int(fresh and found.info.reachable))
         if found is not None:
             age.add_metric([], max((now - found.checked_at).total_seconds(), 0.0))
             if found.info.reachable:
