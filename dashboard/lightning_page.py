@@ -41,6 +41,43 @@ def _percent(part: int, whole: int) -> int | None:
     return None if not whole else (200 * part + whole) // (2 * whole)  # half up
 
 
+def _method_chart(chart_id: str, rows: list[dict], period) -> str:
+    lang = _lang()
+    return charts.bar_list_chart(
+        chart_id, _("Won received by method"),
+        _("Won received by payment method, %(start)s to %(end)s: %(list)s.",
+          start=period.start.isoformat(), end=period.end.isoformat(),
+          list="; ".join(f"{r['name']} {won(r['krw'])}" for r in rows)),
+        [charts.Bar(r["name"], r["krw"], _("%(name)s: %(amount)s in %(n)s payments",
+                                           name=r["name"], amount=won(r["krw"]),
+                                           n=count(r["payments"])))
+         for r in rows], lambda v: compact_won(v, lang))
+
+
+@bp.context_processor
+def _overview_card():
+    """The overview's card: payments by method in its period, the node's last check."""
+    if request.endpoint != "city.overview" or request.args.get("format") == "csv":
+        return {}
+    from dashboard.queries import parse_period
+    from lightning.node_watch import snapshot
+    from untrusted import UntrustedInput
+
+    gateway = current_app.extensions["busanpay"]
+    try:
+        period, _error = parse_period(request.args, gateway.clock())
+    except UntrustedInput:
+        return {}
+    with gateway.db.read() as s:
+        rows = share_rows(method_share(s, period.utc_start, period.utc_end))
+        expected = expected_volume(s, gateway.clock()) if gateway.lightning else None
+    node = snapshot(gateway.db) if gateway.lightning else None
+    inbound = node.info.inbound_msat // MSAT_PER_SAT if node and node.info.reachable else None
+    return {"ln_card": {"rows": rows, "chart": _method_chart("chart-methods", rows, period),
+                        "on": gateway.lightning is not None, "node": node,
+                        "short": inbound is not None and inbound < expected.sats}}
+
+
 @bp.get("/lightning")
 def lightning():
     from lightning.listener import health
@@ -73,16 +110,7 @@ def lightning():
         lag = max(0, int(now.timestamp()) - listener["lastSuccess"])
     inbound_sats = node.info.inbound_msat // MSAT_PER_SAT if node and node.info.reachable else None
     short = inbound_sats is not None and inbound_sats < expected.sats
-    lang = _lang()
-    chart = charts.bar_list_chart(
-        "chart-methods", _("Won received by method"),
-        _("Won received by payment method, %(start)s to %(end)s: %(list)s.",
-          start=period.start.isoformat(), end=period.end.isoformat(),
-          list="; ".join(f"{r['name']} {won(r['krw'])}" for r in in_period)),
-        [charts.Bar(r["name"], r["krw"], _("%(name)s: %(amount)s in %(n)s payments",
-                                           name=r["name"], amount=won(r["krw"]),
-                                           n=count(r["payments"])))
-         for r in in_period], lambda v: compact_won(v, lang))
+    chart = _method_chart("chart-methods", in_period, period)
     gauge = None
     if inbound_sats is not None:
         gauge = charts.gauge("chart-inbound", _("Expected Lightning volume against inbound "

@@ -163,3 +163,14 @@ def test_the_whole_panel_is_translated(app, client, city, gateway, clock, node, 
     left = [t for t in translated if t in english and english_left(t, allowed)
             and t not in ("LND", "busan-lnd")]  # the node's kind and its own alias
     assert left == []
+
+
+def test_the_overview_shows_payments_by_method_and_the_node_with_a_link_to_the_panel(
+        app, client, city, gateway, clock, node):  # noqa: F811
+    lightning_payment(app, city["cafe"], clock() - timedelta(hours=1), 5_000)
+    check(gateway)
+    login(client, *AUDITOR)
+    html = client.get("/city?preset=7d").get_data(as_text=True)
+    assert kpi(html, "lightning-node") == "Lightning: Reachable"
+    assert 'id="chart-methods"' in html and "Lightning ₩7,500" in html
+    assert 'href="/city/lightning?from=' in html
