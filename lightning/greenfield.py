@@ -10,11 +10,13 @@ every method's payments, as BTC-CHAIN's do.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 
 from sqlalchemy import select
 
-from lightning.invoices import LightningOffer, current_lightning
+from lightning.backend import MSAT_PER_SAT
+from lightning.invoices import REASONS, LightningOffer, current_lightning
 from lightning.listener import payment_json
 from lightning.models import InvoiceLightning
 from payments.bip21 import format_btc
@@ -91,10 +93,26 @@ def methods_for_list(gateway, invoices: list[Invoice], payments: dict[str, list[
     for invoice in invoices:
         history = histories[invoice.id]
         active = next((o for o in history if o.active), None)
-        payable = active is not None and active.available and invoice.status == "New" \
-            and now < invoice.expires_at and active.expires_at is not None \
-            and now < active.expires_at
-        current = active if payable or (active is not None and not active.available) else None
-        result[invoice.id] = btc_ln_json(invoice, payments.get(invoice.id, []), current,
+        result[invoice.id] = btc_ln_json(invoice, payments.get(invoice.id, []),
+                                         _stored_current(invoice, active, now),
                                          _last_bolt11(history))
     return result
+
+
+def _stored_current(invoice: Invoice, active: LightningOffer | None,
+                    now: datetime) -> LightningOffer | None:
+    """The stored active offer as `LightningOffers.current` would judge it, without asking
+    the node: payable while the invoice is New, unexpired and its BOLT11 asks for exactly the
+    remainder; the reason when the invoice is past paying; None when only a new BOLT11 (made
+    when the invoice itself is asked for) could tell."""
+    if active is None or not active.available:
+        return active
+    if invoice.status != "New" or now >= invoice.expires_at:
+        reason = "expired" if invoice.status in ("New", "Expired") else "not-due"
+        return replace(active, bolt11=None, payment_hash=None, expires_at=None,
+                       unavailable=reason, detail=REASONS[reason], active=False)
+    remainder_msat = (invoice.due_sats - (invoice.paid_sats or 0)) * MSAT_PER_SAT
+    if active.amount_msat != remainder_msat or active.expires_at is None \
+            or now >= active.expires_at:
+        return None
+    return active

@@ -80,6 +80,10 @@ def test_after_a_lightning_payment_btc_ln_lists_it_by_payment_hash_and_is_no_lon
     assert ln["additionalData"]["unavailable"] == "not-due"
     assert chain["payments"] == [] and chain["paymentMethodPaid"] == "0"
     assert chain["totalPaid"] == btc(row.due_sats) and chain["due"] == "0"
+    listed = call(world.client, doc, "get", "/api/v1/stores/{storeId}/invoices", world.token,
+                  path={"storeId": world.store_id},
+                  query={"includePaymentMethods": "true"}).get_json()
+    assert listed[0]["paymentMethods"] == [chain, ln]  # a list judges the stored offer alike
 
 
 def test_a_partial_on_chain_payment_and_the_lightning_remainder_add_up_in_both_methods(
