@@ -182,6 +182,16 @@ class FlakyNode:
             raise LightningUnavailable("connection refused")
         return self.inner.settlements(after_index, timeout=timeout)
 
+    def create_invoice(self, *args, **kwargs):
+        if self.down:
+            raise LightningUnavailable("connection refused")
+        return self.inner.create_invoice(*args, **kwargs)
+
+    def node_info(self):
+        from lightning.backend import NodeInfo
+
+        return NodeInfo(backend="demo", reachable=False) if self.down else self.inner.node_info()
+
 
 def test_a_node_that_is_down_is_retried_with_a_back_off_and_its_failure_is_stored(world):
     invoice = world.invoice(5000)
@@ -488,3 +498,20 @@ def test_two_pages_asking_at_once_for_an_invoice_s_first_offer_get_the_same_one(
     assert errors == []
     assert len({o.payment_hash for o in got}) == 1 and got[0].available
     assert [o.active for o in offers(gateway.db, invoice["id"])] == [True]
+
+
+def test_an_invoice_left_on_chain_only_by_a_dead_node_is_offered_lightning_when_it_is_back(
+        world, gateway, clock):
+    flaky = FlakyNode(world.node)
+    flaky.down = True
+    desk = LightningOffers(gateway.db, flaky, gateway.clock)
+    gateway.invoices.lightning = desk
+    invoice = world.invoice(5000)
+    assert world.offer(invoice["id"]).unavailable == "unreachable"
+    flaky.down = False
+    assert world.offer(invoice["id"]).unavailable == "unreachable"  # pages do not retry at once
+    clock.advance(seconds=31)
+    desk._down_until = 0.0  # the breaker's seconds have passed
+    offer = world.offer(invoice["id"])
+    assert offer.available and bolt11.decode(offer.bolt11).amount_msat == offer.amount_msat
+    assert [o.unavailable for o in offers(gateway.db, invoice["id"])] == ["unreachable", None]

@@ -168,3 +168,15 @@ def test_the_demo_lightning_node_is_refused_on_mainnet():
                  BUSANPAY_LIGHTNING="demo")
     with pytest.raises(ConfigError, match="demo Lightning node"):
         s.check()
+
+
+def test_the_lnd_macaroon_is_taken_as_hex_or_read_from_the_file_it_names(tmp_path):
+    from lightning.config import macaroon_hex
+
+    assert macaroon_hex("0201ABcd") == "0201abcd"
+    path = tmp_path / "invoice.macaroon"
+    path.write_bytes(b"\x02\x01\x03lnd")
+    assert macaroon_hex(str(path)) == "020103 6c6e64".replace(" ", "")
+    with pytest.raises(ConfigError, match="neither hex nor the path") as refused:
+        macaroon_hex(str(tmp_path / "missing.macaroon"))
+    assert "missing.macaroon" not in str(refused.value)
