@@ -121,6 +121,6 @@ def lightning():
     return render_template(
         "dashboard/lightning.html", period=period, on=on, node=node, stale=stale,
         backend_names=BACKEND_NAMES, listener=listener, listener_states=LISTENER_STATES,
-        lag=lag, last_settlement=last_settlement, expected=expected, inbound_sats=inbound_sats, short=short,
-        in_today=in_today, in_period=in_period, chart=chart, gauge=gauge, now=now,
+        lag=lag, last_settlement=last_settlement, expected=expected, inbound_sats=inbound_sats,
+        short=short, in_today=in_today, in_period=in_period, chart=chart, gauge=gauge, now=now,
         msat=MSAT_PER_SAT, active="lightning")

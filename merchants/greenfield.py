@@ -2,7 +2,8 @@
 
 Field names, types and enums follow BTCPay Server's Greenfield reference (stores,
 api-keys, stores-payment-methods); values describe what Busan Pay really does: KRW prices,
-on-chain bitcoin and (while the city's node is configured) Lightning, no payjoin, no network fee added to invoices.
+on-chain bitcoin and (while the city's node is configured) Lightning, no payjoin, no network
+fee added to invoices.
 """
 from __future__ import annotations
 
