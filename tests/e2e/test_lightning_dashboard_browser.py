@@ -11,7 +11,7 @@ import pytest
 
 from lightning.listener import Listener
 from lightning.node_watch import check
-from tests.e2e.conftest import BROWSER_TEST, axe_violations, live_server
+from tests.e2e.conftest import BROWSER_TEST, SCREENS, axe_violations, live_server
 from tests.e2e.test_dashboard_browser import (DESKTOP, PHONE, assert_no_sideways_scroll, kpi,
                                               new_page, shot, sign_in)
 from tests.fakes.lnd_server import FakeLnd
@@ -73,6 +73,11 @@ def test_the_lightning_panel_warns_of_low_inbound_and_shows_the_share_by_method(
         assert axe_violations(page) == []
         assert_no_sideways_scroll(page, "the Lightning panel")
         shot(page, "lightning-desktop")
+        page.click("nav.city-nav >> text=Overview")
+        card = page.locator('section[data-panel="methods"]')
+        assert kpi(page, "lightning-node") == "Lightning: Reachable"
+        assert card.locator('[data-lightning-alert="inbound"]').is_visible()
+        card.screenshot(path=str(SCREENS / "city-overview-methods-card.png"))
         assert errors == []
     finally:
         context.close()
