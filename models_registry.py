@@ -10,3 +10,4 @@ import webhooks.models  # noqa: F401
 import settlement.pull_payments  # noqa: F401
 import onboarding.models  # noqa: F401
 import lightning.models  # noqa: F401
+import lightning.node_watch  # noqa: F401

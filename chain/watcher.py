@@ -71,7 +71,7 @@ from chain.models import (ChainBlock, ChainPaymentTrack, ChainTxInput, ChainWatc
                           InvoiceIncident)
 from database import insert_ignore
 from payments.bip21 import format_btc
-from operations.metrics import count_transition
+from operations.metrics import PAYMENTS_RECEIVED, count_after_commit, count_transition
 from payments.invoice_json import outbox_row, unix
 from payments.invoice_status import (EVENT_MONEY_FACTS, AdditionalStatus, InvoiceFacts,
                                      PaymentFact, PaymentState, confirmations_required, decide)
@@ -670,6 +670,7 @@ class Watcher:
         by_key = {(r["txid"], r["vout"]): r for r in rows}
         by_invoice = {inv.id: inv for inv in invoices.values()}
         new_rows = [by_key[k] for k in by_key if k in inserted]
+        count_after_commit(s, PAYMENTS_RECEIVED, len(new_rows), method=METHOD_CHAIN)
         # Bookkeeping for the new ones: tracking, inputs, the payment event.
         track_rows, input_rows = [], []
         new_txids = {r["txid"] for r in new_rows}

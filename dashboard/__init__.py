@@ -7,6 +7,7 @@ from __future__ import annotations
 
 
 def init_dashboard(app) -> None:
+    import dashboard.lightning_page  # noqa: F401  (adds /city/lightning to the blueprint)
     import dashboard.venues  # noqa: F401  (adds /city/venues to the blueprint)
     from dashboard.money import bp as money_bp
     from dashboard.web import bp

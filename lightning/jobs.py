@@ -6,10 +6,13 @@ from __future__ import annotations
 
 from background import Job
 from lightning.listener import STREAM_SECONDS, Listener
+from lightning.node_watch import CHECK_SECONDS, check
 
 
 def jobs(gateway) -> list[Job]:
     if gateway.lightning is None:
         return []
     listener = Listener(gateway, gateway.lightning)
-    return [Job("lightning", 0.05, lambda: listener.run_once(STREAM_SECONDS))]
+    return [Job("lightning", 0.05, lambda: listener.run_once(STREAM_SECONDS)),
+            # The node's health and liquidity for the dashboard and the metrics.
+            Job("lightning-node", CHECK_SECONDS, lambda: check(gateway))]

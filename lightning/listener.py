@@ -36,6 +36,7 @@ from sqlalchemy import select, update
 from database import insert_ignore
 from lightning.backend import LightningBackend, LightningError, LnSettlement, MSAT_PER_SAT
 from lightning.models import InvoiceLightning, LightningListenerState
+from operations.metrics import PAYMENTS_RECEIVED, count_after_commit
 from payments.bip21 import format_btc
 from payments.invoice_json import outbox_row, unix
 from payments.models import LIGHTNING_ADDRESS, METHOD_LIGHTNING, Invoice, InvoiceEvent, Payment
@@ -133,6 +134,7 @@ class Listener:
             conflict=["txid", "vout"])
         if not inserted:
             return False  # notified twice, or another listener got it first
+        count_after_commit(s, PAYMENTS_RECEIVED, method=METHOD_LIGHTNING)
         payment = payment_json(payment_hash, value_sats, seen_at)
         late = seen_at > invoice.expires_at
         for event, status in ((EVENT_RECEIVED, "Settled"), (EVENT_PAYMENT_SETTLED, "Settled")):

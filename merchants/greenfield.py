@@ -2,7 +2,8 @@
 
 Field names, types and enums follow BTCPay Server's Greenfield reference (stores,
 api-keys, stores-payment-methods); values describe what Busan Pay really does: KRW prices,
-on-chain bitcoin only, no Lightning, no payjoin, no network fee added to invoices.
+on-chain bitcoin and (while the city's node is configured) Lightning, no payjoin, no network
+fee added to invoices.
 """
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ PAYMENT_METHOD_ID = "BTC-CHAIN"
 # The WooCommerce plugin builds its "separate gateways" from the store payment method's
 # `paymentMethod` (BTCPay 1.x's name), so that one old field stays on store payment methods.
 LEGACY_PAYMENT_METHOD = "BTC"
+LIGHTNING_METHOD_ID = "BTC-LN"
+LEGACY_LIGHTNING_METHOD = "BTC-LightningNetwork"  # BTCPay 1.x's name for BTC-LN
 
 
 def permission_strings(key: ApiKey) -> list[str]:
@@ -80,22 +83,33 @@ def store_json(store: Store, *, expiration_minutes: int, monitoring_minutes: int
 
 
 def store_payment_methods_json(store: Store, own_key_text: str | None, *,
-                               include_config: bool, only_enabled: bool | None) -> list[dict]:
+                               include_config: bool, only_enabled: bool | None,
+                               lightning: bool = False) -> list[dict]:
     """The store's payment methods: on-chain bitcoin, always enabled. Its config is the
     store's own account key (public, and the store's) when it settles in BTC; the city
-    treasury's key is not the store's to see, so it is left out."""
-    if only_enabled is False:
-        return []
-    item = {"enabled": True, "paymentMethodId": PAYMENT_METHOD_ID,
-            "paymentMethod": LEGACY_PAYMENT_METHOD}
+    treasury's key is not the store's to see, so it is left out. With `lightning` (the city's
+    node is configured) BTC-LN too, enabled unless the store is paid in BTC to its own wallet
+    (Lightning pays the city's node); its config never shows the node's connection."""
+    treasury = store.settlement_mode != "btc" or not own_key_text
+    items = [{"enabled": True, "paymentMethodId": PAYMENT_METHOD_ID,
+              "paymentMethod": LEGACY_PAYMENT_METHOD}]
     if include_config:
-        treasury = store.settlement_mode != "btc" or not own_key_text
-        item["config"] = {
+        items[0]["config"] = {
             "derivationScheme": None if treasury else own_key_text,
             "label": "Busan city treasury" if treasury else "Store's own key",
             "accountKeyPath": None,
         }
-    return [item]
+    if lightning:
+        items.append({"enabled": store.settlement_mode != "btc",
+                      "paymentMethodId": LIGHTNING_METHOD_ID,
+                      "paymentMethod": LEGACY_LIGHTNING_METHOD})
+        if include_config:
+            items[1]["config"] = {"connectionString": None,
+                                  "label": "Busan city Lightning node",
+                                  "disableBOLT11PaymentOption": False}
+    if only_enabled is None:
+        return items
+    return [i for i in items if i["enabled"] == only_enabled]
 
 
 # -- /api-keys/authorize -----------------------------------------------------------------

@@ -47,6 +47,9 @@ RATE_REFUSALS = Counter("busanpay_rate_refusals_total",
 WEBHOOK_DELIVERIES = Counter("busanpay_webhook_deliveries_total",
                              "Merchant webhook delivery attempts, by outcome", ["outcome"],
                              registry=REGISTRY)
+PAYMENTS_RECEIVED = Counter("busanpay_payments_received_total",
+                            "Payments recorded, by method (BTC-CHAIN, BTC-LN)", ["method"],
+                            registry=REGISTRY)
 PAYOUTS = Counter("busanpay_payouts_total", "Payouts entering a status", ["status"],
                   registry=REGISTRY)
 
@@ -104,6 +107,7 @@ class StateCollector:
             yield from self._exposure(session, now)
             yield from self._exchange(session)
             yield from self._ledger_check(session, now)
+        yield from self._lightning(now)
 
     def _chain(self, now):
         from chain.models import ChainWatcherState
@@ -183,6 +187,31 @@ class StateCollector:
             ok.add_metric([], row.value)
             age.add_metric([], max((now - row.updated_at).total_seconds(), 0.0))
         yield from (ok, age)
+
+    def _lightning(self, now):
+        from lightning.node_watch import STALE_SECONDS, snapshot
+
+        on = self.gateway.lightning is not None
+        found = snapshot(self.gateway.db) if on else None
+        up = GaugeMetricFamily("busanpay_lightning_up",
+                               "1 when the last check of the Lightning node (within "
+                               f"{STALE_SECONDS} s) reached it")
+        inbound = GaugeMetricFamily("busanpay_lightning_inbound_msat",
+                                    "What the node can still receive (its channels' remote "
+                                    "side), at the last check")
+        balance = GaugeMetricFamily("busanpay_lightning_channel_balance_msat",
+                                    "What the node holds in its channels, at the last check")
+        age = GaugeMetricFamily("busanpay_lightning_check_age_seconds",
+                                "Seconds since the Lightning node was last checked")
+        fresh = found is not None and (now - found.checked_at).total_seconds() <= STALE_SECONDS
+        if on:  # off: the families without samples (no node, nothing to alert on)
+            up.add_metric([], int(fresh and found.info.reachable))
+        if found is not None:
+            age.add_metric([], max((now - found.checked_at).total_seconds(), 0.0))
+            if found.info.reachable:
+                inbound.add_metric([], found.info.inbound_msat)
+                balance.add_metric([], found.info.local_balance_msat)
+        yield from (up, inbound, balance, age)
 
 
 def render(gateway) -> tuple[bytes, str]:

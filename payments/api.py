@@ -181,8 +181,24 @@ def list_invoices(store_id: str):
         return jsonify([invoice_json(i, root) for i in invoices])
     payments = gateway().invoices.payments_of([i.id for i in invoices])
     name = gateway().invoices.store_name(store_id)
-    return jsonify([invoice_json(i, root, payment_methods_json(i, payments[i.id], name))
-                    for i in invoices])
+    from lightning.greenfield import methods_for_list
+
+    lightning = methods_for_list(gateway(), invoices, payments, gateway().clock())
+    return jsonify([invoice_json(i, root, _with_lightning(
+        payment_methods_json(i, payments[i.id], name), lightning.get(i.id)))
+        for i in invoices])
+
+
+def _with_lightning(methods: list[dict], btc_ln: dict | None) -> list[dict]:
+    return methods if btc_ln is None else [*methods, btc_ln]
+
+
+def _methods_of_one(invoice, payments, store) -> list[dict]:
+    """BTC-CHAIN, and BTC-LN while Lightning is on (lightning/greenfield.py)."""
+    from lightning.greenfield import method_for
+
+    return _with_lightning(payment_methods_json(invoice, payments, store.name),
+                           method_for(gateway(), invoice, payments))
 
 
 def _include_payment_methods() -> bool:
@@ -197,7 +213,7 @@ def get_invoice(invoice_id: str, store_id: str | None):
         invoice, payments, store = gateway().invoices.get_with_payments(
             invoice_id, _store_for(store_id))
         return jsonify(invoice_json(invoice, base_url(),
-                                    payment_methods_json(invoice, payments, store.name)))
+                                    _methods_of_one(invoice, payments, store)))
     invoice = gateway().invoices.get(invoice_id, _store_for(store_id))
     return jsonify(invoice_json(invoice, base_url()))
 
@@ -238,7 +254,7 @@ def unarchive_invoice(invoice_id: str, store_id: str | None):
 @require_permission(CAN_VIEW_INVOICES)
 def payment_methods(invoice_id: str, store_id: str | None):
     invoice, payments, store = gateway().invoices.get_with_payments(invoice_id, _store_for(store_id))
-    return jsonify(payment_methods_json(invoice, payments, store.name))
+    return jsonify(_methods_of_one(invoice, payments, store))
 
 
 @bp.post("/stores/<store_id>/invoices/<invoice_id>/status")

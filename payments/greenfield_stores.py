@@ -89,4 +89,4 @@ def store_payment_methods(store_id: str):
         own = session.get(ExtendedKeyRecord, store.key_id) if store.key_id else None
         return jsonify(store_payment_methods_json(
             store, own.key_text if own else None, include_config=include_config,
-            only_enabled=only_enabled))
+            only_enabled=only_enabled, lightning=_gateway().lightning is not None))

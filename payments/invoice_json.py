@@ -94,7 +94,7 @@ def payment_methods_json(invoice: Invoice, payments: list[Payment], store_name: 
         "rate": format(invoice.rate, "f"),
         "paymentMethodPaid": format_btc(chain_paid),
         "totalPaid": format_btc(counted),
-        "due": _signed_btc(invoice.due_sats - counted),
+        "due": signed_btc(invoice.due_sats - counted),
         "amount": format_btc(invoice.due_sats),
         "paymentMethodFee": "0",
         "activated": True,
@@ -114,7 +114,7 @@ def payment_methods_json(invoice: Invoice, payments: list[Payment], store_name: 
     }]
 
 
-def _signed_btc(sats: int) -> str:
+def signed_btc(sats: int) -> str:
     return format_btc(sats) if sats >= 0 else "-" + format_btc(-sats)
 
 

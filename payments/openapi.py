@@ -282,33 +282,59 @@ def response_schemas() -> dict:
         }, required=INVOICE_FIELDS, description="An invoice."),
         "InvoiceList": {"type": "array", "items": ref("Invoice")},
         "Payment": obj({
-            "id": {"type": "string", "description": "`<txid>-<vout>`."},
+            "id": {"type": "string", "description": "`<txid>-<vout>` on-chain; the payment "
+                                                    "hash (64 hex) for a Lightning payment."},
             "receivedDate": ref("UnixTimestamp"),
-            "value": decimal_string("The output's value in BTC.", "0.0001"),
+            "value": decimal_string("The output's (or Lightning payment's) value in BTC.",
+                                    "0.0001"),
             "fee": decimal_string("Always \"0\".", "0"),
             "status": ref("PaymentStatus"),
-            "destination": {"type": "string", "description": "The address paid."},
-        }, required=True, description="One transaction output paying the invoice."),
+            "destination": {"type": "string", "description": "The address paid; `lightning` "
+                                                             "for a Lightning payment."},
+        }, required=True, description="One transaction output, or one settled Lightning "
+                                      "invoice, paying the invoice (a Lightning payment is "
+                                      "final: always `Settled`)."),
         "PaymentMethod": obj({
-            "paymentMethodId": {"type": "string", "const": "BTC-CHAIN"},
+            "paymentMethodId": enum(("BTC-CHAIN", "BTC-LN"), (
+                "`BTC-CHAIN`: on-chain bitcoin. `BTC-LN`: Lightning, listed while the city's "
+                "node is configured (see `activated`).")),
             "currency": {"type": "string", "const": "BTC"},
-            "destination": {"type": "string", "description": "The bitcoin address to pay."},
-            "paymentLink": {"type": "string", "description": "A BIP21 `bitcoin:` URI."},
+            "destination": {"type": "string", "description":
+                            "The bitcoin address to pay (`BTC-CHAIN`); the BOLT11 to pay "
+                            "(`BTC-LN`: the current one, or the last one the invoice had when "
+                            "none can be paid now; empty when it never had one)."},
+            "paymentLink": {"type": ["string", "null"], "description":
+                            "A BIP21 `bitcoin:` URI (`BTC-CHAIN`); `lightning:<BOLT11>` "
+                            "(`BTC-LN`; null without a BOLT11)."},
             "rate": decimal_string("Won per bitcoin, locked when the invoice was created.",
                                    "150000000"),
-            "paymentMethodPaid": decimal_string("BTC received so far.", "0"),
-            "totalPaid": decimal_string("BTC received so far.", "0"),
-            "due": decimal_string("BTC still to pay; negative when overpaid.", "0.0001",
-                                  signed=True),
+            "paymentMethodPaid": decimal_string("BTC received by this method so far.", "0"),
+            "totalPaid": decimal_string("BTC received so far by every method.", "0"),
+            "due": decimal_string("BTC still to pay (every method counted); negative when "
+                                  "overpaid.", "0.0001", signed=True),
             "amount": decimal_string("The invoice price in BTC.", "0.0001"),
             "paymentMethodFee": decimal_string("Always \"0\".", "0"),
-            "activated": {"type": "boolean"},
-            "payments": {"type": "array", "items": ref("Payment")},
-            "additionalData": obj({
+            "activated": {"type": "boolean", "description":
+                          "`BTC-LN`: true while its BOLT11 can be paid now; false when the "
+                          "invoice is on-chain only (`additionalData.reason` says why)."},
+            "payments": {"type": "array", "items": ref("Payment"),
+                         "description": "This method's payments."},
+            "additionalData": {"anyOf": [obj({
                 "keyIndex": {"type": "integer", "description": "Derivation index of the address."},
                 "rateSource": {"type": "string"},
                 "rateFetchedTime": ref("UnixTimestamp"),
-            }, required=True),
+            }, required=True, description="`BTC-CHAIN`."), obj({
+                "paymentHash": {"type": ["string", "null"], "description":
+                                "The current BOLT11's payment hash (null when not activated)."},
+                "expirationTime": nullable({**ref("UnixTimestamp"), "description":
+                                            "When the current BOLT11 expires (never after "
+                                            "the invoice)."}),
+                "unavailable": {"type": ["string", "null"], "enum": [
+                    None, "unreachable", "no-inbound-liquidity", "refused", "btc-direct",
+                    "top-up", "expired", "not-due"],
+                    "description": "Why no BOLT11 can be paid now (null when activated)."},
+                "reason": {"type": ["string", "null"], "description": "The same in words."},
+            }, required=True, description="`BTC-LN`.")]},
         }, required=True, description="How to pay an invoice, and what was paid."),
         "PaymentMethodList": {"type": "array", "items": ref("PaymentMethod")},
     }
@@ -626,7 +652,9 @@ def webhook_schemas() -> dict:
             "The JSON body POSTed to the webhook URL with `Content-Type: application/json` and "
             "`BTCPay-Sig: sha256=<hex HMAC-SHA256(secret, raw body)>`; events add their own "
             "fields (`manuallyMarked`, `overPaid`, `partiallyPaid`, `afterExpiration`, "
-            "`payment`, …; `BusanPayInvoiceIncident`: `incident` (the open one, as on the "
+            "`payment`, …; `InvoiceReceivedPayment` and `InvoicePaymentSettled` name the "
+            "payment's method in `paymentMethodId`: `BTC-CHAIN` or `BTC-LN`, whose `payment.id` "
+            "is the payment hash; `BusanPayInvoiceIncident`: `incident` (the open one, as on the "
             "invoice, or null), `closedIncident` (`kind`, `since`, `until`, or null) and "
             "`reason`).")),
     }
@@ -718,7 +746,8 @@ def webhook_paths() -> dict:
 
 # -- stores, API keys, server ---------------------------------------------------------------
 def store_schemas() -> dict:
-    from merchants.greenfield import LEGACY_PAYMENT_METHOD, PAYMENT_METHOD_ID
+    from merchants.greenfield import (LEGACY_LIGHTNING_METHOD, LEGACY_PAYMENT_METHOD,
+                                      LIGHTNING_METHOD_ID, PAYMENT_METHOD_ID)
 
     nullable_url = {"type": ["string", "null"], "format": "uri"}
     seconds = {"type": "integer", "minimum": 0}
@@ -782,24 +811,35 @@ def store_schemas() -> dict:
         "StoreDataList": {"type": "array", "items": ref("StoreData")},
         "StorePaymentMethod": obj({
             "enabled": {"type": "boolean"},
-            "paymentMethodId": {"type": "string", "const": PAYMENT_METHOD_ID},
-            "paymentMethod": {"type": "string", "const": LEGACY_PAYMENT_METHOD, "description":
-                              "BTCPay 1.x's name, kept because the WooCommerce plugin builds "
-                              "its payment gateways from it."},
-            "config": obj({
+            "paymentMethodId": enum((PAYMENT_METHOD_ID, LIGHTNING_METHOD_ID),
+                                    "`BTC-LN` only while the city's Lightning node is "
+                                    "configured."),
+            "paymentMethod": enum((LEGACY_PAYMENT_METHOD, LEGACY_LIGHTNING_METHOD),
+                                  "BTCPay 1.x's name, kept because the WooCommerce plugin "
+                                  "builds its payment gateways from it."),
+            "config": {"anyOf": [obj({
                 "derivationScheme": {"type": ["string", "null"], "description":
                                      "The store's own account key when it settles in BTC; "
                                      "null for the city treasury's (not the store's to see)."},
                 "label": {"type": "string"},
                 "accountKeyPath": {"type": ["string", "null"]},
-            }, required=True, description="Only with `includeConfig=true`."),
+            }, required=True, description="`BTC-CHAIN`."), obj({
+                "connectionString": {"type": "null", "description":
+                                     "Never shown: the node is the city's."},
+                "label": {"type": "string"},
+                "disableBOLT11PaymentOption": {"type": "boolean", "const": False},
+            }, required=True, description="`BTC-LN`.")],
+                "description": "Only with `includeConfig=true`."},
         }, required=("enabled", "paymentMethodId", "paymentMethod"),
-            description="A payment method of the store: on-chain bitcoin."),
+            description="A payment method of the store: on-chain bitcoin, or Lightning (not "
+                        "enabled for a store paid in BTC to its own wallet)."),
         "StorePaymentMethodList": {"type": "array", "items": ref("StorePaymentMethod")},
         "ServerInfo": obj({
             "version": {"type": "string", "description": "The Greenfield version followed."},
             "onion": {"type": "string", "description": "Empty: no Tor address."},
-            "supportedPaymentMethods": {"type": "array", "items": {"type": "string"}},
+            "supportedPaymentMethods": {"type": "array", "items": {"type": "string"},
+                                        "description": "`BTC-CHAIN`; and `BTC-LN` while "
+                                                       "the Lightning node is configured."},
             "fullySynched": {"type": "boolean", "description":
                              "True while the chain watcher is up and has processed every "
                              "block up to the backend's tip."},

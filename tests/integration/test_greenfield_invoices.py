@@ -53,7 +53,8 @@ def test_paid_amount_payment_methods_and_lazy_payment_methods(app, client, gatew
     got = api("get", INVOICE, invoice["id"], query_string={"includePaymentMethods": "true"},
               expect=200).get_json()
     assert got["paidAmount"] == "7500"
-    [method] = got["paymentMethods"]
+    method, *lightning = got["paymentMethods"]  # BTC-LN beside it while Lightning is on
+    assert [m["paymentMethodId"] for m in lightning] == (["BTC-LN"] if gateway.lightning else [])
     assert method["paymentMethodId"] == "BTC-CHAIN" and len(method["payments"]) == 1
     assert method == client.get(f"/api/v1/invoices/{invoice['id']}/payment-methods",
                                 headers=auth(world.token)).get_json()[0]

@@ -131,6 +131,7 @@ def pages(app, city) -> dict[str, tuple]:
         "city merchant": (admin, f"/city/merchants/{store_id}"),
         "city exceptions": (admin, "/city/exceptions"), "city exposure": (admin, "/city/exposure"),
         "city settlement": (admin, "/city/settlement"), "city audit": (admin, "/city/audit"),
+        "city lightning": (admin, "/city/lightning"),
         "checkout": (anyone, f"/i/{expired}"),
     }
     if "refunds" in app.blueprints:
