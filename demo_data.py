@@ -283,6 +283,10 @@ def _price(rng: random.Random, category: str) -> int:
     return max(step, int(round(value / step)) * step)
 
 
+#: The demo's Lightning payments are sales up to this many won (coffee, snacks, fares).
+LIGHTNING_MAX_KRW = 30_000
+
+
 def _outcome(rng: random.Random, store: DemoStore, age: timedelta, amount: int) -> str:
     minutes = age.total_seconds() / 60
     zero_conf = store.speed_policy == "HighSpeed" and amount <= store.zero_conf_limit_krw
@@ -298,6 +302,8 @@ def _outcome(rng: random.Random, store: DemoStore, age: timedelta, amount: int) 
         if roll < share:
             if zero_conf and outcome in ("double-spent", "never-confirmed"):
                 return "expired"  # a 0-conf sale is settled at once: keep incidents rare
+            if outcome == "settled" and amount <= LIGHTNING_MAX_KRW and rng.random() < 0.35:
+                return "settled-ln"  # small sales are often paid over Lightning
             return outcome
         roll -= share
     return "settled"
@@ -357,7 +363,7 @@ def _height(moment: datetime, origin: datetime) -> int:
 def _insert_invoices(gateway, rng, stores, plans, now, treasury_key_id) -> dict:
     from payments.invoice_json import event_payload
     from payments.invoice_status import InvoiceFacts, PaymentFact, apply, decide
-    from payments.models import Invoice, InvoiceEvent, Payment
+    from payments.models import LIGHTNING_ADDRESS, METHOD_LIGHTNING, Invoice, InvoiceEvent, Payment
     from payments.quoting import sats_due
     from payments.service import allocate_index
 
@@ -437,7 +443,9 @@ def _insert_invoices(gateway, rng, stores, plans, now, treasury_key_id) -> dict:
             shell = SimpleNamespace(id=invoice_id, store_id=store.id,
                                     metadata_json=row["metadata_json"])
             for p in pays:
-                payments.append(dict(p, invoice_id=invoice_id, address=address))
+                payments.append(dict(p, invoice_id=invoice_id,
+                                     address=LIGHTNING_ADDRESS if p["method"] == METHOD_LIGHTNING
+                                     else address))
             events.append(_event(event_payload, shell, "InvoiceCreated", created, "InvoiceCreated"))
             for p in pays:
                 events.append(_event(event_payload, shell, "InvoiceReceivedPayment", p["seen_at"],
@@ -474,19 +482,22 @@ def _txid(rng: random.Random) -> str:
 def _payments_for(rng, plan, due, created, expires, monitoring, now, origin, tip):
     """Payments for the plan's outcome and the decision steps: [(moment, [PaymentFact])]."""
     from payments.invoice_status import PaymentFact
+    from payments.models import METHOD_CHAIN, METHOD_LIGHTNING
 
     outcome = plan.outcome
     rows: list[dict] = []
     marked = None
     incident = None
 
-    def pay(value, seen, confirmed_after=None, state="seen"):
+    def pay(value, seen, confirmed_after=None, state="seen", method=METHOD_CHAIN):
         height = None
         if confirmed_after is not None:
             height = _height(seen + confirmed_after, origin)
             if height > tip:
                 height = None
-        rows.append({"txid": _txid(rng), "vout": rng.randrange(2), "value_sats": value,
+        lightning = method == METHOD_LIGHTNING  # txid: the payment hash, settled = final
+        rows.append({"txid": _txid(rng), "vout": 0 if lightning else rng.randrange(2),
+                     "value_sats": value, "method": method,
                      "state": state, "block_height": height,
                      "block_hash": hashlib.sha256(f"demo-block-{height}".encode()).hexdigest() if height else None,
                      "seen_at": seen, "late": seen > expires})
@@ -500,13 +511,16 @@ def _payments_for(rng, plan, due, created, expires, monitoring, now, origin, tip
             confs = 0 if r["block_height"] is None or state != "seen" else \
                 max(0, _height(at, origin) - r["block_height"] + 1)
             out.append(PaymentFact(txid=r["txid"], vout=r["vout"], value_sats=r["value_sats"],
-                                   confirmations=confs, state=state, seen_at=r["seen_at"]))
+                                   confirmations=confs, state=state, seen_at=r["seen_at"],
+                                   final=r["method"] == METHOD_LIGHTNING))
         return out
 
     soon = created + timedelta(seconds=rng.randint(25, 600))
     block_wait = timedelta(minutes=rng.randint(4, 25))
     if outcome in ("settled", "deep-reorg"):
         pay(due, soon, block_wait)
+    elif outcome == "settled-ln":
+        pay(due, created + timedelta(seconds=rng.randint(8, 90)), method=METHOD_LIGHTNING)
     elif outcome == "settled-split":
         first = due * rng.randint(30, 70) // 100
         pay(first, soon, block_wait)
@@ -577,14 +591,14 @@ def _settlement(gateway, rng, stores, summary, now, days) -> dict:
     try:
         from settlement import daily, payouts as payout_ops, refunds, rules
         from settlement.conversion import unconverted
-        from settlement.ledger import post, post_many
+        from settlement.ledger import balance, post, post_many
         from settlement.models import Conversion, LedgerCursor, LedgerInvoice, Payout
         from settlement.posting_job import CURSOR, fee_bps_for
     except ImportError as err:
         return {"available": False, "reason": f"settlement package not importable: {err}"}
     if not _settlement_tables(gateway):
         return {"available": False, "reason": "settlement tables are not in this database"}
-    from payments.models import Invoice, InvoiceEvent
+    from payments.models import METHOD_LIGHTNING, Invoice, InvoiceEvent, Payment
 
     today = now.astimezone(SEOUL).date()
     first_day = today - timedelta(days=days - 1)
@@ -599,6 +613,10 @@ def _settlement(gateway, rng, stores, summary, now, days) -> dict:
     with gateway.db.read() as session:
         rows = list(session.scalars(select(Invoice).where(Invoice.id.in_(list(moments)))))
         fees = {c: fee_bps_for(session, c, fee_default) for c in {s.category for s in stores}}
+        lightning = dict(session.execute(  # sats each invoice received over Lightning
+            select(Payment.invoice_id, func.sum(Payment.value_sats))
+            .where(Payment.method == METHOD_LIGHTNING, Payment.state == "seen")
+            .group_by(Payment.invoice_id)).all())
     by_day: dict[date, list] = {}
     for inv in rows:
         by_day.setdefault(moments[inv.id].astimezone(SEOUL).date(), []).append(inv)
@@ -614,7 +632,7 @@ def _settlement(gateway, rng, stores, summary, now, days) -> dict:
                 status=inv.status, additional_status=inv.additional_status, incident=inv.incident,
                 amount_krw=inv.amount_krw, due_sats=inv.due_sats, paid_sats=inv.paid_sats,
                 rate=inv.rate, fee_bps=fees[store.category], chain_status=inv.chain_status,
-                settled_sats=inv.settled_sats)
+                settled_sats=inv.settled_sats, paid_ln_sats=int(lightning.get(inv.id) or 0))
             entry = rules.invoice_entry(facts, {}, seq=0, moment=moments[inv.id])
             if entry is not None:
                 entries.append(entry)
@@ -632,8 +650,10 @@ def _settlement(gateway, rng, stores, summary, now, days) -> dict:
                     rate = rates[min(len(rates) - 1, offset + 1)] * Decimal(str(round(1 + rng.gauss(0, 0.006), 5)))
                     executed = rules.krw_for_sats(sats, rate)
                     conv_id = random_id(24)
+                    node_sats = max(balance(session, rules.TREASURY_LN), 0)
                     post(session, rules.venue_deposit_entry(conv_id, "demo-exchange", sats,
-                                                            moment=close))
+                                                            moment=close,
+                                                            from_lightning=min(node_sats, sats)))
                     post(session, rules.conversion_entry(conv_id, sats, executed, locked, rate,
                                                          venue="demo-exchange", moment=close))
                     session.add(Conversion(id=conv_id, venue="demo-exchange", sats=sats, status="done",

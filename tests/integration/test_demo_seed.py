@@ -170,3 +170,28 @@ def test_the_demo_has_pending_applications_and_a_pending_payout_account_change(a
     client = app.test_client()
     login(client, seeded["treasury"]["email"], seeded["treasury"]["password"])
     assert "112-2024-0615-01" in client.get("/city/payout-accounts").get_data(as_text=True)
+
+
+def test_the_demo_city_has_lightning_sales_whose_sats_sit_in_the_nodes_account(app, seeded):
+    if not seeded["settlement"].get("available"):
+        pytest.skip(seeded["settlement"]["reason"])
+    from payments.models import METHOD_LIGHTNING, Invoice, Payment
+    from settlement.ledger import balance
+    from settlement.reconcile import check_ledger
+    from settlement.rules import TREASURY_LN
+
+    gateway = app.extensions["busanpay"]
+    with gateway.db.read() as s:
+        ln = s.execute(select(Payment.invoice_id, Payment.value_sats, Payment.block_height,
+                              Payment.address)
+                       .where(Payment.method == METHOD_LIGHTNING)).all()
+        assert ln, "no Lightning sale in the demo city"
+        assert {(p.block_height, p.address) for p in ln} == {(None, "lightning")}
+        statuses = {s.get(Invoice, p.invoice_id).status for p in ln}
+        received = s.execute(select(func.sum(Payment.value_sats)).where(
+            Payment.method == METHOD_LIGHTNING, Payment.state == "seen")).scalar_one()
+        node = balance(s, TREASURY_LN)
+    assert statuses == {"Settled"}
+    assert 0 <= node <= received  # received, less what conversions deposited at the venue
+    report = check_ledger(gateway)
+    assert report["problems"] == [], report["problems"]
