@@ -15,6 +15,7 @@ from merchants.api_auth import require_permission
 # needs at least 1.7.6 for refunds); the invoice payment-method fields are 2.0's.
 GREENFIELD_VERSION = "2.0.0"
 SUPPORTED_PAYMENT_METHODS = ("BTC-CHAIN",)
+LIGHTNING_PAYMENT_METHOD = "BTC-LN"  # listed when a Lightning node is configured
 
 bp = Blueprint("server_info", __name__, url_prefix="/api/v1")
 
@@ -38,8 +39,11 @@ def sync_state(gateway) -> dict:
 
 def server_info_json(gateway) -> dict:
     state = sync_state(gateway)
+    methods = list(SUPPORTED_PAYMENT_METHODS)
+    if gateway.lightning is not None:
+        methods.append(LIGHTNING_PAYMENT_METHOD)
     return {"version": GREENFIELD_VERSION, "onion": "",
-            "supportedPaymentMethods": list(SUPPORTED_PAYMENT_METHODS),
+            "supportedPaymentMethods": methods,
             "fullySynched": state["synchronized"], "syncStatus": [state["status"]]}
 
 

@@ -73,8 +73,8 @@ from database import insert_ignore
 from payments.bip21 import format_btc
 from operations.metrics import count_transition
 from payments.invoice_json import outbox_row, unix
-from payments.invoice_status import (AdditionalStatus, InvoiceFacts, PaymentFact,
-                                     PaymentState, confirmations_required, decide)
+from payments.invoice_status import (EVENT_MONEY_FACTS, AdditionalStatus, InvoiceFacts,
+                                     PaymentFact, PaymentState, confirmations_required, decide)
 from payments.models import (METHOD_CHAIN, METHOD_LIGHTNING, ExtendedKeyRecord, Invoice,
                              InvoiceEvent, Payment)
 
@@ -129,6 +129,7 @@ class _Outbox:
     def __init__(self):
         self.rows: list[dict] = []
         self._keys: set[str] = set()
+        self.received: set[str] = set()  # invoices with a new payment in this batch
 
     def add(self, invoice, event_type: str, moment: datetime, dedupe: str | None = None,
             **extra) -> None:
@@ -137,6 +138,8 @@ class _Outbox:
             return
         self._keys.add(row["dedupe_key"])
         self.rows.append(row)
+        if event_type == EVENT_RECEIVED:
+            self.received.add(invoice.id)
 
     def flush(self, s) -> int:
         """Write the new ones; returns how many were new."""
@@ -145,7 +148,7 @@ class _Outbox:
         stmt = _dialect_insert(s, _E).on_conflict_do_nothing(
             index_elements=["dedupe_key"]).returning(_E.c.dedupe_key)
         written = len(s.execute(stmt, self.rows).all())
-        self.rows, self._keys = [], set()
+        self.rows, self._keys, self.received = [], set(), set()
         return written
 
 
@@ -834,6 +837,9 @@ class Watcher:
             self._move_incident(s, outbox, inv, incident, why, now)
         if decision.status.value != inv.status:
             count_transition(inv, decision.status.value)  # a metric, counted on commit
+        money_moved = ((decision.additional_status.value, decision.paid_sats, chain_status,
+                        decision.settled_sats) != (inv.additional_status, inv.paid_sats,
+                                                   inv.chain_status, inv.settled_sats))
         inv.chain_status, inv.settled_sats = chain_status, decision.settled_sats
         inv.status = decision.status.value
         inv.additional_status = decision.additional_status.value
@@ -855,6 +861,10 @@ class Watcher:
             elif event == "InvoiceExpired":
                 extra = {"partiallyPaid": decision.paid_sats > 0}
             outbox.add(inv, event, now, dedupe=dedupe, **extra)
+        if money_moved and not decision.events and inv.id not in outbox.received:
+            # No status or payment event tells the ledger (e.g. an expired invoice's partial
+            # payment double-spent): this one does, once per version of the invoice.
+            outbox.add(inv, EVENT_MONEY_FACTS, now, dedupe=f"money:{inv.version}")
         return 1
 
     @staticmethod
@@ -967,19 +977,22 @@ class Watcher:
         return True
 
 
-def redecide_now(gateway, s, invoice_ids: Iterable[str], now: datetime) -> tuple[int, int]:
+def redecide_now(gateway, s, invoice_ids: Iterable[str], now: datetime, *,
+                 received: Iterable[str] = ()) -> tuple[int, int]:
     """Re-decide these invoices in the caller's transaction by the watcher's own code path
     (`Watcher._redecide`), for payments recorded outside a chain pass (Lightning): as the
     watcher's block transactions do, at its last covered time and its processed height, so
     no expiry is decided that no chain scan has covered and chain payments keep their
-    confirmations. The caller has written its payment events first. Returns (invoices
-    changed, events written)."""
+    confirmations. The caller has written its payment events first; `received` names the
+    invoices they were for (their payment event tells the ledger: no BusanPayMoneyFacts).
+    Returns (invoices changed, events written)."""
     from chain.runtime import watcher_for
 
     st = s.get(ChainWatcherState, STATE_ID)
     decision_time = (st.covered_at if st is not None else None) or EPOCH
     tip_height = st.best_height if st is not None else None
     outbox = _Outbox()
+    outbox.received.update(received)
     ids = set(invoice_ids)
     changed = watcher_for(gateway)._redecide(s, outbox, ids, decision_time, now, tip_height,
                                              touched_payments=ids)

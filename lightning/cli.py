@@ -46,8 +46,8 @@ def register(app: Flask) -> None:
             raise SystemExit(1)
 
     @lightning_group.command("listen")
-    @click.option("--seconds", type=click.FloatRange(min=0), default=0.0, show_default=True,
-                  help="follow the node's settlements this long (0: what is there now)")
+    @click.option("--seconds", type=click.FloatRange(min=0.1), default=1.0, show_default=True,
+                  help="follow the node's settlements this long")
     def lightning_listen(seconds):
         """Record the node's settlements once (the worker does it continuously)."""
         from lightning.listener import Listener

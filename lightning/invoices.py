@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Callable
 
+from bolt11 import decode as bolt11_decode
 from sqlalchemy import select, update
 
 from database import Database
@@ -97,6 +98,20 @@ def description(store_name: str, invoice) -> str:
     if invoice.amount_krw is not None:
         return f"{store_name} ₩{invoice.amount_krw:,}"[:600]
     return f"{store_name} {invoice.amount_text} {invoice.currency}"[:600]
+
+
+def _checked_expiry(bolt11_text: str, payment_hash: str, amount_msat: int,
+                    expiry: int) -> int | None:
+    """The BOLT11's expiry in seconds when it decodes to what was asked (amount, payment
+    hash, an expiry no longer than asked), else None."""
+    try:
+        decoded = bolt11_decode(bolt11_text.lower())
+    except Exception:  # anything the library cannot read is not shown to a payer
+        return None
+    if decoded.amount_msat != amount_msat or decoded.payment_hash != payment_hash.lower() \
+            or decoded.expiry > expiry:
+        return None
+    return decoded.expiry
 
 
 def offers(db: Database, invoice_id: str) -> list[LightningOffer]:
@@ -225,12 +240,15 @@ class LightningOffers:
             log.warning("Lightning node refused an invoice for %s: %s", invoice.id, err)
             return self._unavailable(invoice, sats, "refused", str(err)[:300])
         self._down_until = 0.0
-        if made.amount_msat != amount_msat or made.expires_at > invoice.expires_at:
-            # A node that changed the amount or the expiry: this BOLT11 must not be shown.
-            return self._unavailable(invoice, sats, "refused",
-                                     "the node's invoice differs in amount or expiry")
+        checked = _checked_expiry(made.bolt11, made.payment_hash, amount_msat, expiry)
+        if checked is None:  # this BOLT11 must not be shown
+            return self._unavailable(invoice, sats, "refused", "the node's BOLT11 differs in "
+                                     "amount, payment hash or expiry from what was asked")
+        # Its expiry on the gateway's clock (the node's clock may differ; the BOLT11's own
+        # seconds are what the node enforces): never after the invoice's.
+        expires_at = min(now + timedelta(seconds=checked), invoice.expires_at)
         return LightningOffer(invoice.id, made.bolt11.lower(), made.payment_hash.lower(),
-                              amount_msat, made.expires_at, None, None, now)
+                              amount_msat, expires_at, None, None, now)
 
     def _unavailable(self, invoice, sats: int, reason: str, detail: str | None = None, *,
                      active: bool = True) -> LightningOffer:

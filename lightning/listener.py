@@ -142,7 +142,7 @@ class Listener:
                 invoice, event, now, dedupe, afterExpiration=late,
                 paymentMethodId=METHOD_LIGHTNING, payment={**payment, "status": status}),
                 conflict=["dedupe_key"])
-        redecide_now(self.gateway, s, [invoice_id], now)
+        redecide_now(self.gateway, s, [invoice_id], now, received=[invoice_id])
         log.info("Lightning payment %s: %d sats for invoice %s", payment_hash, value_sats,
                  invoice_id)
         return True

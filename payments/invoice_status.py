@@ -109,6 +109,7 @@ __all__ = [
     "EVENT_SETTLED",
     "EVENT_EXPIRED",
     "EVENT_INVALID",
+    "EVENT_MONEY_FACTS",
     "INCIDENT_DEEP_REORG",
     "INCIDENT_ZERO_CONF_LOSS",
     "confirmations_required",
@@ -152,6 +153,11 @@ EVENT_PROCESSING = "InvoiceProcessing"
 EVENT_SETTLED = "InvoiceSettled"
 EVENT_EXPIRED = "InvoiceExpired"
 EVENT_INVALID = "InvoiceInvalid"
+#: An outbox-only event: the invoice's money facts (paid sats, additional status, chain status,
+#: settled sats) changed without a status event (a partial payment double-spent on an
+#: expired invoice, a late payment, a marked invoice's chain moving). The ledger's posting
+#: job re-reads the invoice on it; it is never sent to a webhook (webhooks/rules.py).
+EVENT_MONEY_FACTS = "BusanPayMoneyFacts"
 INCIDENT_DEEP_REORG = "deep-reorg"
 #: A settled invoice the city accepted at 0 confirmations (under its limit) whose counted
 #: value was then lost (double spend, replacement, reorg): the city's loss, not the

@@ -11,10 +11,10 @@ the events handled. Safe with several workers at once:
   without the lock an entry posts once;
 - a worker that lost the race finds nothing left to post.
 
-Changes that emit no status event (a late payment on an expired invoice, a deep-reorg
-incident on a settled one, the chain status of an invoice a merchant marked) are picked
-up by `sweep`, or immediately when the watcher calls
-`reconcile_invoice` in its own transaction.
+Changes to the money facts that emit no status event (a late payment on an expired
+invoice, its partial payment double-spent, the chain status of an invoice a merchant
+marked) come as a `BusanPayMoneyFacts` outbox event (never sent to webhooks), incidents
+as `BusanPayInvoiceIncident`; `sweep` re-reads recent invoices as a second line.
 """
 from __future__ import annotations
 

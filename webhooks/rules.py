@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from payments.invoice_status import EVENT_MONEY_FACTS
 from payments.invoice_request import FieldError, InvalidRequest
 from webhooks.destinations import literal_refusal
 
@@ -19,6 +20,8 @@ EVENT_TYPES = ("InvoiceCreated", "InvoiceReceivedPayment", "InvoiceProcessing", 
 #: BusanPayInvoiceIncident, an incident opened or closed on an invoice (chain/watcher.py).
 OPT_IN_EVENT_TYPES = ("BusanPayInvoiceIncident",)
 ALL_EVENT_TYPES = EVENT_TYPES + OPT_IN_EVENT_TYPES
+#: Outbox events for the gateway's own consumers (the ledger), never delivered.
+INTERNAL_EVENT_TYPES = (EVENT_MONEY_FACTS,)
 DELIVERY_STATUSES = ("Pending", "HttpSuccess", "HttpError", "Failed")
 MAX_URL_LENGTH = 2000
 MAX_SECRET_LENGTH = 200
@@ -131,6 +134,8 @@ def parse_webhook(body: Any, *, allow_private: bool = False) -> WebhookSpec:
 
 
 def subscribed(everything: bool, events: tuple[str, ...] | list[str], event_type: str) -> bool:
+    if event_type in INTERNAL_EVENT_TYPES:
+        return False
     if event_type in OPT_IN_EVENT_TYPES:
         return event_type in events
     return everything or event_type in events

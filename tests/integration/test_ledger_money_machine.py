@@ -25,10 +25,6 @@ PRICES = [("KRW", "15000", 10_000), ("KRW", "3000", 2_000), ("BTC", "0.0001", 10
           ("SATS", "8000", 8_000), ("KRW", "40000", 26_667)]
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "known, open in issue 9: an expired invoice whose partial payment is later double-spent "
-    "keeps 'owed to the payer' in the ledger (Expired -> Expired/None emits no outbox event, "
-    "so the posting job never re-posts); ledger check reports 'invoice position differs'"))
 def test_any_history_keeps_every_merchant_credit_backed(app, client, gateway, clock,
                                                          demo_chain):  # noqa: F811
     from chain.watcher import Watcher
@@ -193,3 +189,47 @@ def test_any_history_keeps_every_merchant_credit_backed(app, client, gateway, cl
         max_examples=int(__import__("os").environ.get("MONEY_MACHINE_EXAMPLES", "10")),
         stateful_step_count=16, deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))
+
+
+def test_an_expired_invoices_partial_payment_double_spent_leaves_nothing_owed_to_the_payer(
+        app, client, gateway, clock, demo_chain):  # noqa: F811
+    """The case the machine found: the ledger follows the money facts even when no status
+    event tells it (Expired/PaidPartial -> Expired/None), without waiting for the sweep."""
+    from chain.watcher import Watcher
+    from payments.models import Invoice, InvoiceEvent
+    from settlement.posting_job import posted_position, run_once
+    from settlement.reconcile import check_ledger
+
+    gateway.extras["chain_backend"] = demo_chain
+    watcher = Watcher(gateway, demo_chain)
+    watcher.run_once()
+    store, token = make_merchant(app, name="Partial Shop")
+    res = client.post(f"/api/v1/stores/{store}/invoices", headers=auth(token),
+                      json={"amount": "15000", "currency": "KRW"})
+    invoice_id = res.get_json()["id"]
+    with gateway.db.read() as session:
+        address = session.get(Invoice, invoice_id).address
+    txid = demo_chain.pay(address, 3000)
+    watcher.run_once()
+    clock.advance(minutes=60 * 25)
+    watcher.run_once()
+    run_once(gateway)
+    with gateway.db.read() as session:
+        inv = session.get(Invoice, invoice_id)
+        assert (inv.status, inv.additional_status) == ("Expired", "PaidPartial")
+        owed, _ = posted_position(session, invoice_id)
+    assert owed[("refunds_owed:btc", "BTC")] == -3000
+
+    demo_chain.double_spend(txid)
+    watcher.run_once()
+    run_once(gateway)  # the outbox alone (no sweep) brings the ledger back to nothing
+    with gateway.db.read() as session:
+        inv = session.get(Invoice, invoice_id)
+        assert (inv.status, inv.additional_status, inv.paid_sats) == ("Expired", "None", 0)
+        position, _ = posted_position(session, invoice_id)
+        kinds = list(session.execute(select(InvoiceEvent.event_type).where(
+            InvoiceEvent.invoice_id == invoice_id).order_by(InvoiceEvent.id)).scalars())
+    assert position == {}
+    assert kinds[-1] == "BusanPayMoneyFacts"
+    report = check_ledger(gateway)
+    assert not [p for p in report["problems"] if p.get("invoiceId") == invoice_id]

@@ -429,3 +429,39 @@ def test_a_lightning_payment_is_no_zero_conf_exposure_and_no_used_address(app, w
         assert exposure(s, 50_000, gateway.clock()).rows == []
     [treasury] = [k for k in gateway.invoices.key_usage() if k["owner"] == "treasury"]
     assert treasury["highestIndexPaid"] is None
+
+
+# -- in process, as on the embedded default ---------------------------------------------------
+
+def test_the_in_process_listener_changes_status_json_within_a_second_of_the_node_settling(
+        app, client, gateway, world):
+    import time
+
+    from background import Scheduler, jobs_for
+    from chain.memchain import MemoryChain
+    from tests.integration.test_worker import wait_for
+
+    gateway.extras["chain_backend"] = MemoryChain()
+    invoice = world.invoice(5000)
+    offer = world.offer(invoice["id"])
+    scheduler = Scheduler(jobs_for(gateway))
+    assert "lightning" in [job.name for job in scheduler.jobs]
+    scheduler.start()
+    try:
+        etag = client.get(f"/i/{invoice['id']}/status.json").headers["ETag"]
+        time.sleep(0.3)  # the listener is following the stream
+        started = time.monotonic()
+        world.node.settle(offer.bolt11)
+        assert wait_for(lambda: client.get(f"/i/{invoice['id']}/status.json",
+                                           headers={"If-None-Match": etag}).status_code == 200,
+                        timeout=5, step=0.02)
+        assert time.monotonic() - started < 1.0
+        assert client.get(f"/i/{invoice['id']}/status.json").get_json()["status"] == "Settled"
+    finally:
+        scheduler.stop()
+
+
+def test_server_info_names_btc_ln_when_a_node_is_configured(client, merchant):
+    _, token = merchant
+    body = client.get("/api/v1/server/info", headers=auth(token)).get_json()
+    assert body["supportedPaymentMethods"] == ["BTC-CHAIN", "BTC-LN"]

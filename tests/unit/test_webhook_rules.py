@@ -82,6 +82,11 @@ def test_subscription_is_everything_or_the_listed_events():
     assert len(EVENT_TYPES) == 7
 
 
+def test_the_ledgers_own_outbox_event_is_never_sent_to_a_webhook():
+    assert not subscribed(True, (), "BusanPayMoneyFacts")
+    assert not subscribed(False, ("BusanPayMoneyFacts",), "BusanPayMoneyFacts")
+
+
 def test_the_event_body_puts_delivery_fields_first_and_keeps_the_payload_text_exactly():
     payload = '{"type": "InvoiceSettled", "timestamp": 1795316400, "storeId": "S", ' \
               '"invoiceId": "I", "metadata": {"price": 1.10, "name": "\\ud574\\uc6b4\\ub300"}, ' \
