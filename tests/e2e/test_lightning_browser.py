@@ -184,6 +184,10 @@ def test_the_checkout_page_shows_one_qr_for_both_ways_and_the_lightning_only_qr_
         assert_accessible(page, f"the Lightning checkout ({lang})")
         if has_font_for(lang):
             shot(page, f"lightning-checkout-360-{lang}-ln-only", full_page=True)
+        page.set_viewport_size(LANDSCAPE)  # a laptop: the QR beside the explanations
+        assert page.evaluate("document.scrollingElement.scrollWidth <= window.innerWidth")
+        if has_font_for(lang):
+            shot(page, f"lightning-checkout-1280-{lang}", full_page=True)
         assert not errors, errors
     finally:
         context.close()
