@@ -32,6 +32,7 @@ from typing import Callable
 
 from bolt11 import decode as bolt11_decode
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 
 from database import Database
 from lightning.backend import (LightningBackend, LightningError, LightningUnavailable,
@@ -259,6 +260,20 @@ class LightningOffers:
         """The offer becomes the invoice's active one (superseding `replacing`). When another
         process superseded it first, its offer wins and ours is dropped (an unused BOLT11 on
         the node expires with the invoice)."""
+        try:
+            if self._insert(offer, replacing):
+                return offer
+        except IntegrityError:  # a parallel first offer took the one active place
+            pass
+        with self.db.read() as s:
+            row = s.execute(select(InvoiceLightning).where(
+                InvoiceLightning.invoice_id == offer.invoice_id,
+                InvoiceLightning.active == True)).scalar_one_or_none()  # noqa: E712
+        return LightningOffer.of(row) if row is not None else offer
+
+    def _insert(self, offer: LightningOffer, replacing: int | None) -> bool:
+        """One transaction: supersede `replacing`, insert `offer` as active. False when
+        another process superseded it (or made the first offer) first."""
         with self.db.write() as s:
             if replacing is not None:
                 lost = s.execute(update(InvoiceLightning).where(
@@ -268,15 +283,11 @@ class LightningOffers:
                 lost = s.execute(select(InvoiceLightning.id).where(
                     InvoiceLightning.invoice_id == offer.invoice_id,
                     InvoiceLightning.active == True)).first() is not None  # noqa: E712
-            if not lost:
-                s.add(InvoiceLightning(invoice_id=offer.invoice_id, payment_hash=offer.payment_hash,
-                                       bolt11=offer.bolt11, amount_msat=offer.amount_msat,
-                                       expires_at=offer.expires_at,
-                                       created_at=offer.created_at or self.clock(), active=True,
-                                       unavailable=offer.unavailable, detail=offer.detail))
-                return offer
-        with self.db.read() as s:
-            row = s.execute(select(InvoiceLightning).where(
-                InvoiceLightning.invoice_id == offer.invoice_id,
-                InvoiceLightning.active == True)).scalar_one_or_none()  # noqa: E712
-        return LightningOffer.of(row) if row is not None else offer
+            if lost:
+                return False
+            s.add(InvoiceLightning(invoice_id=offer.invoice_id, payment_hash=offer.payment_hash,
+                                   bolt11=offer.bolt11, amount_msat=offer.amount_msat,
+                                   expires_at=offer.expires_at,
+                                   created_at=offer.created_at or self.clock(), active=True,
+                                   unavailable=offer.unavailable, detail=offer.detail))
+            return True

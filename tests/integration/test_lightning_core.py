@@ -465,3 +465,26 @@ def test_server_info_names_btc_ln_when_a_node_is_configured(client, merchant):
     _, token = merchant
     body = client.get("/api/v1/server/info", headers=auth(token)).get_json()
     assert body["supportedPaymentMethods"] == ["BTC-CHAIN", "BTC-LN"]
+
+
+def test_two_pages_asking_at_once_for_an_invoice_s_first_offer_get_the_same_one(world, gateway):
+    desk = gateway.invoices.lightning
+    gateway.invoices.lightning = None  # created while Lightning was off: no offer yet
+    invoice = world.invoice(5000)
+    gateway.invoices.lightning = desk
+    got, errors = [], []
+
+    def ask():
+        try:
+            got.append(world.offer(invoice["id"]))
+        except Exception as err:  # noqa: BLE001 - the assertion below reports it
+            errors.append(err)
+
+    threads = [threading.Thread(target=ask) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    assert len({o.payment_hash for o in got}) == 1 and got[0].available
+    assert [o.active for o in offers(gateway.db, invoice["id"])] == [True]
