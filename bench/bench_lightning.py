@@ -7,8 +7,8 @@ store and --payments invoices through `InvoiceService.create` (each gets a BOLT1
 Lightning node, BUSANPAY_LIGHTNING=demo), starts the real app (`gunicorn 'app:create_app()'`,
 gthread) and the Lightning listener as it runs in production: `--listener worker` a separate
 `flask --app app worker` process (the scaled-out topology; the web has
-BUSANPAY_INPROCESS_WORKER=0), `--listener inprocess` the embedded default (one gunicorn
-worker runs the background jobs itself).
+BUSANPAY_INPROCESS_WORKER=0), `--listener inprocess` the embedded default (`wsgi:app` in one
+gunicorn worker, which runs the background jobs itself).
 
 Then, one payment at a time: a poller thread asks the invoice's `/i/<id>/status.json` with
 If-None-Match every --poll s over one kept-alive connection (0.02 s: the listener's own
@@ -115,10 +115,12 @@ def start_server(env: dict, tmp: Path, args):
     server.name, server.port = "app", free_port()
     server.url = f"http://127.0.0.1:{server.port}"
     workers = "1" if args.listener == "inprocess" else str(args.workers)
+    # wsgi:app is the embedded default: the app plus its background jobs in this process.
+    target = "wsgi:app" if args.listener == "inprocess" else "app:create_app()"
     server.cmd = [str(Path(sys.executable).with_name("gunicorn")),
                   "--bind", f"127.0.0.1:{server.port}", "--workers", workers,
                   "--worker-class", "gthread", "--threads", "4", "--keep-alive", "5",
-                  "--log-level", "warning", "--worker-tmp-dir", "/dev/shm", "app:create_app()"]
+                  "--log-level", "warning", "--worker-tmp-dir", "/dev/shm", target]
     server.log = tmp / "app.log"
     server.proc = subprocess.Popen(server.cmd, cwd=ROOT, env=env, stdout=open(server.log, "wb"),
                                    stderr=subprocess.STDOUT, start_new_session=True)

@@ -215,6 +215,7 @@ class PaymentLine:
     counted: bool
     late: bool
     confirmed: bool
+    lightning: bool = False
 
 
 @dataclass
@@ -294,7 +295,8 @@ def build_view(invoice: Invoice, payments: list[Payment], store_name: str,
         payments=[PaymentLine(txid=p.txid, btc=format_btc(p.value_sats), seen=seoul_time(p.seen_at),
                               counted=p.state == "seen", late=bool(p.late),
                               confirmed=p.block_height is not None
-                              or p.method == METHOD_LIGHTNING) for p in payments],
+                              or p.method == METHOD_LIGHTNING,
+                              lightning=p.method == METHOD_LIGHTNING) for p in payments],
         qr_url=qr_url, bolt11=bolt11, lightning_uri=f"lightning:{bolt11}" if bolt11 else "",
         lightning_qr_url=url_for("checkout.lightning_svg", invoice_id=invoice.id,
                                  v=qr_token(bolt11)) if bolt11 else "",

@@ -447,6 +447,10 @@ def receipt_qr(invoice_id: str):
 
 
 def _rows(invoices, ways: dict[str, str]) -> list[dict]:
+    """The sales list; how each sale was paid is shown once any sale on it came over
+    Lightning (an on-chain-only shop's list stays as it was)."""
+    if all(way == sales.WAY_CHAIN for way in ways.values()):
+        ways = {}
     rows = []
     for invoice in invoices:
         data = sales.pos_data(invoice)

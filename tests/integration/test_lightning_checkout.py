@@ -205,4 +205,6 @@ def test_a_paid_invoice_shows_no_lightning_qr_and_its_lightning_qr_is_gone(clien
     assert row(gateway, invoice_id).status == "Settled"
     html = client.get(f"/i/{invoice_id}", headers={"Accept-Language": "en"}).get_data(as_text=True)
     assert "Paid — thank you!" in html and offer.bolt11 not in html
+    assert f'<code class="txid" translate="no">{offer.payment_hash}</code>' in html
+    assert '<span class="tag">⚡ Lightning</span>' in html
     assert client.get(f"/i/{invoice_id}/lightning.svg").status_code == 404
