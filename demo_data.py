@@ -632,7 +632,10 @@ def _settlement(gateway, rng, stores, summary, now, days) -> dict:
                     rate = rates[min(len(rates) - 1, offset + 1)] * Decimal(str(round(1 + rng.gauss(0, 0.006), 5)))
                     executed = rules.krw_for_sats(sats, rate)
                     conv_id = random_id(24)
-                    post(session, rules.conversion_entry(conv_id, sats, executed, locked, rate, moment=close))
+                    post(session, rules.venue_deposit_entry(conv_id, "demo-exchange", sats,
+                                                            moment=close))
+                    post(session, rules.conversion_entry(conv_id, sats, executed, locked, rate,
+                                                         venue="demo-exchange", moment=close))
                     session.add(Conversion(id=conv_id, venue="demo-exchange", sats=sats, status="done",
                                            external_id=f"demo-{conv_id[:10]}", executed_krw=executed,
                                            rate=rate, locked_krw=locked, attempts=1,

@@ -23,6 +23,7 @@ from merchants.service import (CAN_CREATE_INVOICE, CAN_CREATE_NONAPPROVED_PULL_P
                                CAN_MODIFY_WEBHOOKS, CAN_VIEW_INVOICES, CAN_VIEW_PULL_PAYMENTS,
                                CAN_VIEW_STORE, SPEED_POLICIES)
 from pos import sales
+from settlement.daily import closing_of
 from untrusted import FIRST_DAY, LAST_DAY, UntrustedInput, calendar_month
 
 bp = Blueprint("backoffice", __name__, url_prefix="/merchant")
@@ -41,6 +42,17 @@ def _locale() -> str:
 
 def won(amount) -> str:
     return "" if amount is None else f"₩{int(amount):,}"
+
+
+def _closing_of(store_id: str):
+    with _gateway().db.read() as session:
+        return closing_of(session, store_id)
+
+
+@bp.app_context_processor
+def _closing_helpers() -> dict:
+    """For the layout's notice on a closed store (pages of other blueprints use it too)."""
+    return {"closing_of": _closing_of, "won": won}
 
 
 def seoul_time(moment) -> str:

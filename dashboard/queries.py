@@ -357,32 +357,39 @@ def store_staff(session, store_id: str) -> list[User]:
 
 # -- exceptions ----------------------------------------------------------------------------
 
-# The same text as the partial index ix_invoice_exceptions, so PostgreSQL uses it.
-EXCEPTION_SQL = ("(invoice.status = 'Invalid' OR invoice.additional_status IN ('PaidPartial', "
-                 "'PaidOver', 'PaidLate') OR invoice.incident IS NOT NULL)")
+# The queue follows the money: the chain status (`chain_status`, kept when a merchant marks
+# the invoice), never the mark. A marked invoice's additional status reads "Marked", so an
+# expired one with money on it is partial (less than due) or late (all of it) by its sats.
+# The same text as the partial index ix_invoice_exceptions (0023), so PostgreSQL uses it.
+EXCEPTION_SQL = ("(COALESCE(invoice.chain_status, invoice.status) = 'Invalid' "
+                 "OR invoice.additional_status IN ('PaidPartial', 'PaidOver', 'PaidLate') "
+                 "OR (invoice.additional_status = 'Marked' "
+                 "AND COALESCE(invoice.chain_status, invoice.status) = 'Expired' "
+                 "AND invoice.paid_sats > 0) "
+                 "OR invoice.incident IS NOT NULL)")
 EXCEPTION_KINDS = ("deep-reorg", "invalid", "overpaid", "late", "partial")
 
-KIND_CASE = case(
-    (Invoice.incident.isnot(None), literal("deep-reorg")),
-    (Invoice.status == "Invalid", literal("invalid")),
-    (Invoice.additional_status == "PaidOver", literal("overpaid")),
-    (Invoice.additional_status == "PaidLate", literal("late")),
-    (and_(Invoice.additional_status == "PaidPartial", Invoice.status == "Expired"), literal("partial")),
-    else_=literal(""))
+_MONEY_STATUS = func.coalesce(Invoice.chain_status, Invoice.status)
+_MARKED_EXPIRED_PAID = and_(Invoice.additional_status == "Marked", _MONEY_STATUS == "Expired",
+                            Invoice.paid_sats > 0)
 
 _KIND_CONDITION = {
     "deep-reorg": Invoice.incident.isnot(None),
-    "invalid": and_(Invoice.incident.is_(None), Invoice.status == "Invalid"),
-    "overpaid": and_(Invoice.incident.is_(None), Invoice.status != "Invalid",
+    "invalid": and_(Invoice.incident.is_(None), _MONEY_STATUS == "Invalid"),
+    "overpaid": and_(Invoice.incident.is_(None), _MONEY_STATUS != "Invalid",
                      Invoice.additional_status == "PaidOver"),
-    "late": and_(Invoice.incident.is_(None), Invoice.status != "Invalid",
-                 Invoice.additional_status == "PaidLate"),
-    "partial": and_(Invoice.incident.is_(None), Invoice.status == "Expired",
-                    Invoice.additional_status == "PaidPartial"),
+    "late": and_(Invoice.incident.is_(None), _MONEY_STATUS != "Invalid",
+                 or_(Invoice.additional_status == "PaidLate",
+                     and_(_MARKED_EXPIRED_PAID, Invoice.paid_sats >= Invoice.due_sats))),
+    "partial": and_(Invoice.incident.is_(None), _MONEY_STATUS == "Expired",
+                    or_(Invoice.additional_status == "PaidPartial",
+                        and_(_MARKED_EXPIRED_PAID, Invoice.paid_sats < Invoice.due_sats))),
 }
+KIND_CASE = case(*((condition, literal(kind)) for kind, condition in _KIND_CONDITION.items()),
+                 else_=literal(""))
 # In flight, not an exception yet: a New invoice with part of the money (the payer may
 # still top up before expiry).
-_IN_FLIGHT = and_(Invoice.status == "New", Invoice.incident.is_(None))
+_IN_FLIGHT = and_(_MONEY_STATUS == "New", Invoice.incident.is_(None))
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """The city's view of its conversion venues (/city/venues): what the treasury holds at each,
 from the ledger, against the cap the city admin sets (audited), and whether the venue
-answers and agrees with our books. Problems are also shown first on every city page's
-overview (`venue_alerts`)."""
+answers and agrees with our books. Problems are also shown first on the city overview and
+at the head of the exceptions queue (`venue_alerts`), until the condition ends."""
 from __future__ import annotations
 
 from flask import current_app, flash, redirect, render_template, request, url_for
@@ -23,7 +23,9 @@ def _exposures():
 
 @bp.context_processor
 def _venue_alerts():
-    if request.endpoint != "city.overview":
+    """The venues needing attention, for the overview's banner and the exceptions queue
+    (first there): computed from each venue's last balance check at read time."""
+    if request.endpoint not in ("city.overview", "city.exceptions"):
         return {}
     return {"venue_alerts": [v for v in _exposures() if v.attention]}
 

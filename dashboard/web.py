@@ -29,6 +29,7 @@ from dashboard.rollup import fold, pending_deltas
 from i18n import current_language
 from merchants.districts import CATEGORIES, DISTRICTS
 from payments.models import Invoice
+from settlement.daily import unpaid_without_account
 from settlement.offchain import city_losses
 from untrusted import FIRST_DAY, LAST_DAY, UntrustedInput, calendar_day, whole_number
 
@@ -52,7 +53,11 @@ ROLE_NAMES = {"city_admin": _l("City admin"), "city_auditor": _l("City auditor (
               "public": _l("Public applicant")}
 KIND_NAMES = {"partial": _l("Paid partially"), "late": _l("Paid late"),
               "overpaid": _l("Paid over"), "invalid": _l("Invalid"),
-              "deep-reorg": _l("Deep-reorg incident"), "refund": _l("Refund waiting")}
+              "deep-reorg": _l("Deep-reorg incident"), "refund": _l("Refund waiting"),
+              "venue": _l("Conversion venue")}
+# Venue alerts (dashboard.venues) lead the queue; they are computed from the venues' last
+# balance check, not reviewed, and leave when the condition ends.
+VENUE_KIND = "venue"
 KIND_ACTIONS = {
     "partial": _l("Expired with part of the price paid: send the payer a refund claim, "
                   "then treasury approves and sends the refund."),
@@ -428,11 +433,15 @@ EXCEPTION_HEADER = ["invoice_id", "kind", "store_id", "store_name", "created_seo
 @bp.get("/exceptions")
 def exceptions():
     kind = request.args.get("kind") or ""
-    kind = kind if kind in q.EXCEPTION_KINDS else ""
+    kind = kind if kind in q.EXCEPTION_KINDS or kind == VENUE_KIND else ""
     state = request.args.get("state") or "open"
     state = state if state in ("open", "reviewed", "all") else "open"
     with _gateway().db.read() as s:
-        rows, total = q.exceptions(s, kind=kind, state=state, page=_page(), everything=_wants_csv())
+        if kind == VENUE_KIND:
+            rows, total = [], 0
+        else:
+            rows, total = q.exceptions(s, kind=kind, state=state, page=_page(),
+                                       everything=_wants_csv())
         if _wants_csv():
             return csv_response(
                 f"busanpay-city-exceptions-{state}.csv", EXCEPTION_HEADER,
@@ -444,8 +453,10 @@ def exceptions():
                   r.review.reviewed_at if r.review else None] for r in rows])
         counts = q.exception_counts(s)
         refunds = q.refund_claims_waiting(s)
+        unpaid = unpaid_without_account(s)
     return render_template("dashboard/exceptions.html", rows=rows, total=total, kind=kind,
                            state=state, counts=counts, refunds=refunds, page=_page(),
+                           unpaid=unpaid,
                            pages=max(1, -(-total // 25)), active="exceptions")
 
 

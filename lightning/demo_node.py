@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Callable, Iterator
 
 from bolt11 import Bolt11, MilliSatoshi, TagChar, Tags, decode, encode

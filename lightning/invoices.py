@@ -196,7 +196,8 @@ class LightningOffers:
                 return active_offer
             if not active_offer.available and (
                     active_offer.unavailable in PERMANENT or
-                    now - (active_offer.created_at or now) < timedelta(seconds=RETRY_SECONDS)):
+                    now - (active_offer.created_at or now) < timedelta(seconds=RETRY_SECONDS)
+                    or time.monotonic() < self._down_until):  # pages do not wait on a dead node
                 return active_offer
         offer = self._ask(invoice, remainder, store.name, wait_for_node=True)
         return self._store(offer, replacing=active.id if active is not None else None)

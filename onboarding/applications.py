@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from accounts.service import Actor, audit
-from backoffice.service import Problem  # one field problem shape for every form
+from backoffice.service import Problem, Refused  # one field problem shape for every form
 from merchants.districts import CATEGORIES, DISTRICTS
 from merchants.models import Store
 from merchants.service import create_store, random_id
@@ -32,10 +32,8 @@ _PHONE = re.compile(r"^\+?[0-9][0-9 -]{7,18}[0-9]$")
 TEXT_FIELDS = {"name_ko": 120, "name_en": 120, "address": 300, "contact_name": 120}
 
 
-class ApplicationRefused(ValueError):
-    def __init__(self, problems: list[Problem]):
-        super().__init__(", ".join(f"{p.field}: {p.code}" for p in problems))
-        self.problems = problems
+class ApplicationRefused(Refused):
+    """The back office's form refusal (its `problems`), named for applications."""
 
 
 class DecisionRefused(ValueError):

@@ -10,11 +10,16 @@ from flask_login import current_user
 from sqlalchemy import select
 
 from accounts.web import require_roles
+from dashboard.fmt import won
 from merchants.models import Store
 from merchants.service import StoreError
 from onboarding import payout_accounts as payout
 from ratelimits import limiter, login_limit
+from settlement.config import settlement_config
+from settlement.daily import closing_of, send_created, unpaid_without_account
 from settlement.models import MerchantPayoutAccount
+from settlement.posting_job import run_once
+from settlement.payouts import rails_for
 
 bp = Blueprint("onboarding", __name__)
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -116,8 +121,9 @@ def payout_queue():
         pending = payout.pending_changes(s)
         approved = {a.store_id: a for a in s.execute(select(MerchantPayoutAccount).where(
             MerchantPayoutAccount.store_id.in_([store.id for _c, store in pending]))).scalars()}
+        unpaid = unpaid_without_account(s)
     return render_template("onboarding/payout_queue.html", pending=pending, approved=approved,
-                           **_city_context("payout-accounts"))
+                           unpaid=unpaid, won=won, **_city_context("payout-accounts"))
 
 
 @bp.post("/city/payout-accounts/<change_id>/<decision>")
@@ -369,25 +375,34 @@ def merchant_standing(store_id: str):
         if current_user.role != "city_admin":
             abort(403)
         wanted = request.form.get("standing", "")
+        cfg = settlement_config(gateway)
+        if wanted == "closed":  # the balance the close pays includes every settled invoice
+            run_once(gateway)
         try:
             with gateway.db.write() as s:
-                set_standing(s, current_user.actor(), store_id, wanted,
-                             reason=request.form.get("reason", "")[:2000], now=gateway.clock())
+                change = set_standing(s, current_user.actor(), store_id, wanted,
+                                      reason=request.form.get("reason", "")[:2000],
+                                      now=gateway.clock(),
+                                      rails=(cfg.payout_rail, tuple(rails_for(gateway))))
         except StandingRefused as refused:
             if refused.code == "unknown-store":
                 abort(404)
             error = _("Give a reason of 1 to 500 characters: the merchant sees it.") \
                 if refused.code == "reason" else _("This change is not possible: a closed store stays closed.")
         else:
+            final = change.final_payout
+            if final and final.payout_id:  # after the commit: a failed send is retried by the daily run
+                send_created(gateway, only={final.payout_id})
             flash(_("Saved: %(standing)s.", standing=standing_texts()[wanted]), "ok")
             return redirect(url_for("onboarding.merchant_standing", store_id=store_id), 303)
     with gateway.db.read() as s:
         store = s.get(Store, store_id)
+        closing = closing_of(s, store_id) if store is not None and store.standing == "closed" else None
     if store is None:
         abort(404)
     return render_template("onboarding/merchant_standing.html", store=store, error=error,
-                           standing_texts=standing_texts(), **_city_context("merchants")), \
-        (422 if error else 200)
+                           closing=closing, won=won, standing_texts=standing_texts(),
+                           **_city_context("merchants")), (422 if error else 200)
 
 
 # -- invitations -----------------------------------------------------------------------

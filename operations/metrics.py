@@ -154,7 +154,8 @@ class StateCollector:
 
         per_venue = {
             "holdings": ("busanpay_exchange_holdings_krw",
-                         "Won the treasury holds at each conversion venue (from the ledger)"),
+                         "Won the treasury holds at each conversion venue, with the BTC "
+                         "deposited there and not sold yet at the current rate (ledger)"),
             "cap": ("busanpay_exchange_cap_krw", "The city's cap on holdings at each venue"),
             "up": ("busanpay_exchange_venue_up", "1 when the venue's last balance call answered"),
             "mismatch": ("busanpay_exchange_balance_mismatch",

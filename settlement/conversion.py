@@ -8,11 +8,15 @@ API: JWT HS256 bearer tokens (made by PyJWT) carrying `access_key`, a fresh `non
 `uuid` or `identifier`. The identifier is our conversion id, so a retry after a lost
 answer finds the first order instead of selling twice.
 
-`convert(gateway)` creates the conversion row first (crash-safe), sells, then posts the
-`conversion:<id>` entry: the locked won value of the sats sold (their share of the
-unconverted pool, half up) leaves `conversion:krw`, the executed won lands in
-`exchange:krw`, the difference is FX gain (credit) or loss (debit) on `fx:krw`. The sats
-leave the Lightning node's account (`treasury_ln:btc`) first, then the on-chain wallet's.
+`convert(gateway)` creates the conversion row first (crash-safe) together with its
+`venue_deposit:<id>` entry (the sats leave `treasury:btc` for `venue_btc:<venue>`: from
+then until the fill the venue holds them, a counterparty exposure counted against its
+cap), sells, then posts the `conversion:<id>` entry: the sats sold leave the venue's BTC
+account, the locked won value of the sats sold (their share of the unconverted pool, half
+up) leaves `conversion:krw`, the executed won lands in `exchange:krw`, the difference is
+FX gain (credit) or loss (debit) on `fx:krw`. Deposited sats a sale did not sell (a
+refusal, a partial fill) come back in `venue_return:<id>`. A deposit takes the Lightning
+node's sats (`treasury_ln:btc`) first, then the on-chain wallet's; returns come back on-chain.
 Rounding: the won received is floored to whole won (never book won we do not have).
 """
 from __future__ import annotations
@@ -32,9 +36,9 @@ from sqlalchemy import func, select
 from merchants.service import random_id
 from payments.bip21 import format_btc
 from settlement.ledger import balance, lock, post
-from settlement.models import Conversion
+from settlement.models import Conversion, JournalEntry
 from settlement.rules import (CONVERSION_BTC, CONVERSION_KRW, TREASURY_LN, conversion_entry,
-                              locked_share)
+                              locked_share, venue_deposit_entry, venue_return_entry)
 
 SATS_PER_BTC = 100_000_000
 LOCK = "busanpay:conversion"
@@ -65,10 +69,11 @@ class Exchange(Protocol):
 
 # -- JWT (HS256, signed by PyJWT) ----------------------------------------------------------
 
-def bearer_token(access_key: str, secret_key: str, params: dict | None) -> str:
+def bearer_token(access_key: str, secret_key: str, params: dict | None,
+                 extra: dict | None = None) -> str:
     """Upbit's private-API token: HS256 over `access_key`, a fresh `nonce` and, when the
-    request has parameters, their SHA-512 `query_hash`."""
-    payload = {"access_key": access_key, "nonce": str(uuid.uuid4())}
+    request has parameters, their SHA-512 `query_hash` (`extra`: claims a venue adds)."""
+    payload = {"access_key": access_key, "nonce": str(uuid.uuid4()), **(extra or {})}
     if params:
         payload.update(query_hash=query_hash(params), query_hash_alg="SHA512")
     return jwt.encode(payload, secret_key, algorithm="HS256")
@@ -86,6 +91,9 @@ def query_hash(params: dict) -> str:
 class UpbitClient:
     """An Upbit-compatible private API client (market sells of BTC for KRW)."""
 
+    ORDER_PATH = "/v1/orders"  # where a sale is placed
+    ID_FIELD = "identifier"  # our conversion id, on the order and to look it up
+
     def __init__(self, base_url: str, access_key: str, secret_key: str, *, name: str = "upbit",
                  timeout: float = 10.0, poll_seconds: float = 0.2, poll_tries: int = 25,
                  session: requests.Session | None = None):
@@ -97,8 +105,11 @@ class UpbitClient:
         self.poll_seconds, self.poll_tries = poll_seconds, poll_tries
         self.http = session or requests.Session()
 
+    def _claims(self) -> dict:
+        return {}
+
     def _headers(self, params: dict | None) -> dict:
-        token = bearer_token(self.access_key, self.secret_key, params)
+        token = bearer_token(self.access_key, self.secret_key, params, self._claims())
         return {"Authorization": f"Bearer {token}",
                 "Content-Type": "application/json; charset=utf-8", "Accept": "application/json"}
 
@@ -113,7 +124,7 @@ class UpbitClient:
             raise ExchangeUnavailable(f"{self.name}: {type(err).__name__}: {err}") from None
 
     def order(self, *, uuid_: str | None = None, identifier: str | None = None) -> dict | None:
-        params = {"uuid": uuid_} if uuid_ else {"identifier": identifier}
+        params = {"uuid": uuid_} if uuid_ else {self.ID_FIELD: identifier}
         res = self._call("GET", "/v1/order", params)
         if res.status_code == 404:
             return None
@@ -129,9 +140,9 @@ class UpbitClient:
         order = self.order(identifier=identifier)
         if order is None:
             params = {"market": "KRW-BTC", "side": "ask", "volume": format_btc(sats),
-                      "ord_type": "market", "identifier": identifier}
+                      "ord_type": "market", self.ID_FIELD: identifier}
             try:
-                res = self._call("POST", "/v1/orders", params)
+                res = self._call("POST", self.ORDER_PATH, params)
                 if res.status_code >= 500:
                     raise ExchangeUnavailable(f"{self.name}: HTTP {res.status_code}")
                 if res.status_code not in (200, 201):
@@ -145,8 +156,11 @@ class UpbitClient:
             if order.get("state") in ("done", "cancel") and order.get("trades") is not None:
                 return self._fill(order)
             time.sleep(self.poll_seconds)
-            order = self.order(uuid_=order["uuid"]) or order
-        raise ExchangeUnavailable(f"{self.name}: order {order['uuid']} not filled yet")
+            # A placement answer without `uuid` (Bithumb's v2) is read back by our id.
+            order = (self.order(uuid_=order["uuid"]) if order.get("uuid")
+                     else self.order(identifier=identifier)) or order
+        raise ExchangeUnavailable(f"{self.name}: order {order.get('uuid') or identifier} "
+                                  "not filled yet")
 
     def balances(self) -> dict[str, Decimal]:
         """`GET /v1/accounts`: balance + locked per currency (for reconciliation)."""
@@ -170,6 +184,26 @@ class UpbitClient:
         krw = int((funds - fee).to_integral_value(rounding=ROUND_FLOOR))
         rate = (funds / volume).quantize(Decimal("0.01"))
         return Fill(order["uuid"], sats, krw, rate, fee)
+
+
+class BithumbClient(UpbitClient):
+    """Bithumb's private API (2.x, base URL https://api.bithumb.com): Upbit's shape with
+    three differences. The JWT also carries `timestamp` (milliseconds, required on every
+    call); `POST /v1/orders` takes no client identifier, so a sale is placed with
+    `POST /v2/orders` and `client_order_id` (our conversion id; its answer names the order
+    `order_id`, so the order is read back with `GET /v1/order?client_order_id=`); and
+    lookups use `client_order_id` where Upbit's use `identifier`. `GET /v1/accounts` and
+    the order read back (`uuid`, `state`, `trades`, `paid_fee`) are Upbit's."""
+
+    ORDER_PATH = "/v2/orders"
+    ID_FIELD = "client_order_id"
+
+    def __init__(self, base_url: str, access_key: str, secret_key: str, *,
+                 name: str = "bithumb", **kwargs):
+        super().__init__(base_url, access_key, secret_key, name=name, **kwargs)
+
+    def _claims(self) -> dict:
+        return {"timestamp": int(time.time() * 1000)}
 
 
 def _order_absent(exchange, identifier: str) -> bool:
@@ -207,6 +241,25 @@ def pending_sats(session) -> int:
         Conversion.status == "created")).scalar_one())
 
 
+def _deposit(session, conv: Conversion) -> None:
+    """Book the sale's deposit at its venue once (a sale from before deposits were booked
+    gets its deposit when it finishes)."""
+    key = f"venue_deposit:{conv.id}"
+    if session.execute(select(JournalEntry.id).where(JournalEntry.business_key == key)).first():
+        return
+    # The Lightning node's sats go first: selling them frees the node's inbound liquidity
+    # and keeps the on-chain sats for refunds, which are sent on-chain.
+    from_lightning = min(max(balance(session, TREASURY_LN), 0), conv.sats)
+    post(session, venue_deposit_entry(conv.id, conv.venue, conv.sats, moment=conv.created_at,
+                                      from_lightning=from_lightning))
+
+
+def _post_return(session, conv: Conversion, sats: int, why: str, moment) -> None:
+    entry = venue_return_entry(conv.id, conv.venue, sats, why, moment=moment)
+    if entry is not None:
+        post(session, entry)
+
+
 def convert(gateway, exchange: Exchange | None = None, *, min_sats: int | None = None,
             limit: Callable[[object, int], int] | None = None) -> dict:
     """Sell the unconverted pool at `exchange` (sats another venue's unfinished sale holds
@@ -234,6 +287,7 @@ def convert(gateway, exchange: Exchange | None = None, *, min_sats: int | None =
             conv = Conversion(id=random_id(24), venue=exchange.name, sats=sats, status="created",
                               created_at=now, updated_at=now)
             session.add(conv)
+            _deposit(session, conv)
     try:
         fill = exchange.sell_btc(conv.sats, conv.id)
     except ExchangeError as err:
@@ -241,10 +295,13 @@ def convert(gateway, exchange: Exchange | None = None, *, min_sats: int | None =
         # for another venue; anything uncertain stays bound to this venue and its identifier.
         refused = not isinstance(err, ExchangeUnavailable) and _order_absent(exchange, conv.id)
         with gateway.db.write() as session:
+            lock(session, LOCK)
             row = session.get(Conversion, conv.id)
             row.attempts += 1
             if refused:
                 row.status = "failed"
+                _deposit(session, row)
+                _post_return(session, row, row.sats, "refused", gateway.clock())
             row.last_error = f"{type(err).__name__}: {err}"[:1000]
             row.updated_at = gateway.clock()
             session.add(row)
@@ -257,11 +314,12 @@ def convert(gateway, exchange: Exchange | None = None, *, min_sats: int | None =
         pool_sats, pool_krw = unconverted(session)
         locked = locked_share(fill.sats, pool_sats, pool_krw)
         now = gateway.clock()
-        # Sold out of the Lightning node's balance first: it restores the node's inbound
-        # liquidity and keeps the on-chain sats for refunds, which are sent on-chain.
-        from_lightning = min(max(balance(session, TREASURY_LN), 0), fill.sats)
-        post(session, conversion_entry(row.id, fill.sats, fill.krw, locked, fill.rate, moment=now,
-                                       from_lightning=from_lightning))
+        if fill.sats > row.sats:
+            raise ExchangeError(f"{exchange.name} sold {fill.sats} sats of a {row.sats}-sat sale")
+        _deposit(session, row)
+        post(session, conversion_entry(row.id, fill.sats, fill.krw, locked, fill.rate,
+                                       venue=row.venue, moment=now))
+        _post_return(session, row, row.sats - fill.sats, "filled in part", now)
         row.status, row.sats, row.executed_krw = "done", fill.sats, fill.krw
         row.rate, row.locked_krw, row.external_id = fill.rate, locked, fill.order_id
         row.attempts += 1

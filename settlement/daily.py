@@ -8,7 +8,14 @@ everything already debited (earlier payouts, reversals) whenever it happened:
              + Σ payable debits after it )
 
 so a run for an earlier day after a later one can never pay the same won twice. A
-merchant is paid when `due ≥ BUSANPAY_PAYOUT_MIN_KRW`.
+merchant is paid when `due ≥ BUSANPAY_PAYOUT_MIN_KRW`; a closed store whenever `due > 0`
+(no minimum: won that settles after its final payout still reaches it). A store without
+an approved payout account the rails can pay is skipped: its balance stays payable,
+the run's summary lists it under "skipped", and the city's payout-accounts page flags it
+until a treasury operator approves an account; the next run then pays the whole balance.
+
+`create_final_payout` is the payout the city's close makes (under the same lock, with
+the same ledger entry and rail idempotency): the store's whole payable balance.
 
 Steps, each crash-safe:
 1. per chunk of merchants, one transaction (under a named lock): recompute `due`,
@@ -22,11 +29,13 @@ Running twice for the same day creates nothing new.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import case, func, select
 
+from merchants.models import Store
 from merchants.service import random_id
 from settlement.config import settlement_config
 from settlement.ledger import lock, post_many
@@ -39,6 +48,7 @@ from settlement.rules import payout_initiated_entry
 log = logging.getLogger(__name__)
 SEOUL = ZoneInfo("Asia/Seoul")
 LOCK = "busanpay:settlement"
+NO_ACCOUNT = "no approved payout account"
 
 
 def business_day(moment: datetime) -> date:
@@ -57,10 +67,12 @@ def default_day(now: datetime) -> date:
     return business_day(now) - timedelta(days=1)
 
 
-def payable_due(session, cutoff: datetime, store_ids: list[str] | None = None) -> dict[str, int]:
-    """Per store: won due at the cut-off (credits before it, all debits ever)."""
-    counted = case((JournalEntry.created_at < cutoff, Posting.amount),
-                   (Posting.amount > 0, Posting.amount), else_=0)
+def payable_due(session, cutoff: datetime | None, store_ids: list[str] | None = None) -> dict[str, int]:
+    """Per store: won due at the cut-off (credits before it, all debits ever); with no
+    cut-off, the whole payable balance."""
+    counted = Posting.amount if cutoff is None else case(
+        (JournalEntry.created_at < cutoff, Posting.amount),
+        (Posting.amount > 0, Posting.amount), else_=0)
     stmt = (select(LedgerAccount.store_id, func.sum(counted))
             .select_from(Posting)
             .join(LedgerAccount, LedgerAccount.id == Posting.account_id)
@@ -103,13 +115,22 @@ def _insert_payouts(session, rows: list[dict]) -> list[tuple[str, str]]:
     return [(r.id, r.store_id) for r in session.execute(stmt)]
 
 
-def create_payouts(gateway, day: date, cutoff: datetime, *, chunk: int = 1000) -> list[str]:
-    """Step 1: the day's payout rows and their ledger entries; returns new payout ids."""
+def closed_stores(session, store_ids) -> set[str]:
+    return set(session.execute(select(Store.id).where(Store.id.in_(list(store_ids)),
+                                                      Store.standing == "closed")).scalars())
+
+
+def create_payouts(gateway, day: date, cutoff: datetime, *, chunk: int = 1000,
+                   skipped: dict[str, int] | None = None) -> list[str]:
+    """Step 1: the day's payout rows and their ledger entries; returns new payout ids.
+    Stores owed won but without an approved account go into `skipped` (store → won)."""
     cfg = settlement_config(gateway)
     available = rails_for(gateway).keys()
+    skipped = {} if skipped is None else skipped
     with gateway.db.read() as session:
-        candidates = sorted(s for s, due in payable_due(session, cutoff).items()
-                            if due >= cfg.min_payout_krw)
+        owed = payable_due(session, cutoff)
+        closed = closed_stores(session, owed)
+        candidates = sorted(s for s, due in owed.items() if due >= cfg.min_payout_krw or s in closed)
         already = set(session.execute(select(Payout.store_id).where(Payout.day == day)).scalars())
         blocked = _blocked_stores(session, cfg.max_payout_attempts, day)
     candidates = [s for s in candidates if s not in already and s not in blocked]
@@ -126,13 +147,13 @@ def create_payouts(gateway, day: date, cutoff: datetime, *, chunk: int = 1000) -
             rows = []
             for store_id in stores:
                 amount = due.get(store_id, 0)
-                if amount < cfg.min_payout_krw:
+                if amount <= 0 or (amount < cfg.min_payout_krw and store_id not in closed):
                     continue
                 rail, destination = choose_rail(cfg.payout_rail, accounts.get(store_id), available)
-                rows.append({"id": random_id(24), "store_id": store_id, "day": day,
-                             "amount_krw": amount, "rail": rail, "destination": destination or "",
-                             "status": "created", "attempts": 0, "needs_attention": False,
-                             "created_at": now, "updated_at": now})
+                if not destination:  # never a transfer with empty bank details
+                    skipped[store_id] = amount
+                    continue
+                rows.append(_payout_row(store_id, day, amount, rail, destination, now))
             if not rows:
                 continue
             new = dict(_insert_payouts(session, rows))
@@ -141,7 +162,82 @@ def create_payouts(gateway, day: date, cutoff: datetime, *, chunk: int = 1000) -
             post_many(session, [payout_initiated_entry(pid, store_id, amounts[pid], day, moment=now)
                                 for pid, store_id in new.items()])
             created.extend(new)
+    if skipped:
+        log.warning("settlement %s: %d stores skipped (%s): %s", day.isoformat(), len(skipped),
+                    NO_ACCOUNT, " ".join(sorted(skipped)))
     return created
+
+
+def _payout_row(store_id: str, day: date, amount: int, rail: str, destination: str,
+                now: datetime, kind: str = "daily") -> dict:
+    return {"id": random_id(24), "store_id": store_id, "day": day, "amount_krw": amount,
+            "rail": rail, "destination": destination, "status": "created", "attempts": 0,
+            "needs_attention": False, "kind": kind, "created_at": now, "updated_at": now}
+
+
+@dataclass(frozen=True)
+class FinalPayout:
+    """What a close did about the store's balance: `outcome` is created (payout_id,
+    amount), nothing-due, no-account (amount stays payable and is flagged) or
+    day-taken (the store already has a payout for this business day: the next daily
+    run pays the rest, with no minimum)."""
+
+    outcome: str
+    amount: int = 0
+    payout_id: str | None = None
+
+
+def create_final_payout(session, store_id: str, now: datetime, *, default_rail: str,
+                        available) -> FinalPayout:
+    """In the caller's transaction (the close): the store's whole payable balance becomes
+    one payout, under the settlement lock, so a concurrent daily run or merchant-funded
+    refund sees the won already gone. Sent afterwards by `send_created`."""
+    lock(session, LOCK)
+    amount = payable_due(session, None, [store_id]).get(store_id, 0)
+    if amount <= 0:
+        return FinalPayout("nothing-due")
+    account = session.get(MerchantPayoutAccount, store_id)
+    rail, destination = choose_rail(default_rail, account, available)
+    if not destination:
+        log.warning("final payout of %s: %s; ₩%d stays payable", store_id, NO_ACCOUNT, amount)
+        return FinalPayout("no-account", amount)
+    day = business_day(now)
+    row = _payout_row(store_id, day, amount, rail, destination, now, kind="final")
+    if not _insert_payouts(session, [row]):
+        return FinalPayout("day-taken", amount)
+    count_after_commit(session, PAYOUTS, status="created")
+    post_many(session, [payout_initiated_entry(row["id"], store_id, amount, day, moment=now)])
+    return FinalPayout("created", amount, row["id"])
+
+
+@dataclass(frozen=True)
+class Closing:
+    """What a closed store is told: its final payout (if one was made), the won still
+    payable, and whether an approved account can receive it."""
+
+    payout: Payout | None
+    owed: int
+    has_account: bool
+
+
+def closing_of(session, store_id: str) -> Closing:
+    payout = session.execute(select(Payout).where(Payout.store_id == store_id,
+                                                  Payout.kind == "final")).scalars().first()
+    account = session.get(MerchantPayoutAccount, store_id)
+    return Closing(payout, payable_due(session, None, [store_id]).get(store_id, 0),
+                   bool(account and (account.bank_account or account.stripe_account_id)))
+
+
+def unpaid_without_account(session) -> list[tuple[Store, int]]:
+    """KRW stores owed won that no run can pay: no approved account with a destination
+    (what the treasury must fix), by name."""
+    accounts = select(MerchantPayoutAccount.store_id).where(
+        (MerchantPayoutAccount.bank_account != "") | MerchantPayoutAccount.stripe_account_id.is_not(None))
+    ids = list(session.execute(select(Store.id).where(Store.settlement_mode == "krw",
+                                                      Store.id.not_in(accounts))).scalars())
+    owed = payable_due(session, None, ids) if ids else {}
+    stores = session.execute(select(Store).where(Store.id.in_(list(owed)))).scalars() if owed else []
+    return sorted(((s, owed[s.id]) for s in stores), key=lambda pair: pair[0].name)
 
 
 def send_created(gateway, *, only: set[str] | None = None) -> dict[str, Payout]:
@@ -192,7 +288,8 @@ def run_settlement(gateway, day: date | None = None, *, post_first: bool = True)
     day = day or default_day(now)
     _, end = day_bounds(day)
     cutoff = min(end, now)
-    new_ids = create_payouts(gateway, day, cutoff)
+    skipped: dict[str, int] = {}
+    new_ids = create_payouts(gateway, day, cutoff, skipped=skipped)
     sent = send_created(gateway)
     with gateway.db.read() as session:
         fresh = {p.id: p for p in session.execute(
@@ -206,6 +303,8 @@ def run_settlement(gateway, day: date | None = None, *, post_first: bool = True)
     return {"date": day.isoformat(), "cutoff": cutoff.isoformat().replace("+00:00", "Z"),
             "created": created, "retried": retried,
             "total": {"count": len(created), "amount": str(total), "currency": "KRW"},
+            "skipped": [{"storeId": store, "amount": str(amount), "currency": "KRW",
+                         "reason": NO_ACCOUNT} for store, amount in sorted(skipped.items())],
             "waiting": int(waiting)}
 
 

@@ -94,6 +94,8 @@ def account_kind(code: str) -> tuple[str, str | None]:
     head, _, tail = code.partition(":")
     if tail.lower() in ("krw", "btc") or not tail:
         return code, None
+    if head == "venue_btc":  # per conversion venue, not per store
+        return head, None
     return head, tail
 
 

@@ -149,6 +149,9 @@ class Payout(SQLModel, table=True):
                                                                      nullable=True))
     needs_attention: bool = Field(default=False, sa_column=Column(
         "needs_attention", Boolean(), nullable=False, default=False))
+    # daily (the business day's run) or final (made when the city closes the store)
+    kind: str = Field(default="daily", sa_column=Column("kind", String(8), nullable=False,
+                                                        default="daily", server_default="daily"))
     created_at: datetime = Field(default_factory=utc_now, sa_column=_utc("created_at"))
     updated_at: datetime = Field(default_factory=utc_now, sa_column=_utc("updated_at"))
 

@@ -14,6 +14,8 @@ account                        cur.  normal balance and meaning
 ``fee_receivable:<store>``     KRW   debit (asset): fee a BTC-direct store owes the city
 ``payouts_in_transit:krw``     KRW   credit (liability): payouts sent, not yet confirmed
 ``treasury:krw``               KRW   debit (asset): the city's won (goes down as payouts land)
+``venue_btc:<venue>``          BTC   debit (asset): satoshis deposited at a conversion venue
+                                     for a sale, not sold yet (the venue holds them)
 ``exchange:krw``               KRW   debit (asset): won from BTC sales held at the venue
 ``refunds_owed:btc``           BTC   credit (liability): satoshis owed back to payers
 ``fx:krw``                     KRW   credit = FX gain, debit = FX loss (executed vs locked)
@@ -35,8 +37,10 @@ at 100 bps is 15,000 × 100 / 10,000 = ₩150 (rounded half up), the merchant ge
                            KRW  conversion:krw          +15,000
                            KRW  merchant_payable:<s>    −14,850
                            KRW  city_fees:krw              −150
+  venue_deposit:<id>       BTC  venue_btc:<venue>       +10,000   (sent to the venue for
+                           BTC  treasury:btc            −10,000    the sale <id>)
   conversion:<id>          BTC  conversion:btc          +10,000   (sold at 150,400,000:
-                           BTC  treasury:btc            −10,000    ₩15,040 executed)
+                           BTC  venue_btc:<venue>       −10,000    ₩15,040 executed)
                            KRW  exchange:krw            +15,040
                            KRW  conversion:krw          −15,000
                            KRW  fx:krw                      −40   (a gain)
@@ -134,6 +138,7 @@ CITY_FEES = "city_fees:krw"
 IN_TRANSIT = "payouts_in_transit:krw"
 REFUNDS_OWED = "refunds_owed:btc"
 EXCHANGE_KRW = "exchange:krw"
+VENUE_BTC = "venue_btc"  # venue_btc:<venue>
 FX = "fx:krw"
 CITY_LOSS = "city_loss:krw"
 CITY_OFFCHAIN = "city_offchain:krw"
@@ -437,17 +442,45 @@ def locked_share(sats: int, unconverted_sats: int, locked_krw: int) -> int:
         return half_up(Decimal(locked_krw) * sats / unconverted_sats)
 
 
+def venue_btc(venue: str) -> str:
+    """The venue's BTC account: sats deposited there for a sale and not sold yet."""
+    return f"{VENUE_BTC}:{venue}"
+
+
+def venue_deposit_entry(conversion_id: str, venue: str, sats: int, *,
+                        moment: datetime | None = None, from_lightning: int = 0) -> Entry:
+    """The sats of sale `conversion_id` leave the treasury for the venue: `from_lightning`
+    of them out of the Lightning node's account, the rest out of the on-chain wallet's."""
+    if sats <= 0:
+        raise ValueError("a deposit moves a positive number of sats")
+    if not 0 <= from_lightning <= sats:
+        raise ValueError("from_lightning is part of the sats deposited")
+    return entry_from_amounts(f"venue_deposit:{conversion_id}", "venue_deposit",
+                              {(venue_btc(venue), "BTC"): sats,
+                               (TREASURY_BTC, "BTC"): -(sats - from_lightning),
+                               (TREASURY_LN, "BTC"): -from_lightning},
+                              memo=f"{sats} sats deposited at {venue} for sale {conversion_id}",
+                              created_at=moment)
+
+
+def venue_return_entry(conversion_id: str, venue: str, sats: int, why: str, *,
+                       moment: datetime | None = None) -> Entry | None:
+    """Deposited sats the sale did not sell (refused, or filled in part) go back to the
+    treasury's books, so the venue account holds only the sats of unfinished sales."""
+    if sats <= 0:
+        return None
+    return entry_from_amounts(f"venue_return:{conversion_id}", "venue_return",
+                              {(TREASURY_BTC, "BTC"): sats, (venue_btc(venue), "BTC"): -sats},
+                              memo=f"{sats} sats of sale {conversion_id} back from {venue}: {why}",
+                              created_at=moment)
+
+
 def conversion_entry(conversion_id: str, sats: int, executed_krw: int, locked_krw: int,
-                     rate: Decimal, *, moment: datetime | None = None,
-                     from_lightning: int = 0) -> Entry:
-    """A sale of `sats` (`from_lightning` of them out of the Lightning node's balance, the
-    rest out of the on-chain wallet's) for `executed_krw`."""
+                     rate: Decimal, *, venue: str, moment: datetime | None = None) -> Entry:
+    """The fill: the venue's deposited sats are sold for won at the venue."""
     if sats <= 0 or executed_krw < 0:
         raise ValueError("a conversion sells a positive number of sats for won")
-    if not 0 <= from_lightning <= sats:
-        raise ValueError("from_lightning is part of the sats sold")
-    amounts = {(CONVERSION_BTC, "BTC"): sats, (TREASURY_BTC, "BTC"): -(sats - from_lightning),
-               (TREASURY_LN, "BTC"): -from_lightning,
+    amounts = {(CONVERSION_BTC, "BTC"): sats, (venue_btc(venue), "BTC"): -sats,
                (EXCHANGE_KRW, "KRW"): executed_krw, (CONVERSION_KRW, "KRW"): -locked_krw,
                (FX, "KRW"): -(executed_krw - locked_krw)}
     return entry_from_amounts(f"conversion:{conversion_id}", "conversion", amounts,

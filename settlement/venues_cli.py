@@ -28,6 +28,10 @@ def register(app) -> None:
         with gw.db.read() as session:
             rows = exposures(gw, session)
         click.echo(json.dumps([{"venue": r.venue, "holdingsKrw": str(r.holdings_krw),
+                                "wonKrw": str(r.won_krw), "unsoldSats": str(r.btc_sats),
+                                "unsoldValueKrw": str(r.btc_value_krw),
+                                "reportedSats": None if r.reported_sats is None
+                                else str(r.reported_sats),
                                 "capKrw": None if r.cap_krw is None else str(r.cap_krw),
                                 "reportedKrw": None if r.reported_krw is None else str(r.reported_krw),
                                 "up": r.up, "mismatch": r.mismatch, "overCap": r.over_cap}

@@ -149,14 +149,19 @@ def gateway(app):
     return app.extensions["busanpay"]
 
 
-def make_merchant(app, *, name="Haeundae Coffee", permissions=None, **store):
-    """A store and an API key for it: returns (store_id, token)."""
+def make_merchant(app, *, name="Haeundae Coffee", permissions=None, payout_account=True, **store):
+    """A store and an API key for it: returns (store_id, token). The store has an approved
+    bank account unless `payout_account=False` (settlement skips a store without one)."""
     from merchants.service import ALL_PERMISSIONS, create_store, issue_api_key
+    from settlement.payouts import set_payout_account
 
     gateway = app.extensions["busanpay"]
     with gateway.db.write() as session:
         created = create_store(session, name=name, **store)
         issued = issue_api_key(session, created.id, permissions or ALL_PERMISSIONS)
+        if payout_account:
+            set_payout_account(session, created.id, bank_name="BNK Busan Bank",
+                               bank_account="101-2020-0001", account_holder=name)
     return created.id, issued.token
 
 

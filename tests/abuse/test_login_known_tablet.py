@@ -10,11 +10,9 @@ from sqlmodel import select
 
 from accounts.service import create_user
 from merchants.models import Store
+from tests.abuse.conftest import PIN
 from tests.abuse.login_http import Browser
-from tests.conftest import make_merchant
-from tests.e2e.conftest import live_server
 
-PIN = "583920"
 WRONG = "Wrong store code or PIN."
 
 
@@ -25,18 +23,8 @@ def app_config(app_config):
     return app_config
 
 
-@pytest.fixture
-def shop(app):
-    store_id, _ = make_merchant(app)
-    with app.extensions["busanpay"].db.write() as s:
-        create_user(s, role="cashier", store_id=store_id, pin=PIN, display_name="Minji")
-        code = s.get(Store, store_id).pos_code
-    with live_server(app, "abuse-tablet") as url:
-        yield url, store_id, code
-
-
-def test_the_known_tablet_keeps_working_while_the_store_is_under_attack(shop, clock):
-    url, store_id, code = shop
+def test_the_known_tablet_keeps_working_while_the_store_is_under_attack(live_shop, clock):
+    url, store_id, code = live_shop
     tablet = Browser(url, "127.0.0.1")
     assert tablet.pin_login(code, PIN).status_code == 302
     assert tablet.post("/logout", data={"csrf_token": tablet.csrf("/pos/login")}).status_code == 302
@@ -61,8 +49,8 @@ def test_the_known_tablet_keeps_working_while_the_store_is_under_attack(shop, cl
     assert tablet.get("/pos").status_code == 200
 
 
-def test_the_delays_grow_for_an_attacker_and_lift_for_nobody_else(shop, clock):
-    url, store_id, code = shop
+def test_the_delays_grow_for_an_attacker_and_lift_for_nobody_else(live_shop, clock):
+    url, store_id, code = live_shop
     attacker = Browser(url, "127.0.0.5")
     codes = [attacker.pin_login(code, "111111").status_code for _ in range(6)]
     assert codes == [401] * 5 + [429]
@@ -75,8 +63,8 @@ def test_the_delays_grow_for_an_attacker_and_lift_for_nobody_else(shop, clock):
     assert waits[0] <= 60 and waits[0] < waits[1] < waits[2]  # …after ever longer waits
 
 
-def test_one_address_guessing_across_many_stores_is_locked_out(shop, app):
-    url, _, _ = shop
+def test_one_address_guessing_across_many_stores_is_locked_out(live_shop, app):
+    url, _, _ = live_shop
     with app.extensions["busanpay"].db.read() as s:
         codes = [store.pos_code for store in s.exec(select(Store))]
     others = []
@@ -91,8 +79,8 @@ def test_one_address_guessing_across_many_stores_is_locked_out(shop, app):
     assert Browser(url, "127.0.0.10").pin_login(others[-1], "111111").status_code == 401
 
 
-def test_every_refusal_reads_the_same_whether_or_not_the_store_exists(shop):
-    url, store_id, code = shop
+def test_every_refusal_reads_the_same_whether_or_not_the_store_exists(live_shop):
+    url, store_id, code = live_shop
     answers = []
     for n, store in enumerate((code, code.lower(), store_id, "ZZZZZZ", "nope", "A" * 48)):
         res = Browser(url, f"127.0.1.{n + 1}").pin_login(store, "111111")
@@ -110,8 +98,8 @@ def test_every_refusal_reads_the_same_whether_or_not_the_store_exists(shop):
     assert throttled[0] == throttled[1] == (429, True, True)
 
 
-def test_a_forged_or_foreign_device_cookie_is_not_a_known_tablet(shop, app):
-    url, store_id, code = shop
+def test_a_forged_or_foreign_device_cookie_is_not_a_known_tablet(live_shop, app):
+    url, store_id, code = live_shop
     with app.extensions["busanpay"].db.write() as s:
         from merchants.service import create_store
 

@@ -7,10 +7,8 @@ import secrets
 
 import pytest
 
-from accounts.service import create_user
+from tests.abuse.conftest import PIN
 from tests.abuse.login_http import Browser
-from tests.conftest import make_merchant
-from tests.e2e.conftest import live_server
 
 
 @pytest.fixture
@@ -21,17 +19,6 @@ def app_config(app_config):
     return app_config
 
 
-@pytest.fixture
-def server(app):
-    store_id, _ = make_merchant(app)
-    with app.extensions["busanpay"].db.write() as s:
-        create_user(s, role="owner", email="owner@cafe.kr", password="correct horse 1",
-                    store_id=store_id)
-        create_user(s, role="cashier", store_id=store_id, pin="2468", display_name="Minji")
-    with live_server(app, "abuse-limits") as url:
-        yield url, store_id
-
-
 def forged_headers() -> dict:
     return {"Authorization": f"token {secrets.token_hex(32)}",
             "X-Forwarded-For": f"198.51.100.{secrets.randbelow(250) + 1}",
@@ -39,8 +26,8 @@ def forged_headers() -> dict:
 
 
 @pytest.mark.parametrize("path", ["/login", "/pos/login"])
-def test_thirty_tries_with_random_authorization_headers_get_429_after_the_limit(server, path):
-    url, store_id = server
+def test_thirty_tries_with_random_authorization_headers_get_429_after_the_limit(live_shop, path):
+    url, store_id, _ = live_shop
     browser = Browser(url)
     token = browser.csrf(path)
     codes = []
@@ -55,15 +42,15 @@ def test_thirty_tries_with_random_authorization_headers_get_429_after_the_limit(
     assert codes[10:] == [429] * 20
 
 
-def test_another_client_address_keeps_its_own_allowance(server):
-    url, store_id = server
+def test_another_client_address_keeps_its_own_allowance(live_shop):
+    url, store_id, _ = live_shop
     attacker = Browser(url, "127.0.0.1")
     token = attacker.csrf("/pos/login")
     for _ in range(11):
         last = attacker.pin_login(store_id, "1111", token)
     assert last.status_code == 429
     cashier = Browser(url, "127.0.0.2")
-    assert cashier.pin_login(store_id, "2468").status_code == 302
+    assert cashier.pin_login(store_id, PIN).status_code == 302
 
 
 @pytest.fixture
@@ -72,8 +59,8 @@ def proxied_config(app_config):
     return app_config
 
 
-def test_behind_our_proxy_the_forwarded_client_address_is_the_key(proxied_config, server):
-    url, store_id = server
+def test_behind_our_proxy_the_forwarded_client_address_is_the_key(proxied_config, live_shop):
+    url, store_id, _ = live_shop
     browser = Browser(url)
     token = browser.csrf("/pos/login")
     first = [browser.pin_login(store_id, "1111", token,

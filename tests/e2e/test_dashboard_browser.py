@@ -157,6 +157,39 @@ def test_an_auditor_finds_nothing_to_change_and_a_direct_post_is_refused(browser
         context.close()
 
 
+def test_a_venue_that_stops_answering_leads_the_exceptions_queue_until_it_answers_again(
+        browser, server, demo, app):
+    from settlement.conversion import UpbitClient
+    from settlement.venues import check_balance
+    from tests.fakes.exchange_private import ExchangeFake
+
+    gateway = app.extensions["busanpay"]
+    with ExchangeFake(access_key="p-a", secret_key="p-s") as partner:
+        gateway.venues = [UpbitClient(partner.url, "p-a", "p-s", name="partner")]
+        partner.down = True
+        check_balance(gateway, gateway.venues[0])
+        context, page, errors = new_page(browser)
+        try:
+            sign_in(page, server, demo["cityAdmin"])
+            page.goto(f"{server}/city/exceptions")
+            queue = page.locator("ol.exc-queue > li")
+            assert queue.count() > 1, "the seeded city's invoice exceptions follow"
+            assert queue.first.get_attribute("data-venue") == "partner"
+            assert "does not answer" in queue.first.inner_text()
+            assert queue.nth(1).get_attribute("data-venue") is None
+            screenshot(page, "city-exceptions-venue-alert")
+            queue.first.get_by_role("link", name="Open the conversion venues").click()
+            page.wait_for_url(re.compile(r".*/city/venues$"))
+            assert page.locator('tr[data-venue="partner"]').get_by_text("Down").is_visible()
+            partner.down = False
+            check_balance(gateway, gateway.venues[0])
+            page.goto(f"{server}/city/exceptions")
+            assert page.locator("ol.exc-queue > li[data-venue]").count() == 0
+            assert not errors, errors
+        finally:
+            context.close()
+
+
 def test_the_dashboard_works_from_the_keyboard_with_a_visible_focus(browser, server, demo):
     context, page, errors = new_page(browser)
     try:

@@ -307,3 +307,38 @@ def test_a_suspended_merchants_pos_refuses_the_sale_and_the_owner_sees_why(brows
     assert "business licence expired" in page.text_content("#standing-notice")
     shot(page, "merchant-suspended-owner")
     context.close()
+
+
+def test_closing_a_merchant_pays_its_balance_and_the_owner_sees_why_and_the_final_payout(
+        browser, server, app, city):
+    from tests.conftest import make_merchant
+    from tests.integration.test_settlement_support import settled_invoice
+
+    gateway = city["gateway"]
+    store_id, _ = make_merchant(app, name="Songdo Kiosk")  # with an approved bank account
+    with gateway.db.write() as s:
+        create_user(s, role="owner", email="owner@kiosk.kr", password=OWNER_PW, store_id=store_id)
+    settled_invoice(gateway, store_id, 15_000)
+    context, page, errors = new_page(browser, LANDSCAPE)
+    sign_in(page, server, "admin@busan.go.kr", ADMIN_PW)
+    page.goto(f"{server}/city/merchants/{store_id}/standing")
+    page.fill("#reason", "the owner retired")
+    page.click("button:text-is('Close the store')")
+    assert "Closed" in page.text_content("#standing")
+    final = page.text_content("#final-payout")
+    assert "Final payout: ₩14,850" in final and "On its way" in final
+    accessible(page, "the standing page of a closed store")
+    shot(page, "merchant-closed-city")
+    assert unexpected(errors) == []
+    context.close()
+
+    context, page, errors = new_page(browser, LANDSCAPE)
+    sign_in(page, server, "owner@kiosk.kr", OWNER_PW)
+    page.goto(f"{server}/merchant")
+    notice = page.text_content("#standing-notice")
+    assert "closed this store" in notice and "the owner retired" in notice
+    assert "Final payout: ₩14,850" in page.text_content("#final-payout")
+    accessible(page, "the closed merchant's overview")
+    shot(page, "merchant-closed-owner")
+    assert unexpected(errors) == []
+    context.close()

@@ -11,14 +11,23 @@ of a known access key; the payload's `nonce` must be new and, when there are par
 creates the order and then answers 500; `fail_next("503_before_create")` answers 503
 without creating it. `GET /v1/accounts` answers the KRW balance: the
 won of filled sells, net of fees, plus `balance_offset` (to make it disagree with our
-books). `down = True` answers 503 to everything (a venue failing mid-day); `refuse = True`
-answers 400 to new orders.
+books); and the BTC balance: each unfilled order's volume as `locked` (the deposit made
+for it), plus `btc_offset` as `balance`. `down = True` answers 503 to everything (a venue
+failing mid-day); `refuse = True` answers 400 to new orders; `hold_fills = True` leaves
+new orders unfilled (state `wait`) until it is set back.
+
+`dialect="bithumb"` speaks Bithumb's 2.x private API instead: the JWT must also carry an
+integer `timestamp` (milliseconds, within a minute of now); `POST /v1/orders` refuses an
+`identifier` (it has no client id); `POST /v2/orders` takes `client_order_id` and answers
+`order_id` + `client_order_id`; `GET /v1/order` finds an order by `uuid` or
+`client_order_id`, and orders show `client_order_id` where Upbit's show `identifier`.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import threading
+import time
 import uuid
 from datetime import datetime, timezone
 from decimal import ROUND_HALF_UP, Decimal
@@ -30,7 +39,10 @@ import jwt
 
 class ExchangeFake:
     def __init__(self, access_key: str = "upbit-access", secret_key: str = "upbit-secret-key-of-forty-characters-00",
-                 price: Decimal = Decimal("150400000"), fee_rate: Decimal = Decimal("0.0005")):
+                 price: Decimal = Decimal("150400000"), fee_rate: Decimal = Decimal("0.0005"),
+                 dialect: str = "upbit"):
+        self.dialect = dialect
+        self.id_field = "client_order_id" if dialect == "bithumb" else "identifier"
         self.keys = {access_key: secret_key}
         self.access_key, self.secret_key = access_key, secret_key
         self.price, self.fee_rate = price, fee_rate
@@ -40,6 +52,8 @@ class ExchangeFake:
         self.rejected: list[str] = []
         self._faults: list[str] = []
         self.balance_offset = Decimal(0)
+        self.btc_offset = Decimal(0)
+        self.hold_fills = False
         self.down = False
         self.refuse = False
         self._lock = threading.Lock()
@@ -118,6 +132,10 @@ class ExchangeFake:
             return "bad signature"
         except jwt.InvalidTokenError:
             return "malformed JWT"
+        if self.dialect == "bithumb":
+            stamp = payload.get("timestamp")
+            if not isinstance(stamp, int) or abs(stamp - time.time() * 1000) > 60_000:
+                return "timestamp missing or not within a minute"
         nonce = payload.get("nonce")
         with self._lock:
             if not nonce or nonce in self.nonces:
@@ -147,6 +165,11 @@ class ExchangeFake:
             self.rejected.append(reason)
             return self._send(handler, *self._error(401, "jwt_verification", reason))
         if method == "POST" and parts.path == "/v1/orders":
+            if self.dialect == "bithumb" and "identifier" in params:
+                return self._send(handler, *self._error(400, "invalid_parameter",
+                                                        "unknown parameter: identifier"))
+            return self._create(handler, params)
+        if method == "POST" and parts.path == "/v2/orders" and self.dialect == "bithumb":
             return self._create(handler, params)
         if method == "GET" and parts.path == "/v1/order":
             return self._send(handler, *self._get(params))
@@ -158,10 +181,12 @@ class ExchangeFake:
         with self._lock:
             krw = sum((o["_fill"]["funds"] - o["_fill"]["fee"] for o in self.orders.values()
                        if o["state"] == "done"), Decimal(0)) + self.balance_offset
+            locked = sum((Decimal(o["volume"]) for o in self.orders.values()
+                          if o["state"] == "wait"), Decimal(0))
         return [{"currency": "KRW", "balance": str(krw), "locked": "0",
                  "avg_buy_price": "0", "avg_buy_price_modified": False, "unit_currency": "KRW"},
-                {"currency": "BTC", "balance": "0", "locked": "0", "avg_buy_price": "0",
-                 "avg_buy_price_modified": False, "unit_currency": "KRW"}]
+                {"currency": "BTC", "balance": str(self.btc_offset), "locked": str(locked),
+                 "avg_buy_price": "0", "avg_buy_price_modified": False, "unit_currency": "KRW"}]
 
     def _create(self, handler, params: dict) -> None:
         if self.refuse:
@@ -174,7 +199,7 @@ class ExchangeFake:
             volume = Decimal(params["volume"])
         except Exception:
             return self._send(handler, *self._error(400, "invalid_volume", "volume"))
-        identifier = params.get("identifier")
+        identifier = params.get(self.id_field)
         with self._lock:
             if self._faults and self._faults[0] == "503_before_create":
                 self._faults.pop(0)
@@ -190,7 +215,7 @@ class ExchangeFake:
                      "state": "wait", "market": "KRW-BTC", "created_at": now,
                      "volume": str(volume), "remaining_volume": str(volume), "reserved_fee": "0",
                      "remaining_fee": "0", "paid_fee": "0", "locked": str(volume),
-                     "executed_volume": "0", "trades_count": 0, "identifier": identifier,
+                     "executed_volume": "0", "trades_count": 0, self.id_field: identifier,
                      "_fill": {"funds": funds, "fee": (funds * self.fee_rate).quantize(
                          Decimal("0.0001"), ROUND_HALF_UP), "at": now}}
             self.orders[order_id] = order
@@ -198,15 +223,21 @@ class ExchangeFake:
                 self.by_identifier[identifier] = order_id
         if fault == "500_after_create":
             return self._send(handler, *self._error(500, "server_error", "injected"))
+        if self.dialect == "bithumb":
+            return self._send(handler, 201, {"order_id": order_id, "client_order_id": identifier,
+                                             "market": "KRW-BTC", "side": "ask",
+                                             "ord_type": "market", "created_at": now})
         return self._send(handler, 201, self._public(order))
 
     def _get(self, params: dict):
         with self._lock:
-            order_id = params.get("uuid") or self.by_identifier.get(params.get("identifier") or "")
+            if not (params.get("uuid") or params.get(self.id_field)):
+                return self._error(400, "invalid_parameter", f"uuid or {self.id_field} required")
+            order_id = params.get("uuid") or self.by_identifier.get(params.get(self.id_field) or "")
             order = self.orders.get(order_id or "")
             if order is None:
                 return self._error(404, "order_not_found", "주문을 찾지 못했습니다.")
-            if order["state"] == "wait":  # a market order fills at once
+            if order["state"] == "wait" and not self.hold_fills:  # a market order fills at once
                 fill = order["_fill"]
                 order.update(state="done", remaining_volume="0", locked="0",
                              executed_volume=order["volume"], trades_count=1,

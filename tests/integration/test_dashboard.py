@@ -428,6 +428,29 @@ def test_the_exceptions_queue_shows_each_kind_with_its_action_and_hides_reviewed
     assert "Paid partially <strong>1</strong>" in overview
 
 
+def test_a_partly_paid_invoice_marked_settled_by_its_merchant_stays_in_the_partial_exceptions(
+        app, city, clock):
+    gateway = app.extensions["busanpay"]
+    now = clock()
+    partial = add_invoice(app, city["cafe"], now - timedelta(hours=5), 9_000, status="Expired",
+                          additional="PaidPartial", paid_sats=1_000)
+    late = add_invoice(app, city["cafe"], now - timedelta(hours=4), 9_000, status="Expired",
+                       additional="PaidLate", paid_sats=6_000)
+    unpaid = add_invoice(app, city["cafe"], now - timedelta(hours=3), 9_000, status="Expired")
+    for invoice_id in (partial, late, unpaid):
+        marked = gateway.invoices.mark_status(city["cafe"], invoice_id, "Settled")
+        assert (marked.status, marked.additional_status, marked.chain_status) == \
+            ("Settled", "Marked", "Expired")
+    admin = app.test_client()
+    login(admin, *ADMIN)
+    rows = csv_rows(admin.get("/city/exceptions?format=csv"))
+    assert {r["invoice_id"]: r["kind"] for r in rows} == {partial: "partial", late: "late"}
+    only = csv_rows(admin.get("/city/exceptions?kind=partial&format=csv"))
+    assert [r["invoice_id"] for r in only] == [partial]
+    overview = admin.get("/city").get_data(as_text=True)
+    assert "Paid partially <strong>1</strong>" in overview and "Paid late <strong>1</strong>" in overview
+
+
 def test_open_zero_conf_exposure_sums_unconfirmed_high_speed_invoices_against_the_cap(app, city, clock):
     now = clock()
     processing = add_invoice(app, city["cafe"], now - timedelta(minutes=5), 80_000,

@@ -248,3 +248,184 @@ def test_the_exchange_cli_checks_caps_and_records_withdrawals(app, sgateway, ven
     result = runner.invoke(args=["exchange", "status"])  # the venue still holds it: mismatch
     assert result.exit_code == 1 and json.loads(result.output)[0]["mismatch"] is True
     assert check_ledger(sgateway)["ok"]
+
+
+# -- venue alerts in the exceptions queue, BTC held at a venue --------------------------------
+
+def city_admin(app, gateway):
+    from accounts.service import create_user
+    from dashboard import init_dashboard
+    from tests.integration.test_dashboard import ADMIN as ADMIN_LOGIN, login
+
+    init_dashboard(app)
+    with gateway.db.write() as s:
+        create_user(s, role="city_admin", email=ADMIN_LOGIN[0], password=ADMIN_LOGIN[1])
+    client = app.test_client()
+    login(client, *ADMIN_LOGIN)
+    return client
+
+
+def an_invoice_exception(app, gateway) -> str:
+    """A partly paid expired invoice: an exception of the queue's invoice kinds."""
+    from tests.integration.test_dashboard import add_invoice
+
+    store = new_store(app, name="Partial Store")
+    return add_invoice(app, store, gateway.clock(), 9_000, status="Expired",
+                       additional="PaidPartial", paid_sats=1_000)
+
+
+def queue(client, **args) -> str:
+    res = client.get("/city/exceptions", query_string=args)
+    assert res.status_code == 200
+    return res.get_data(as_text=True)
+
+
+def test_a_venue_over_its_cap_leads_the_exceptions_queue_and_conversion_goes_to_the_next(
+        app, sgateway, venues, fakes):
+    admin = city_admin(app, sgateway)
+    invoice = an_invoice_exception(app, sgateway)
+    invoices(app, sgateway, 2)
+    convert_all(sgateway)
+    assert sold(sgateway) == {"partner": 20_000}
+    assert 'data-venue="partner"' not in queue(admin)
+    set_cap(sgateway, "partner", 1_000, ADMIN)  # under what it holds already
+    invoices(app, sgateway, 1)
+    summary = convert_all(sgateway)
+    assert summary["venues"]["partner"] == {"skipped": "at its cap"}
+    assert sold(sgateway) == {"partner": 20_000, "bithumb": 10_000}
+    page = queue(admin)
+    assert page.index('data-venue="partner"') < page.index(invoice), "venue alerts come first"
+    assert "over its cap of ₩1,000" in page and 'href="/city/venues"' in page
+    assert "2 exceptions" in page
+    only = queue(admin, kind="venue")
+    assert 'data-venue="partner"' in only and invoice not in only
+    overview = admin.get("/city").get_data(as_text=True)
+    assert 'class="chip kind-venue"' in overview
+    # A withdrawal brings it under its cap: the alert leaves the queue.
+    record_withdrawal(sgateway, "partner", "wire-1", holdings(sgateway, "partner"))
+    assert 'data-venue="partner"' not in queue(admin) and invoice in queue(admin)
+
+
+def test_a_venue_whose_btc_balance_disagrees_is_an_alert_in_the_exceptions_queue(
+        app, sgateway, venues, fakes):
+    partner, _ = fakes
+    admin = city_admin(app, sgateway)
+    invoices(app, sgateway, 2)
+    convert_all(sgateway)
+    partner.btc_offset = Decimal("0.0005")  # the venue holds 50,000 sats the ledger does not
+    state = check_balance(sgateway, venues[0])
+    assert (state.mismatch, state.reported_sats, state.ledger_sats) == (True, 50_000, 0)
+    page = queue(admin)
+    assert 'data-venue="partner"' in page and "0.0005 BTC" in page, page[page.find("exc-queue"):][:3000]
+    assert "reconcile its statement with the ledger" in page
+    partner.btc_offset = Decimal(0)
+    assert check_balance(sgateway, venues[0]).mismatch is False
+    assert 'data-venue="partner"' not in queue(admin)
+
+
+def test_a_down_venue_is_an_alert_in_the_exceptions_queue_until_it_answers_again(
+        app, sgateway, venues, fakes, clock):
+    _, bithumb = fakes
+    admin = city_admin(app, sgateway)
+    invoice = an_invoice_exception(app, sgateway)
+    bithumb.down = True
+    first = check_balance(sgateway, venues[1]).down_since
+    assert first == sgateway.clock()
+    clock.advance(minutes=5)
+    assert check_balance(sgateway, venues[1]).down_since == first  # down since the first failure
+    page = queue(admin)
+    assert page.index('data-venue="bithumb"') < page.index(invoice)
+    assert "does not answer" in page and "down since" in page
+    korean = queue(admin, lang="ko")
+    assert "응답 없음" in korean and "KST부터 중단" in korean and "다음 거래소로" in korean
+    bithumb.down = False
+    state = check_balance(sgateway, venues[1])
+    assert (state.up, state.down_since) == (True, None)
+    page = queue(admin)
+    assert 'data-venue="bithumb"' not in page and invoice in page
+
+
+def test_btc_deposited_but_not_sold_counts_toward_the_cap_the_holdings_and_the_metrics(
+        app, sgateway, venues, fakes):
+    from operations.metrics import render
+    from settlement.venues import allowed_sats, holdings_sats
+
+    partner, bithumb = fakes
+    partner.hold_fills = True  # the deposit is there, the sale has not filled
+    partner_client = venues[0]
+    partner_client.poll_tries = 2
+    set_cap(sgateway, "partner", 40_000, ADMIN)
+    invoices(app, sgateway, 2)  # 20,000 sats, ₩30,000 locked
+    convert_all(sgateway)
+    with sgateway.db.read() as s:
+        assert holdings_sats(s, "partner") == 20_000
+        row = {e.venue: e for e in exposures(sgateway, s)}["partner"]
+    assert balance_of(sgateway, "venue_btc:partner") == 20_000
+    # ₩0 won + 20,000 sats at the current ₩150,000,000/BTC = ₩30,000 of a ₩40,000 cap.
+    assert (row.won_krw, row.btc_sats, row.btc_value_krw, row.holdings_krw) == \
+        (0, 20_000, 30_000, 30_000)
+    state = check_balance(sgateway, venues[0])
+    assert (state.reported_sats, state.ledger_sats, state.mismatch) == (20_000, 20_000, False)
+    text = render(sgateway)[0].decode()
+    assert 'busanpay_exchange_holdings_krw{venue="partner"} 30000.0' in text
+    # The room left under the cap is ₩40,000 − ₩30,000: new sats at ₩1.5 each + 2 % margin.
+    with sgateway.db.read() as s:
+        assert allowed_sats(s, "partner", 40_000, 100_000, Decimal("150000000")) == 6_535
+    # Its unfinished sale stays bound to it; the rest goes to the next venue.
+    invoices(app, sgateway, 2)
+    convert_all(sgateway)
+    with sgateway.db.read() as s:
+        unsold = holdings_sats(s, "partner")
+        at_partner = [c for c in s.exec(select(Conversion).where(Conversion.venue == "partner"))]
+    assert unsold == 20_000 and len(at_partner) == 1, "its unfinished sale blocks a second"
+    assert sold(sgateway) == {"bithumb": 20_000}
+    # The fill moves the venue's BTC to won; exposure stays under the cap.
+    partner.hold_fills = False
+    convert_all(sgateway)
+    assert sold(sgateway) == {"partner": 20_000, "bithumb": 20_000}
+    assert balance_of(sgateway, "venue_btc:partner") == 0
+    assert balance_of(sgateway, "treasury:btc") == 0
+    assert 0 < holdings(sgateway, "partner") <= 40_000
+    assert check_ledger(sgateway)["ok"]
+
+
+def test_a_refused_sale_returns_its_deposit_to_the_treasury(
+        app, sgateway, venues, fakes):
+    partner, _ = fakes
+    partner.refuse = True
+    invoices(app, sgateway, 1)
+    convert_all(sgateway)
+    assert balance_of(sgateway, "venue_btc:partner") == 0
+    assert balance_of(sgateway, "venue_btc:bithumb") == 0
+    assert sold(sgateway) == {"bithumb": 10_000}
+    assert check_ledger(sgateway)["ok"]
+
+
+def test_a_bithumb_venue_sells_through_bithumbs_own_private_api_exactly_once(app, sgateway):
+    from settlement.conversion import BithumbClient, ExchangeError
+    from settlement.venues import clients_from_env
+
+    configured = clients_from_env({
+        "BUSANPAY_EXCHANGE_VENUES": "bithumb=bithumb:https://api.bithumb.com",
+        "BUSANPAY_VENUE_BITHUMB_ACCESS_KEY": "b-a", "BUSANPAY_VENUE_BITHUMB_SECRET_KEY": "b-s"})
+    assert [type(c) for c in configured] == [BithumbClient]
+    with ExchangeFake(access_key="b-a", secret_key="b-s", dialect="bithumb",
+                      price=Decimal("150200000")) as bithumb:
+        # Upbit's client is not enough: no `timestamp` claim, and `identifier` is refused.
+        with pytest.raises(ExchangeError):
+            UpbitClient(bithumb.url, "b-a", "b-s", name="bithumb").balances()
+        assert bithumb.rejected == ["timestamp missing or not within a minute"]
+        sgateway.venues = [BithumbClient(bithumb.url, "b-a", "b-s", poll_seconds=0.01)]
+        invoices(app, sgateway, 2)
+        bithumb.fail_next("500_after_create")  # placed, then the answer is lost
+        convert_all(sgateway)
+        assert sold(sgateway) == {"bithumb": 20_000}
+        assert len(bithumb.orders) == 1, "read back by client_order_id, never placed twice"
+        (order,) = bithumb.orders.values()
+        with sgateway.db.read() as s:
+            (conversion,) = s.exec(select(Conversion)).all()
+        assert order["client_order_id"] == conversion.id and "identifier" not in order
+        state = check_balance(sgateway, sgateway.venues[0])
+        assert (state.up, state.mismatch, state.reported_sats) == (True, False, 0)
+        assert 0 <= state.reported_krw - state.ledger_krw <= 1
+        assert check_ledger(sgateway)["ok"]

@@ -182,6 +182,16 @@ class FlakyNode:
             raise LightningUnavailable("connection refused")
         return self.inner.settlements(after_index, timeout=timeout)
 
+    def create_invoice(self, *args, **kwargs):
+        if self.down:
+            raise LightningUnavailable("connection refused")
+        return self.inner.create_invoice(*args, **kwargs)
+
+    def node_info(self):
+        from lightning.backend import NodeInfo
+
+        return NodeInfo(backend="demo", reachable=False) if self.down else self.inner.node_info()
+
 
 def test_a_node_that_is_down_is_retried_with_a_back_off_and_its_failure_is_stored(world):
     invoice = world.invoice(5000)
@@ -488,3 +498,50 @@ def test_two_pages_asking_at_once_for_an_invoice_s_first_offer_get_the_same_one(
     assert errors == []
     assert len({o.payment_hash for o in got}) == 1 and got[0].available
     assert [o.active for o in offers(gateway.db, invoice["id"])] == [True]
+
+
+def test_an_invoice_left_on_chain_only_by_a_dead_node_is_offered_lightning_when_it_is_back(
+        world, gateway, clock):
+    flaky = FlakyNode(world.node)
+    flaky.down = True
+    desk = LightningOffers(gateway.db, flaky, gateway.clock)
+    gateway.invoices.lightning = desk
+    invoice = world.invoice(5000)
+    assert world.offer(invoice["id"]).unavailable == "unreachable"
+    flaky.down = False
+    assert world.offer(invoice["id"]).unavailable == "unreachable"  # pages do not retry at once
+    clock.advance(seconds=31)
+    desk._down_until = 0.0  # the breaker's seconds have passed
+    offer = world.offer(invoice["id"])
+    assert offer.available and bolt11.decode(offer.bolt11).amount_msat == offer.amount_msat
+    assert [o.unavailable for o in offers(gateway.db, invoice["id"])] == ["unreachable", None]
+
+
+def test_a_sale_takes_the_lightning_node_s_sats_first_and_the_books_still_agree(world, gateway):
+    from decimal import Decimal
+
+    from settlement.conversion import UpbitClient, convert
+    from tests.fakes.exchange_private import ExchangeFake
+
+    paid_ln = world.invoice(5000)
+    world.node.settle(world.offer(paid_ln["id"]).bolt11)
+    world.listen()
+    paid_chain = world.invoice(7000)
+    world.chain.pay(world.row(paid_chain["id"]).address, world.row(paid_chain["id"]).due_sats)
+    world.chain.mine(1)
+    world.watcher.run_once()
+    assert world.row(paid_chain["id"]).status == "Settled"
+    post_ledger(gateway)
+    ln_sats = world.row(paid_ln["id"]).due_sats
+    chain_sats = world.row(paid_chain["id"]).due_sats
+    half = ln_sats // 2
+    with ExchangeFake(price=Decimal("150400000")) as fake:
+        client = UpbitClient(fake.url, fake.access_key, fake.secret_key, poll_seconds=0.01)
+        assert convert(gateway, client, min_sats=1, limit=lambda _s, _sats: half)["sats"] == half
+        assert world.ledger_balance(TREASURY_LN) == ln_sats - half  # the node's sats went first
+        assert world.ledger_balance(TREASURY_BTC) == chain_sats
+        assert convert(gateway, client, min_sats=1)["sats"] == ln_sats + chain_sats - half
+    result = check_ledger(gateway)
+    assert result["ok"], result["problems"]
+    balances = {r["account"]: int(r["balance"]) for r in result["trialBalance"]}
+    assert balances.get(TREASURY_LN, 0) == 0 and balances.get(TREASURY_BTC, 0) == 0

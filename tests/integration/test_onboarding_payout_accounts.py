@@ -23,7 +23,7 @@ TREASURY_PW = "treasury pass 12"
 
 @pytest.fixture
 def people(app):
-    store = new_store(app, name="Jagalchi Fish")
+    store = new_store(app, name="Jagalchi Fish", payout_account=False)
     gateway = app.extensions["busanpay"]
     with gateway.db.write() as s:
         owner = create_user(s, role="owner", email="owner@fish.kr", password=OWNER_PW, store_id=store)

@@ -114,6 +114,14 @@ def test_a_journey_through_nginx_to_two_web_processes_two_workers_and_the_consum
 
     store = json.loads(flask("merchant", "create", "--name", "Gwangalli Surf").stdout
                        .strip().splitlines()[-1])
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(pg_database)
+    with engine.begin() as conn:  # an approved account (four eyes are tested elsewhere)
+        conn.execute(text("INSERT INTO merchant_payout_account (store_id, bank_name, bank_account, "
+                          "account_holder, updated_at) VALUES (:s, 'BNK Busan Bank', "
+                          "'101-2020-0001', 'Gwangalli Surf', now())"), {"s": store["storeId"]})
+    engine.dispose()
     procs: list[subprocess.Popen] = []
     logs: list[Path] = []
 
@@ -187,8 +195,6 @@ def test_a_journey_through_nginx_to_two_web_processes_two_workers_and_the_consum
                                  stderr=subprocess.PIPE, text=True) for _ in range(2)]
         outputs = [json.loads(run.communicate(timeout=120)[0]) for run in runs]
         assert sorted(len(o["created"]) for o in outputs) == [0, 1]  # one payout, once
-        from sqlalchemy import create_engine, text
-
         engine = create_engine(pg_database)
         with engine.connect() as conn:
             assert conn.execute(text("SELECT count(*) FROM payout")).scalar() == 1

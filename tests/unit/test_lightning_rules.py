@@ -11,7 +11,7 @@ from payments.invoice_status import (AdditionalStatus as A, InvoiceFacts, Invoic
                                      PaymentFact, PaymentState as P, SpeedPolicy, decide)
 from settings import ConfigError, Settings, lightning_spec
 from settlement import rules
-from settlement.rules import conversion_entry, invoice_position
+from settlement.rules import invoice_position, venue_deposit_entry
 
 T0 = datetime(2026, 11, 23, 3, 0, tzinfo=timezone.utc)
 EXP = T0 + timedelta(minutes=15)
@@ -112,14 +112,14 @@ def test_an_expired_invoice_paid_partly_over_lightning_owes_it_back_from_the_nod
     assert position == {(rules.TREASURY_LN, "BTC"): 4_000, (rules.REFUNDS_OWED, "BTC"): -4_000}
 
 
-def test_a_conversion_sells_sats_out_of_both_treasury_accounts_as_told():
-    entry = conversion_entry("c1", 10_000, 15_040, 15_000, Decimal("150400000"),
-                             from_lightning=4_000)
+def test_a_venue_deposit_takes_sats_out_of_both_treasury_accounts_as_told():
+    entry = venue_deposit_entry("c1", "upbit", 10_000, from_lightning=4_000)
     amounts = {(l.account, l.currency): l.amount for l in entry.lines}
     assert amounts[(rules.TREASURY_LN, "BTC")] == -4_000
     assert amounts[(rules.TREASURY_BTC, "BTC")] == -6_000
+    assert amounts[(rules.venue_btc("upbit"), "BTC")] == 10_000
     with pytest.raises(ValueError):
-        conversion_entry("c2", 10, 1, 1, Decimal(1), from_lightning=11)
+        venue_deposit_entry("c2", "upbit", 10, from_lightning=11)
 
 
 # -- configuration ---------------------------------------------------------------------------
@@ -168,3 +168,15 @@ def test_the_demo_lightning_node_is_refused_on_mainnet():
                  BUSANPAY_LIGHTNING="demo")
     with pytest.raises(ConfigError, match="demo Lightning node"):
         s.check()
+
+
+def test_the_lnd_macaroon_is_taken_as_hex_or_read_from_the_file_it_names(tmp_path):
+    from lightning.config import macaroon_hex
+
+    assert macaroon_hex("0201ABcd") == "0201abcd"
+    path = tmp_path / "invoice.macaroon"
+    path.write_bytes(b"\x02\x01\x03lnd")
+    assert macaroon_hex(str(path)) == "020103 6c6e64".replace(" ", "")
+    with pytest.raises(ConfigError, match="neither hex nor the path") as refused:
+        macaroon_hex(str(tmp_path / "missing.macaroon"))
+    assert "missing.macaroon" not in str(refused.value)

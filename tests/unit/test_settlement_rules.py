@@ -215,12 +215,28 @@ def test_an_offchain_credit_needs_two_different_people():
 
 
 def test_conversion_books_the_difference_from_the_locked_value_as_fx():
-    entry = rules.conversion_entry("c1", 10_000, 15_040, 15_000, Decimal("150400000"))
-    assert lines(entry) == {("conversion:btc", "BTC"): 10_000, ("treasury:btc", "BTC"): -10_000,
+    entry = rules.conversion_entry("c1", 10_000, 15_040, 15_000, Decimal("150400000"),
+                                   venue="partner")
+    assert lines(entry) == {("conversion:btc", "BTC"): 10_000,
+                            ("venue_btc:partner", "BTC"): -10_000,
                             ("exchange:krw", "KRW"): 15_040, ("conversion:krw", "KRW"): -15_000,
                             ("fx:krw", "KRW"): -40}
-    loss = rules.conversion_entry("c2", 10_000, 14_900, 15_000, Decimal("149000000"))
+    loss = rules.conversion_entry("c2", 10_000, 14_900, 15_000, Decimal("149000000"),
+                                  venue="partner")
     assert lines(loss)[("fx:krw", "KRW")] == 100
+
+
+def test_a_deposit_moves_treasury_btc_to_the_venue_and_a_return_moves_it_back():
+    deposit = rules.venue_deposit_entry("c1", "partner", 10_000)
+    assert deposit.business_key == "venue_deposit:c1"
+    assert lines(deposit) == {("venue_btc:partner", "BTC"): 10_000,
+                              ("treasury:btc", "BTC"): -10_000}
+    back = rules.venue_return_entry("c1", "partner", 4_000, "refused")
+    assert back.business_key == "venue_return:c1"
+    assert lines(back) == {("treasury:btc", "BTC"): 4_000, ("venue_btc:partner", "BTC"): -4_000}
+    assert rules.venue_return_entry("c2", "partner", 0, "all sold") is None
+    from settlement.ledger import account_kind
+    assert account_kind("venue_btc:partner") == ("venue_btc", None)  # not a store's account
 
 
 def test_the_locked_share_of_a_partial_sale_is_proportional_and_rounded_half_up():
