@@ -25,7 +25,7 @@ import pytest
 from tests.e2e.conftest import BROWSER_TEST
 from tests.e2e.test_pos_browser import (LANDSCAPE, PHONE, app, assert_accessible,  # noqa: F401
                                         assert_fits, cashier_signs_in, charge, has_font_for,
-                                        new_page, server, shot, store, wait_for_state)
+                                        new_page, server, shot, store)
 
 pytestmark = BROWSER_TEST
 
