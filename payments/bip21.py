@@ -12,6 +12,11 @@ alphanumeric mode and gives a smaller code. The scheme stays lower-case
 all-upper-case form, but some wallet parsers still test for the literal
 ``bitcoin:``, and the gain (8 more alphanumeric characters, not a whole QR
 version for our payloads: see tests/unit/test_qr_codes.py) is not worth that risk.
+
+Unified QR: with ``lightning=<BOLT11>`` (last, after amount, label and message) one code
+serves on-chain and Lightning wallets. A BOLT11 is bech32 too: upper-case in the QR
+payload (with the address, a long alphanumeric run the encoder packs at 5.5 bits per
+character), lower-case in a clickable link; never percent-encoded (only [0-9a-z]).
 """
 
 from __future__ import annotations
@@ -28,6 +33,10 @@ SATS_PER_BTC = 100_000_000
 
 # BIP21: amount = *digit [ "." *digit ]; we also require a digit and at most 8 places.
 _AMOUNT_RE = re.compile(r"(?=\.?[0-9])[0-9]*(\.[0-9]{0,8})?\Z")
+
+
+# A BOLT11 payment request: ln + currency prefix, one case, bech32 data (checked by the node).
+_BOLT11_RE = re.compile(r"(?:ln[0-9a-z]+|LN[0-9A-Z]+)\Z")
 
 
 class InvalidPaymentURI(ValueError):
@@ -63,11 +72,13 @@ def payment_uri(
     message: str | None = None,
     *,
     for_qr: bool = False,
+    lightning: str | None = None,
 ) -> str:
-    """Build ``bitcoin:<address>?amount=..&label=..&message=..``.
+    """Build ``bitcoin:<address>?amount=..&label=..&message=..&lightning=..``.
 
     ``sats`` None leaves the amount out; otherwise it must be a positive int.
-    With ``for_qr`` a bech32 address is upper-cased for a smaller QR code.
+    With ``for_qr`` a bech32 address and the BOLT11 are upper-cased for a smaller QR code.
+    ``lightning`` is a BOLT11 for the same amount (the caller checks that), or None.
     """
     if not isinstance(address, str) or not address.strip():
         raise ValueError("a payment URI needs an address")
@@ -86,6 +97,11 @@ def payment_uri(
         params.append("label=" + _encode_text(label))
     if message:
         params.append("message=" + _encode_text(message))
+    if lightning:
+        bolt11 = lightning.strip()
+        if not _BOLT11_RE.match(bolt11):
+            raise ValueError("not a BOLT11 payment request")
+        params.append("lightning=" + (bolt11.upper() if for_qr else bolt11.lower()))
     uri = "bitcoin:" + address
     if params:
         uri += "?" + "&".join(params)

@@ -4,9 +4,14 @@ Thin web edge over :class:`payments.service.InvoiceService`:
 
 * ``GET /i/<id>`` — the page (HTML, in the tourist's language; see ``i18n.py``);
 * ``GET /i/<id>/qr.svg`` and ``/qr.png`` — the invoice's QR, rendered once and kept in the
-  database by ``InvoiceService.qr()``; the payload never changes, so browsers keep it forever;
+  database by ``InvoiceService.qr()``; with Lightning it is the unified QR (``lightning=`` the
+  current BOLT11) and follows the BOLT11. The page links it as ``?v=<token of its payload>``:
+  that URL's image never changes, so browsers keep it forever (a stale ``v`` gets the current
+  image, not kept);
 * ``GET /i/<id>/qr/<sats>.svg`` — after a partial payment, the QR for the rest (only for the
-  invoice's current remaining amount);
+  invoice's current remaining amount; with the rest's own BOLT11);
+* ``GET /i/<id>/lightning.svg`` — the plain Lightning QR (``LIGHTNING:<BOLT11>``) of the
+  current BOLT11, for wallets that read no unified QR;
 * ``GET /i/<id>/status.json`` — what the page polls (every ~1.5 s): one primary-key read,
   a strong ETag, ``304 Not Modified`` while nothing changed, never a QR render.
 """
@@ -23,7 +28,7 @@ from zoneinfo import ZoneInfo
 
 from babel.dates import format_date, format_time
 from flask import Blueprint, Response, current_app, jsonify, make_response, render_template, \
-    request
+    request, url_for
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from sqlalchemy import func
@@ -34,6 +39,7 @@ from payments.bip21 import format_btc, payment_uri
 from payments.models import METHOD_LIGHTNING, Invoice, Payment
 from payments.qr_codes import render_svg
 from payments.service import InvoiceNotFound
+from payments.unified import bolt11_for, lightning_qr_payload, qr_token, request_uri
 
 bp = Blueprint("checkout", __name__)
 
@@ -51,6 +57,29 @@ _SVG_CSP = "default-src 'none'; style-src 'unsafe-inline'"
 
 def _gateway():
     return current_app.extensions["busanpay"]
+
+
+def lightning_offer(gateway, invoice_id: str):
+    """The invoice's current Lightning offer (lightning/invoices.py), None when Lightning is off.
+    Raises InvoiceNotFound."""
+    desk = getattr(gateway.invoices, "lightning", None)
+    return None if desk is None else desk.current(invoice_id)
+
+
+#: Offers that a later try may still make (the node down, short of inbound liquidity).
+_LN_TEMPORARY = {"unreachable", "no-inbound-liquidity", "refused"}
+_LN_PERMANENT = {"btc-direct", "top-up"}
+
+
+def lightning_note(offer) -> str:
+    """Why the QR asks for an on-chain payment only ('' when Lightning is off or offered)."""
+    reason = getattr(offer, "unavailable", None)
+    if reason in _LN_TEMPORARY:
+        return _("Lightning is not available for this payment right now: the QR code asks for "
+                 "an on-chain payment only. Any Bitcoin wallet can pay it.")
+    if reason in _LN_PERMANENT:
+        return _("This invoice is paid on-chain only: any Bitcoin wallet can pay it.")
+    return ""
 
 
 # -- approximate amounts in other currencies (orientation only) ---------------------------
@@ -186,6 +215,7 @@ class PaymentLine:
     counted: bool
     late: bool
     confirmed: bool
+    lightning: bool = False
 
 
 @dataclass
@@ -218,10 +248,15 @@ class CheckoutView:
     expires_text: str
     paid_at_text: str
     payments: list[PaymentLine] = field(default_factory=list)
+    qr_url: str = ""
+    bolt11: str | None = None        # lower-case, when the QR carries it (lightning=)
+    lightning_uri: str = ""          # lightning:<bolt11>
+    lightning_qr_url: str = ""
+    lightning_note: str = ""         # why there is no Lightning ('' when offered or off)
 
 
 def build_view(invoice: Invoice, payments: list[Payment], store_name: str,
-               now: datetime) -> CheckoutView:
+               now: datetime, offer=None) -> CheckoutView:
     paid = paid_sats(invoice, payments)
     due = invoice.due_sats
     remaining = max(0, due - paid)
@@ -229,8 +264,16 @@ def build_view(invoice: Invoice, payments: list[Payment], store_name: str,
     address = invoice.address
     # Pay the rest after a partial payment; the full amount otherwise (none for a top-up).
     ask = remaining if state == "partial" else due
-    wallet_uri = payment_uri(address, ask or None, store_name)
+    bolt11 = bolt11_for(offer, ask) if state in ("new", "partial") else None
+    wallet_uri = request_uri(address, ask, store_name, offer if bolt11 else None)
     template = payment_uri(address, 1, store_name).replace("amount=0.00000001", "amount={amount}")
+    qr_payload = request_uri(address, ask, store_name, offer if bolt11 else None, for_qr=True)
+    if state == "partial":
+        qr_url = url_for("checkout.qr_remaining_svg", invoice_id=invoice.id, sats=remaining,
+                         v=qr_token(qr_payload) if bolt11 else None)
+    else:
+        qr_url = url_for("checkout.qr_svg", invoice_id=invoice.id,
+                         v=qr_token(qr_payload) if offer is not None else None)
     counted = [p for p in payments if p.state == "seen"]
     paid_at = max((p.seen_at for p in counted), default=None) or invoice.updated_at
     return CheckoutView(
@@ -252,7 +295,12 @@ def build_view(invoice: Invoice, payments: list[Payment], store_name: str,
         payments=[PaymentLine(txid=p.txid, btc=format_btc(p.value_sats), seen=seoul_time(p.seen_at),
                               counted=p.state == "seen", late=bool(p.late),
                               confirmed=p.block_height is not None
-                              or p.method == METHOD_LIGHTNING) for p in payments],
+                              or p.method == METHOD_LIGHTNING,
+                              lightning=p.method == METHOD_LIGHTNING) for p in payments],
+        qr_url=qr_url, bolt11=bolt11, lightning_uri=f"lightning:{bolt11}" if bolt11 else "",
+        lightning_qr_url=url_for("checkout.lightning_svg", invoice_id=invoice.id,
+                                 v=qr_token(bolt11)) if bolt11 else "",
+        lightning_note="" if bolt11 or state not in ("new", "partial") else lightning_note(offer),
     )
 
 
@@ -283,7 +331,9 @@ def invoice_page(invoice_id: str):
     checkout = json.loads(invoice.checkout_json or "{}")
     # Before anything is translated: the invoice's language is the fallback.
     set_page_default(checkout.get("defaultLanguage") or (store.default_language if store else None))
-    view = build_view(invoice, payments, store.name if store else "", gateway.clock())
+    offer = lightning_offer(gateway, invoice_id) if page_state(invoice) in ("new", "partial") \
+        else None
+    view = build_view(invoice, payments, store.name if store else "", gateway.clock(), offer)
     frame_origin = store.website if store and _ORIGIN.fullmatch(store.website or "") else None
     response = _html(render_template("checkout/invoice.html", v=view, refund=refund_offer(invoice),
                                      approx=approximate_amounts(invoice.amount_krw, display_rates()),
@@ -298,9 +348,11 @@ def invoice_page(invoice_id: str):
     return response
 
 
-def _qr_response(body: bytes, mimetype: str) -> Response:
+def _qr_response(body: bytes, mimetype: str, keep: bool = True) -> Response:
+    """`keep`: the URL names this very image (its `v` token, or a payload that never changes);
+    otherwise browsers must ask again (a superseded BOLT11's URL gets the current image)."""
     response = Response(body, mimetype=mimetype)
-    response.headers["Cache-Control"] = IMMUTABLE
+    response.headers["Cache-Control"] = IMMUTABLE if keep else "no-cache"
     response.headers["X-Content-Type-Options"] = "nosniff"
     if mimetype == "image/svg+xml":
         response.headers["Content-Security-Policy"] = _SVG_CSP
@@ -313,29 +365,40 @@ def _plain_404() -> Response:
     return response
 
 
+def _invoice_qr(invoice_id: str):
+    """The kept QR and whether the request's URL names it (may be kept by the browser)."""
+    gateway = _gateway()
+    qr = gateway.invoices.qr(invoice_id)
+    wanted = request.args.get("v")
+    if getattr(gateway.invoices, "lightning", None) is None:
+        return qr, wanted is None or wanted == qr_token(qr.payload)
+    return qr, wanted == qr_token(qr.payload)
+
+
 @bp.get("/i/<invoice_id>/qr.svg")
 def qr_svg(invoice_id: str):
     try:
-        qr = _gateway().invoices.qr(invoice_id)
+        qr, keep = _invoice_qr(invoice_id)
     except InvoiceNotFound:
         return _plain_404()
-    return _qr_response(qr.svg, "image/svg+xml")
+    return _qr_response(qr.svg, "image/svg+xml", keep)
 
 
 @bp.get("/i/<invoice_id>/qr.png")
 def qr_png(invoice_id: str):
     try:
-        qr = _gateway().invoices.qr(invoice_id)
+        qr, keep = _invoice_qr(invoice_id)
     except InvoiceNotFound:
         return _plain_404()
-    return _qr_response(qr.png, "image/png")
+    return _qr_response(qr.png, "image/png", keep)
 
 
 @bp.get("/i/<invoice_id>/qr/<int:sats>.svg")
 def qr_remaining_svg(invoice_id: str, sats: int):
     """The QR for the rest after a partial payment. Only the current remaining amount of a
     New/PaidPartial invoice is rendered (a rare state), so this cannot be used to make the
-    server draw arbitrary codes; the URL names the amount, so the image is immutable."""
+    server draw arbitrary codes; the URL names the amount (and `v` the rest's BOLT11), so
+    the image is immutable."""
     gateway = _gateway()
     try:
         invoice, payments, store = gateway.invoices.get_with_payments(invoice_id)
@@ -344,8 +407,26 @@ def qr_remaining_svg(invoice_id: str, sats: int):
     remaining = invoice.due_sats - paid_sats(invoice, payments)
     if page_state(invoice) != "partial" or sats <= 0 or sats != remaining:
         return _plain_404()
-    payload = payment_uri(invoice.address, sats, store.name if store else None, for_qr=True)
-    return _qr_response(render_svg(payload), "image/svg+xml")
+    offer = lightning_offer(gateway, invoice_id)
+    payload = request_uri(invoice.address, sats, store.name if store else None, offer,
+                          for_qr=True)
+    keep = offer is None or request.args.get("v") == qr_token(payload)
+    return _qr_response(render_svg(payload), "image/svg+xml", keep)
+
+
+@bp.get("/i/<invoice_id>/lightning.svg")
+def lightning_svg(invoice_id: str):
+    """The plain Lightning QR of the invoice's current BOLT11 (none once it no longer
+    applies: never a code that cannot be paid)."""
+    gateway = _gateway()
+    try:
+        offer = lightning_offer(gateway, invoice_id)
+    except InvoiceNotFound:
+        return _plain_404()
+    if offer is None or not offer.bolt11:
+        return _plain_404()
+    keep = request.args.get("v") == qr_token(offer.bolt11)
+    return _qr_response(render_svg(lightning_qr_payload(offer.bolt11)), "image/svg+xml", keep)
 
 
 def status_etag(invoice: Invoice) -> str:

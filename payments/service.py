@@ -31,7 +31,7 @@ from payments.invoice_status import confirmations_required
 from payments.models import (METHOD_CHAIN, ExtendedKeyRecord, IdempotencyRecord, Invoice, InvoiceEvent,
                              InvoiceQr, Payment)
 from payments.qr_codes import render_png, render_svg
-from payments.bip21 import payment_uri
+from payments.unified import request_uri
 from payments.quoting import krw_value, sats_due
 from operations.metrics import INVOICES_CREATED, RATE_REFUSALS, count_transition
 from payments.rates import LockedRate, RateUnavailable
@@ -441,21 +441,32 @@ class InvoiceService:
             return invoice
 
     # -- QR ---------------------------------------------------------------------------
-    def qr(self, invoice_id: str) -> InvoiceQr:
-        """The invoice's QR, rendered on first request and kept (never per poll)."""
+    def qr(self, invoice_id: str, offer=None) -> InvoiceQr:
+        """The invoice's QR for its full amount, rendered on first request and kept (never per
+        poll). With Lightning it carries the active BOLT11 when that asks for the full amount
+        (nothing paid yet): the kept image follows it, re-rendered when the BOLT11 changed
+        (a retry after the node was down), dropped from it once the BOLT11 no longer applies.
+        `offer` is the invoice's current Lightning offer when the caller has it."""
         with self.db.read() as session:
             cached = session.get(InvoiceQr, invoice_id)
-            if cached is not None:
-                return cached
+            if cached is not None and self.lightning is None:
+                return cached  # on-chain only: the payload never changes
             invoice = self._get(session, invoice_id, None)
             store = session.get(Store, invoice.store_id)
-        payload = payment_uri(invoice.address, invoice.due_sats or None, store.name, for_qr=True)
+        if offer is None and self.lightning is not None:
+            offer = self.lightning.current(invoice_id)
+        payload = request_uri(invoice.address, invoice.due_sats, store.name, offer, for_qr=True)
+        if cached is not None and cached.payload == payload:
+            return cached
         qr = InvoiceQr(invoice_id=invoice_id, payload=payload, svg=render_svg(payload),
                        png=render_png(payload))
+        row = {"invoice_id": qr.invoice_id, "payload": qr.payload, "svg": qr.svg, "png": qr.png}
         with self.db.write() as session:
-            insert_ignore(session, InvoiceQr.__table__, {
-                "invoice_id": qr.invoice_id, "payload": qr.payload, "svg": qr.svg, "png": qr.png},
-                conflict=["invoice_id"])
+            if cached is None:
+                insert_ignore(session, InvoiceQr.__table__, row, conflict=["invoice_id"])
+            else:
+                session.execute(update(InvoiceQr).where(InvoiceQr.invoice_id == invoice_id)
+                                .values(payload=payload, svg=qr.svg, png=qr.png))
         return qr
 
     # -- reporting --------------------------------------------------------------------

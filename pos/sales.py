@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, select
 
-from payments.models import Invoice
+from payments.models import METHOD_CHAIN, METHOD_LIGHTNING, Invoice, Payment
 
 SEOUL = ZoneInfo("Asia/Seoul")
 TIP_PRESETS = (0, 5, 10, 15)
@@ -31,6 +31,20 @@ PAID_STATUSES = ("Settled",)
 CONFIRMING_STATUSES = ("Processing",)
 EXCEPTION_ADDITIONAL = ("PaidPartial", "PaidOver", "PaidLate")
 EXCEPTION_STATUSES = ("Invalid", "Expired")
+#: How a sale was paid, from its counted payments' methods (the web edge words the codes).
+WAY_LIGHTNING, WAY_CHAIN, WAY_BOTH = "lightning", "chain", "both"
+WAYS = (WAY_LIGHTNING, WAY_CHAIN, WAY_BOTH)
+
+
+def way_of(methods: Iterable[str]) -> str | None:
+    """'lightning', 'chain' or 'both' for the methods of a sale's counted payments; None
+    when nothing counted came."""
+    kinds = set(methods)
+    if not kinds:
+        return None
+    if kinds == {METHOD_LIGHTNING}:
+        return WAY_LIGHTNING
+    return WAY_BOTH if METHOD_LIGHTNING in kinds else WAY_CHAIN
 
 
 @dataclass(frozen=True)
@@ -192,14 +206,19 @@ class Totals:
     confirming_krw: int = 0
     open_count: int = 0
     unpaid_count: int = 0
+    # Paid sales by way ('lightning', 'chain', 'both'): [count, won].
+    by_way: dict = field(default_factory=lambda: {way: [0, 0] for way in WAYS})
 
-    def add(self, invoice: Invoice) -> None:
+    def add(self, invoice: Invoice, way: str | None = None) -> None:
         self.count += 1
         amount = invoice.amount_krw or 0
         if invoice.status in PAID_STATUSES:
             self.paid_count += 1
             self.paid_krw += amount
             self.tips_krw += _int(pos_data(invoice).get("tipKrw"))
+            if way in self.by_way:  # a sale marked paid by staff has no way
+                self.by_way[way][0] += 1
+                self.by_way[way][1] += amount
         elif invoice.status in CONFIRMING_STATUSES:
             self.confirming_count += 1
             self.confirming_krw += amount
@@ -209,13 +228,26 @@ class Totals:
             self.unpaid_count += 1
 
 
-def totals(invoices: Iterable[Invoice], cashier_id: str | None = None) -> Totals:
-    """Sums over invoices; with ``cashier_id`` only the sales that cashier rang up."""
+def totals(invoices: Iterable[Invoice], cashier_id: str | None = None,
+           ways: dict[str, str] | None = None) -> Totals:
+    """Sums over invoices; with ``cashier_id`` only the sales that cashier rang up; ``ways``
+    (invoice id → way, see `ways_of`) splits the paid ones by how they were paid."""
     result = Totals()
     for invoice in invoices:
         if cashier_id is None or pos_data(invoice).get("cashierId") == cashier_id:
-            result.add(invoice)
+            result.add(invoice, (ways or {}).get(invoice.id))
     return result
+
+
+def ways_of(session: Session, invoice_ids: list[str]) -> dict[str, str]:
+    """How each invoice was paid (counted payments only): invoice id → way."""
+    methods: dict[str, set] = {}
+    for start in range(0, len(invoice_ids), 500):
+        query = select(Payment.invoice_id, Payment.method).where(
+            Payment.invoice_id.in_(invoice_ids[start:start + 500]), Payment.state == "seen")
+        for invoice_id, method in session.exec(query):
+            methods.setdefault(invoice_id, set()).add(method or METHOD_CHAIN)
+    return {invoice_id: way_of(kinds) for invoice_id, kinds in methods.items()}
 
 
 def exception_code(invoice: Invoice) -> str | None:

@@ -2,8 +2,9 @@
 keypad app, receipts, and the PWA shell (manifest, service worker, offline page).
 
 Live status is not here: the POS polls the invoice's public ``/i/<id>/status.json`` (strong
-ETag, 304 while nothing changed) every second, and asks ``/pos/invoices/<id>.json`` for the
-details only when the status's version changes.
+ETag, 304 while nothing changed) every second — every 250 ms while its QR carries a BOLT11,
+so a Lightning payment shows "Paid" within a second of the node settling it — and asks
+``/pos/invoices/<id>.json`` for the details only when the status's version changes.
 """
 from __future__ import annotations
 
@@ -22,12 +23,13 @@ from flask_wtf.csrf import CSRFError, generate_csrf
 
 from accounts.service import audit
 from accounts.web import require_roles
-from payments.bip21 import format_btc, payment_uri
-from payments.checkout import page_state, paid_sats
+from payments.bip21 import format_btc
+from payments.checkout import lightning_offer, page_state, paid_sats
 from payments.invoice_request import InvalidRequest, parse_invoice_request
 from payments.models import METHOD_CHAIN
 from payments.quoting import krw_value
 from payments.rates import RateUnavailable
+from payments.unified import bolt11_for, qr_token, request_uri
 from payments.service import (IdempotencyConflict, InvoiceNotFound, StatusChangeRefused,
                               StoreNotFound, StoreSuspended)
 from pos import sales
@@ -131,6 +133,43 @@ def status_text(invoice, payments=()) -> str:
     }.get(invoice.status, invoice.status)
 
 
+def way_text(way: str | None) -> str:
+    """How a sale was paid (pos.sales.way_of), in the cashier's language."""
+    return {
+        sales.WAY_LIGHTNING: _("Lightning"),
+        sales.WAY_CHAIN: _("On-chain"),
+        sales.WAY_BOTH: _("Lightning and on-chain"),
+    }.get(way or "", "")
+
+
+def _qr_urls(invoice, state: str, remaining: int) -> dict:
+    """The QR images of the sale screen and whether they carry a BOLT11 (see payments/unified.py:
+    image URLs name their payload, so a new BOLT11 is a new image)."""
+    gateway = _gateway()
+    offer = lightning_offer(gateway, invoice.id) if state in ("new", "partial") else None
+    ask = remaining if state == "partial" else invoice.due_sats
+    bolt11 = bolt11_for(offer, ask)
+    qr_url = url_for("checkout.qr_svg", invoice_id=invoice.id)
+    rest_url = None
+    if state == "new" and offer is not None:
+        qr_url = url_for("checkout.qr_svg", invoice_id=invoice.id,
+                         v=qr_token(gateway.invoices.qr(invoice.id, offer).payload))
+    if state == "partial" and remaining > 0:
+        token = None
+        if offer is not None:
+            payload = request_uri(invoice.address, remaining,
+                                  gateway.invoices.store_name(invoice.store_id), offer, for_qr=True)
+            token = qr_token(payload)
+        rest_url = url_for("pos.rest_qr", invoice_id=invoice.id, sats=remaining, v=token)
+    if offer is None or state not in ("new", "partial"):
+        ways = ""
+    elif bolt11:
+        ways = _("Lightning or on-chain: one QR code")
+    else:
+        ways = _("On-chain only: Lightning is not available for this sale")
+    return {"qrUrl": qr_url, "restQrUrl": rest_url, "lightning": bool(bolt11), "waysText": ways}
+
+
 # -- the invoice as the POS sees it -----------------------------------------------------------
 def remaining_krw(price_krw: int, paid_sats: int, rate) -> int:
     """The part of the price still unpaid, in won: the price less what the payments so far
@@ -158,6 +197,7 @@ def invoice_details(invoice, payments) -> dict:
     rest_krw = remaining_krw(invoice.amount_krw or 0, paid, invoice.rate) \
         if state == "partial" else 0
     now = _gateway().clock()
+    way = sales.way_of(p.method for p in payments if p.state == "seen")
     return {
         "id": invoice.id,
         "status": invoice.status,
@@ -188,9 +228,9 @@ def invoice_details(invoice, payments) -> dict:
         "now": int(now.timestamp()),
         "exception": sales.exception_code(invoice),
         "cancellable": invoice.status == "New",
-        "qrUrl": url_for("checkout.qr_svg", invoice_id=invoice.id),
-        "restQrUrl": url_for("pos.rest_qr", invoice_id=invoice.id, sats=remaining)
-        if state == "partial" and remaining > 0 else None,
+        **_qr_urls(invoice, state, remaining),
+        "way": way,
+        "methodText": way_text(way),
         "statusUrl": url_for("checkout.status_json", invoice_id=invoice.id),
         "detailsUrl": url_for("pos.invoice_details_json", invoice_id=invoice.id),
         "cancelUrl": url_for("pos.cancel", invoice_id=invoice.id),
@@ -359,9 +399,12 @@ def rest_qr(invoice_id: str, sats: int):
     remaining = invoice.due_sats - paid_sats(invoice, payments)
     if page_state(invoice) != "partial" or sats <= 0 or sats != remaining:
         abort(404)
-    payload = payment_uri(invoice.address, sats, store.name if store else None, for_qr=True)
+    offer = lightning_offer(_gateway(), invoice_id)
+    payload = request_uri(invoice.address, sats, store.name if store else None, offer,
+                          for_qr=True)
     body = _qr_cache().svg(("rest", invoice_id, sats), payload)
-    return _svg(body, PRIVATE_IMMUTABLE)
+    keep = offer is None or request.args.get("v") == qr_token(payload)
+    return _svg(body, PRIVATE_IMMUTABLE if keep else "no-cache")
 
 
 def _svg(body: bytes, cache: str) -> Response:
@@ -403,7 +446,11 @@ def receipt_qr(invoice_id: str):
     return _svg(_qr_cache().svg(("receipt", invoice_id), url), PRIVATE_IMMUTABLE)
 
 
-def _rows(invoices) -> list[dict]:
+def _rows(invoices, ways: dict[str, str]) -> list[dict]:
+    """The sales list; how each sale was paid is shown once any sale on it came over
+    Lightning (an on-chain-only shop's list stays as it was)."""
+    if all(way == sales.WAY_CHAIN for way in ways.values()):
+        ways = {}
     rows = []
     for invoice in invoices:
         data = sales.pos_data(invoice)
@@ -416,6 +463,7 @@ def _rows(invoices) -> list[dict]:
             "memo": data.get("memo", ""), "cashier": data.get("cashier", ""),
             "status": invoice.status, "status_text": status_text(invoice),
             "exception": code, "exception_text": exception_text(code),
+            "way": ways.get(invoice.id), "way_text": way_text(ways.get(invoice.id)),
         })
     return rows
 
@@ -429,11 +477,12 @@ def today():
     day = sales.seoul_day(now)
     with gateway.db.read() as session:
         invoices = sales.day_invoices(session, store_id, day)
-    mine = sales.totals(invoices, cashier_id=current_user.id)
-    store_totals = sales.totals(invoices)
+        ways = sales.ways_of(session, [i.id for i in invoices])
+    mine = sales.totals(invoices, cashier_id=current_user.id, ways=ways)
+    store_totals = sales.totals(invoices, ways=ways)
     return render_template(
-        "pos/today.html", rows=_rows(invoices), mine=mine, store_totals=store_totals,
-        day_text=seoul_day_text(now), won=won,
+        "pos/today.html", rows=_rows(invoices, ways), mine=mine, store_totals=store_totals,
+        day_text=seoul_day_text(now), won=won, way_text=way_text, ways=sales.WAYS,
         store_name=gateway.invoices.store_name(store_id))
 
 
@@ -448,7 +497,8 @@ def recent():
     only = request.args.get("show") == "exceptions"
     with gateway.db.read() as session:
         invoices = sales.recent_invoices(session, _store_id(), exceptions_only=only)
-    return render_template("pos/invoices.html", rows=_rows(invoices), only_exceptions=only,
+        ways = sales.ways_of(session, [i.id for i in invoices])
+    return render_template("pos/invoices.html", rows=_rows(invoices, ways), only_exceptions=only,
                            store_name=gateway.invoices.store_name(_store_id()))
 
 

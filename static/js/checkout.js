@@ -1,6 +1,6 @@
 /* Busan Pay checkout page: live status, countdown, copy buttons. Vanilla JS, no libraries.
  *
- * Polls status.json about every 1.5 s with If-None-Match (a 304 costs the server one
+ * Polls status.json about every 1.5 s (1 s while a BOLT11 is offered) with If-None-Match (a 304 costs the server one
  * primary-key read). When only amounts changed (another partial payment) it updates them in
  * place; when the invoice's state changed it fetches the page again and swaps the <main>
  * element, so the new explanation appears without a reload (a full reload is the fallback).
@@ -10,6 +10,7 @@
   "use strict";
 
   var FAST = 1500;          // ms between polls while the tourist is paying
+  var LIGHTNING = 1000;     // ms, while a BOLT11 is offered (paid in a second: show it soon)
   var SLOW = 15000;         // ms between polls once the state is final
   var MAX_BACKOFF = 20000;  // ms, after network errors
 
@@ -77,6 +78,8 @@
     el.setAttribute("data-expires", String(data.expirationTime));
     if (el.getAttribute("data-state") !== "partial") { return; }
     if (String(data.remainingSats) === el.getAttribute("data-remaining-sats")) { return; }
+    // With Lightning the rest has its own BOLT11 (a new unified QR and link): the page has them.
+    if (el.hasAttribute("data-lightning")) { swapMarkup(); return; }
     el.setAttribute("data-remaining-sats", String(data.remainingSats));
     // The wallet link and the QR ask for what is left to pay.
     var link = el.querySelector("[data-uri-template]");
@@ -156,7 +159,7 @@
       var current = root();
       var status = current ? current.getAttribute("data-status") : "";
       var wait = failures ? Math.min(MAX_BACKOFF, FAST * Math.pow(2, failures)) :
-        (isFinal(status) ? SLOW : FAST);
+        (isFinal(status) ? SLOW : (current && current.hasAttribute("data-lightning") ? LIGHTNING : FAST));
       schedule(wait);
     });
   }

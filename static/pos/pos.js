@@ -1,7 +1,9 @@
 /* Busan Pay POS register: keypad → charge → full-screen QR with live status.
  *
  * Live status: the invoice's public status.json is polled every second with If-None-Match
- * (a 304 while nothing changed costs the server one primary-key read); the POS details
+ * (a 304 while nothing changed costs the server one primary-key read), every 250 ms while
+ * the QR carries a BOLT11 (a Lightning payment settles in a second: "Paid" must show within
+ * one; bench/bench_lightning.py measures it); the POS details
  * (/pos/invoices/<id>.json) are fetched only when the status version changes.
  * The sale on screen is kept in localStorage, so a reload or a network blip returns to it.
  * Every word shown comes from the page's data-t-* attributes (translated on the server).
@@ -14,6 +16,7 @@
   if (!root) { return; }
 
   var POLL_MS = 1000;
+  var LIGHTNING_POLL_MS = 250;
   var STORE = root.getAttribute("data-store");
   var STORAGE_KEY = "busanpay.pos.sale." + STORE;
   var MAX_KRW = parseInt(root.getAttribute("data-max-krw"), 10) || 100000000;
@@ -227,6 +230,9 @@
     bind("remainingText", d.remainingText);
     bind("remainingBtc", d.remainingBtc);
     bind("remainingSatsText", d.remainingSatsText);
+    bind("waysText", d.waysText);
+    bind("methodText", d.methodText);
+    $(".sale-method", saleBox).setAttribute("data-way", d.way || "");
     // 0-conf under the city's limit: say so, never "confirmed".
     $("[data-zero-conf]", saleBox).hidden = !d.acceptedUnconfirmed;
     $("[data-confirmed]", saleBox).hidden = !!d.acceptedUnconfirmed;
@@ -259,7 +265,11 @@
     render(details, !restored);
     var title = $(".sale-status h2:not([hidden])", saleBox) || $("[data-part]:not([hidden]) h2", saleBox);
     if (title) { title.setAttribute("tabindex", "-1"); title.focus({ preventScroll: true }); }
-    schedule(POLL_MS);
+    schedule(pollEvery());
+  }
+
+  function pollEvery() {
+    return current && current.lightning && !FINAL[current.status] ? LIGHTNING_POLL_MS : POLL_MS;
   }
 
   function closeSale() {
@@ -342,7 +352,8 @@
       .then(function () {
         if (!current || current.id !== id) { return; }
         // Keep polling until the sale is final; retry every second while offline.
-        if (failures || !FINAL[current.status]) { schedule(POLL_MS); }
+        if (failures) { schedule(POLL_MS); }
+        else if (!FINAL[current.status]) { schedule(pollEvery()); }
       });
   }
 

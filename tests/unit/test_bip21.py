@@ -197,3 +197,56 @@ def test_parse_payment_uri_accepts_the_amount_forms_bip21_allows():
 def test_parse_payment_uri_refuses_malformed_uris(uri, reason):
     with pytest.raises(InvalidPaymentURI, match=reason):
         parse_payment_uri(uri)
+
+
+# ------------------------------------------------------------------ unified QR (lightning=)
+
+BOLT11 = ("lnbcrt33340n1p43fmctpp5q0uxy5zm3k2mxmyyrv3k4g7w2g6w9n9j3sx5v6pmtqfzq2f6kg3qdq"
+          "ufp5xjmnzd9hxwctdwssqcqzzsxqrrssrzjq2gyp9za7vc7vd8m59fvu63pu00u4pak35n4upuv4mhyw5"
+          "l586dvkf6vkyqq20gqqqqqqqqqqqqqqq9qsp5")
+
+
+def test_the_unified_uri_puts_lightning_last_after_amount_and_label():
+    uri = payment_uri(BECH32, 3334, "Haeundae Coffee", lightning=BOLT11)
+    assert uri == (f"bitcoin:{BECH32}?amount=0.00003334&label=Haeundae%20Coffee"
+                   f"&lightning={BOLT11}")
+
+
+def test_in_the_qr_the_address_and_the_bolt11_are_upper_case_the_scheme_and_keys_not():
+    uri = payment_uri(BECH32, 3334, "해운대 커피", for_qr=True, lightning=BOLT11)
+    assert uri.startswith(f"bitcoin:{BECH32.upper()}?amount=0.00003334&label=")
+    assert uri.endswith(f"&lightning={BOLT11.upper()}")
+    parsed = parse_payment_uri(uri)
+    assert parsed["sats"] == 3334 and parsed["label"] == "해운대 커피"
+    assert parsed["params"]["lightning"].lower() == BOLT11
+
+
+def test_an_upper_case_bolt11_is_lower_cased_in_a_link():
+    assert payment_uri(BECH32, 1, lightning=BOLT11.upper()).endswith(f"&lightning={BOLT11}")
+
+
+@pytest.mark.parametrize("bad", ["lnbc1&x=1", "lnBC1", "bitcoin:x", "lnbc 1", "LNbc1"])
+def test_a_lightning_value_that_is_no_bolt11_is_refused(bad):
+    with pytest.raises(ValueError, match="BOLT11"):
+        payment_uri(BECH32, 1, lightning=bad)
+
+
+def test_a_bolt11_asking_another_amount_never_joins_the_uri():
+    from payments.unified import bolt11_for, qr_token, request_uri
+
+    class Offer:
+        bolt11, amount_msat = BOLT11, 3_334_000
+
+    assert bolt11_for(Offer, 3334) == BOLT11
+    assert bolt11_for(Offer, 3000) is None and bolt11_for(None, 3334) is None
+    assert "lightning=" not in request_uri(BECH32, 3000, "Cafe", Offer)
+    assert request_uri(BECH32, 3334, "Cafe", Offer, for_qr=True).endswith(BOLT11.upper())
+    assert qr_token("a") != qr_token("b") and len(qr_token("a")) == 16
+
+
+def test_the_unified_payload_fits_a_smaller_qr_upper_case():
+    from payments.qr_codes import build_qr
+
+    lower = payment_uri(BECH32, 3334, "Haeundae Coffee", lightning=BOLT11)
+    upper = payment_uri(BECH32, 3334, "Haeundae Coffee", for_qr=True, lightning=BOLT11)
+    assert build_qr(upper).version < build_qr(lower).version
