@@ -31,6 +31,7 @@ import requests
 
 from lightning.backend import (LightningError, LightningUnavailable, LnInvoice, LnSettlement,
                                LnState, NodeInfo)
+from lightning.http import body as bounded_body
 
 __all__ = ["ClnRestBackend"]
 
@@ -78,10 +79,14 @@ class ClnRestBackend:
         return text.replace(self._rune, "***") if self._rune else text
 
     def _call(self, method: str, params: dict, *, read_timeout: float | None = None) -> dict:
+        read = read_timeout if read_timeout is not None else self.timeout
+        deadline = time.monotonic() + max(read, self.timeout)
         try:
             response = self._session.post(
-                f"{self.url}/v1/{method}", json=params, verify=self._verify,
-                timeout=(self.timeout, read_timeout if read_timeout is not None else self.timeout))
+                f"{self.url}/v1/{method}", json=params, verify=self._verify, stream=True,
+                timeout=(self.timeout, read))
+            # A whole answer by the deadline (the read timeout alone is per socket read).
+            response = bounded_body(response, deadline, f"CLN at {self.url} ({method})")
         except requests.exceptions.SSLError as exc:
             raise LightningError(f"CLN at {self.url}: TLS verification failed (is the certificate "
                                  f"file clnrest's own?): {self._clean(str(exc.args[0] if exc.args else exc))}"
@@ -185,4 +190,5 @@ class ClnRestBackend:
                             node_id=info.get("id", ""), block_height=info.get("blockheight"),
                             local_balance_msat=local, inbound_msat=inbound)
         except (LightningError, KeyError, ValueError, TypeError) as exc:
-            return NodeInfo(backend=self.name, reachable=False, error=self._clean(str(exc)))
+            return NodeInfo(backend=self.name, reachable=False, error=self._clean(str(exc)),
+                            down=isinstance(exc, LightningUnavailable))

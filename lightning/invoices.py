@@ -216,15 +216,22 @@ class LightningOffers:
         return info
 
     def _ask(self, invoice, sats: int, store_name: str, *, wait_for_node: bool) -> LightningOffer:
-        now = self.clock()
-        expiry = int((invoice.expires_at - now).total_seconds())  # floor: never later
-        if expiry <= 0:
+        if int((invoice.expires_at - self.clock()).total_seconds()) <= 0:
             return self._unavailable(invoice, sats, "expired")
         amount_msat = sats * MSAT_PER_SAT
         if not wait_for_node and time.monotonic() < self._down_until:
             return self._unavailable(invoice, sats, "unreachable",
                                      "not asked: the node failed moments ago")
         info = self.node_info()
+        if info.down:  # a node that did not answer its info will not answer this either
+            self._down_until = time.monotonic() + BREAKER_SECONDS
+            return self._unavailable(invoice, sats, "unreachable", (info.error or "")[:300] or None)
+        # Measured after the info call: the time that call took must not make the BOLT11
+        # outlive the invoice.
+        now = self.clock()
+        expiry = int((invoice.expires_at - now).total_seconds())  # floor: never later
+        if expiry <= 0:
+            return self._unavailable(invoice, sats, "expired")
         if info.reachable and info.inbound_msat < amount_msat:
             return self._unavailable(invoice, sats, "no-inbound-liquidity",
                                      f"can receive {info.inbound_msat // MSAT_PER_SAT} sats, "
