@@ -515,3 +515,33 @@ def test_an_invoice_left_on_chain_only_by_a_dead_node_is_offered_lightning_when_
     offer = world.offer(invoice["id"])
     assert offer.available and bolt11.decode(offer.bolt11).amount_msat == offer.amount_msat
     assert [o.unavailable for o in offers(gateway.db, invoice["id"])] == ["unreachable", None]
+
+
+def test_a_sale_takes_the_lightning_node_s_sats_first_and_the_books_still_agree(world, gateway):
+    from decimal import Decimal
+
+    from settlement.conversion import UpbitClient, convert
+    from tests.fakes.exchange_private import ExchangeFake
+
+    paid_ln = world.invoice(5000)
+    world.node.settle(world.offer(paid_ln["id"]).bolt11)
+    world.listen()
+    paid_chain = world.invoice(7000)
+    world.chain.pay(world.row(paid_chain["id"]).address, world.row(paid_chain["id"]).due_sats)
+    world.chain.mine(1)
+    world.watcher.run_once()
+    assert world.row(paid_chain["id"]).status == "Settled"
+    post_ledger(gateway)
+    ln_sats = world.row(paid_ln["id"]).due_sats
+    chain_sats = world.row(paid_chain["id"]).due_sats
+    half = ln_sats // 2
+    with ExchangeFake(price=Decimal("150400000")) as fake:
+        client = UpbitClient(fake.url, fake.access_key, fake.secret_key, poll_seconds=0.01)
+        assert convert(gateway, client, min_sats=1, limit=lambda _s, _sats: half)["sats"] == half
+        assert world.ledger_balance(TREASURY_LN) == ln_sats - half  # the node's sats went first
+        assert world.ledger_balance(TREASURY_BTC) == chain_sats
+        assert convert(gateway, client, min_sats=1)["sats"] == ln_sats + chain_sats - half
+    result = check_ledger(gateway)
+    assert result["ok"], result["problems"]
+    balances = {r["account"]: int(r["balance"]) for r in result["trialBalance"]}
+    assert balances.get(TREASURY_LN, 0) == 0 and balances.get(TREASURY_BTC, 0) == 0
