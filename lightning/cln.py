@@ -164,13 +164,18 @@ class ClnRestBackend:
                 if err.code == TIMED_OUT:
                     return
                 raise
-            index = int(paid.get("pay_index") or 0)
-            if paid.get("status") != "paid" or index <= last:
-                continue  # a repeat of what was already yielded
+            try:
+                index = int(paid.get("pay_index") or 0)
+                if paid.get("status") != "paid" or index <= last:
+                    continue  # a repeat of what was already yielded
+                settlement = LnSettlement(payment_hash=paid["payment_hash"],
+                                          amount_paid_msat=_msat(paid.get("amount_received_msat")),
+                                          settled_at=_utc(paid["paid_at"]), index=index)
+            except (KeyError, TypeError, ValueError) as exc:  # no payment of CLN's looks like it
+                raise LightningUnavailable(f"CLN answered waitanyinvoice with a malformed "
+                                           f"invoice: {type(exc).__name__}") from None
             last = index
-            yield LnSettlement(payment_hash=paid["payment_hash"],
-                               amount_paid_msat=_msat(paid.get("amount_received_msat")),
-                               settled_at=_utc(paid["paid_at"]), index=index)
+            yield settlement
             quiet_until = time.monotonic() + timeout
 
     def node_info(self) -> NodeInfo:

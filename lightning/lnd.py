@@ -198,7 +198,8 @@ class LndRestBackend:
             if any(isinstance(arg, ReadTimeoutError) for arg in exc.args):
                 return  # nothing new within `timeout`: the caller stores progress and returns
             raise LightningUnavailable(f"LND's invoice stream broke: {type(exc).__name__}") from None
-        except (requests.exceptions.RequestException, ValueError) as exc:
+        except (requests.exceptions.RequestException, ValueError, KeyError, TypeError,
+                AttributeError) as exc:  # also what no settlement of LND's looks like
             raise LightningUnavailable(f"LND's invoice stream broke: {type(exc).__name__}") from None
         finally:
             response.close()

@@ -4,6 +4,7 @@ Driven through the real API and the real LND/clnrest clients against their fakes
 on 127.0.0.1; on SQLite and PostgreSQL."""
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -95,3 +96,21 @@ def test_an_endless_line_on_the_settlement_stream_is_refused_not_buffered(
     summary = listener.run_once(2.0)
     assert summary["ok"] is False and "longer than" in summary["error"], summary
     assert health(gateway)["status"] == "down"
+
+
+def test_a_settlement_the_node_sends_without_its_payment_hash_is_a_stored_failure_not_a_crash(
+        app, client, gateway, node):
+    kind, fake = node
+    if kind == "cln":
+        pytest.skip("the malformed answer of LND's stream; clnrest's is the same JSON path")
+    listener = Listener(gateway, gateway.lightning, sleep=lambda _s: None)
+
+    def malformed():
+        with fake.changed:
+            fake.events.append({"state": "SETTLED", "settle_index": "1", "amt_paid_msat": "1000"})
+            fake.changed.notify_all()
+
+    threading.Timer(0.3, malformed).start()
+    summary = listener.run_once(1.5)  # it raised KeyError: the job died unseen, health "ok"
+    assert summary["ok"] is False and "stream" in summary["error"], summary
+    assert health(gateway)["status"] == "down" and listener.stored_index() == 0
