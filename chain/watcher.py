@@ -801,9 +801,11 @@ class Watcher:
         changed = 0
         # An invoice with a BOLT11 is decided no later than the Lightning listener has
         # covered: a payment the node settled in time must not find it already Expired.
-        ln_state = s.get(LightningListenerState, LN_STATE_ID) if ids else None
-        ln_time = expiry_decision_time(decision_time,
-                                       ln_state.last_success_at if ln_state else None)
+        # No listener (Lightning off, or none ever ran): nothing to wait for.
+        ln_state = s.get(LightningListenerState, LN_STATE_ID) \
+            if ids and getattr(self.gateway, "lightning", None) is not None else None
+        ln_time = decision_time if ln_state is None else \
+            expiry_decision_time(decision_time, ln_state.last_success_at)
         for part in chunks(ids, 500):
             with_bolt11 = set() if ln_time == decision_time else set(s.execute(
                 select(InvoiceLightning.invoice_id).where(InvoiceLightning.invoice_id.in_(part),

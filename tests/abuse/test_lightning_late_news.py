@@ -34,9 +34,10 @@ def test_a_bolt11_paid_in_time_but_heard_of_after_expiry_settles_the_invoice(wor
 def test_an_unpaid_invoice_with_a_bolt11_expires_once_the_listener_has_covered_its_expiry(
         world, clock):
     invoice = world.invoice(5000)
+    world.listen()
     clock.advance(minutes=15, seconds=1)
     world.watcher.run_once()
-    assert world.row(invoice["id"]).status == "New"  # the listener has not looked yet
+    assert world.row(invoice["id"]).status == "New"  # the listener has not looked since
     world.listen()
     world.watcher.run_once()
     assert world.row(invoice["id"]).status == "Expired"
@@ -44,7 +45,15 @@ def test_an_unpaid_invoice_with_a_bolt11_expires_once_the_listener_has_covered_i
 
 def test_a_listener_silent_past_the_grace_holds_no_invoice_open(world, clock):
     invoice = world.invoice(5000)
+    world.listen()  # then the node goes silent
     clock.advance(minutes=15)
     clock.advance(seconds=COVER_GRACE.total_seconds() + 1)
+    world.watcher.run_once()
+    assert world.row(invoice["id"]).status == "Expired"
+
+
+def test_without_a_listener_ever_running_expiry_waits_for_nothing(world, clock):
+    invoice = world.invoice(5000)
+    clock.advance(minutes=15, seconds=1)
     world.watcher.run_once()
     assert world.row(invoice["id"]).status == "Expired"
