@@ -165,7 +165,7 @@ class LightningOffers:
         than RETRY_SECONDS ago; none (reason) once the invoice is no longer New or expired.
         Raises payments.service.InvoiceNotFound for an unknown invoice."""
         from merchants.models import Store
-        from payments.models import Invoice
+        from payments.models import METHOD_LIGHTNING, Invoice, Payment
         from payments.service import InvoiceNotFound
 
         now = self.clock()
@@ -178,6 +178,11 @@ class LightningOffers:
             active = s.execute(select(InvoiceLightning).where(
                 InvoiceLightning.invoice_id == invoice_id,
                 InvoiceLightning.active == True)).scalar_one_or_none()  # noqa: E712
+            # A BOLT11 is paid once: after a payment (even one worth less than it asked,
+            # as a node may report), it is no offer for what is still due.
+            spent = active is not None and active.payment_hash is not None and s.execute(
+                select(Payment.id).where(Payment.txid == active.payment_hash,
+                                         Payment.method == METHOD_LIGHTNING)).first() is not None
         active_offer = LightningOffer.of(active) if active is not None else None
         if store.settlement_mode == "btc":
             return active_offer or self._unavailable(invoice, 0, "btc-direct")
@@ -191,7 +196,7 @@ class LightningOffers:
             return self._unavailable(invoice, 0, "not-due", active=False)
         wanted = remainder * MSAT_PER_SAT
         if active_offer is not None:
-            if active_offer.available and active_offer.amount_msat == wanted \
+            if active_offer.available and active_offer.amount_msat == wanted and not spent \
                     and active_offer.expires_at and now < active_offer.expires_at:
                 return active_offer
             if not active_offer.available and (

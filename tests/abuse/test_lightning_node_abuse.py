@@ -114,3 +114,16 @@ def test_a_settlement_the_node_sends_without_its_payment_hash_is_a_stored_failur
     summary = listener.run_once(1.5)  # it raised KeyError: the job died unseen, health "ok"
     assert summary["ok"] is False and "stream" in summary["error"], summary
     assert health(gateway)["status"] == "down" and listener.stored_index() == 0
+
+
+def test_a_bolt11_the_node_settled_for_less_than_asked_is_not_offered_again(app, client, gateway,
+                                                                            node):
+    kind, fake = node
+    store_id, token = make_merchant(app)
+    invoice, _ = create(client, store_id, token)
+    paid = current_lightning(gateway, invoice["id"])
+    fake.settle(paid.payment_hash, 999)  # a node reporting less than the BOLT11 asked: 0 sats
+    assert Listener(gateway, gateway.lightning, sleep=lambda _s: None).run_once(1.0)["recorded"] == 1
+    offer = current_lightning(gateway, invoice["id"])
+    assert offer.bolt11 and offer.payment_hash != paid.payment_hash  # that one cannot be paid again
+    assert offer.amount_msat == paid.amount_msat  # nothing was credited for 999 msat
