@@ -795,9 +795,23 @@ class Watcher:
         that heal it in one catch-up never open and close an incident) deep-reorg incidents
         open and close; otherwise only a payment after monitoring opens one.
         Returns how many invoices changed."""
+        from lightning.listener import STATE_ID as LN_STATE_ID, expiry_decision_time
+        from lightning.models import InvoiceLightning, LightningListenerState
+
         ids = sorted(set(invoice_ids))
         changed = 0
+        # An invoice with a BOLT11 is decided no later than the Lightning listener has
+        # covered: a payment the node settled in time must not find it already Expired.
+        # No listener (Lightning off, or none ever ran): nothing to wait for.
+        ln_state = s.get(LightningListenerState, LN_STATE_ID) \
+            if ids and getattr(self.gateway, "lightning", None) is not None else None
+        ln_time = decision_time if ln_state is None else \
+            expiry_decision_time(decision_time, ln_state.last_success_at)
         for part in chunks(ids, 500):
+            with_bolt11 = set() if ln_time == decision_time else set(s.execute(
+                select(InvoiceLightning.invoice_id).where(InvoiceLightning.invoice_id.in_(part),
+                                                          InvoiceLightning.bolt11.is_not(None)))
+                .scalars())
             invoices = list(s.execute(select(Invoice).where(Invoice.id.in_(part))
                                       .order_by(Invoice.id).with_for_update()).scalars())
             payments: dict[str, list] = {}
@@ -807,7 +821,8 @@ class Watcher:
                 payments.setdefault(p.invoice_id, []).append(p)
             for inv in invoices:
                 changed += self._decide_one(s, outbox, inv, payments.get(inv.id, []),
-                                            decision_time, now, tip_height,
+                                            ln_time if inv.id in with_bolt11 else decision_time,
+                                            now, tip_height,
                                             inv.id in touched_payments, judge_incidents)
         return changed
 

@@ -61,6 +61,7 @@ class NodeInfo:
     local_balance_msat: int = 0  # what the node holds in its channels (our side)
     inbound_msat: int = 0        # what it can still receive (the remote side of its channels)
     error: str | None = None     # why it is unreachable (no secrets)
+    down: bool = False           # it did not answer (an outage), not merely refused the call
 
 
 class LightningError(RuntimeError):

@@ -31,6 +31,7 @@ import requests
 
 from lightning.backend import (LightningError, LightningUnavailable, LnInvoice, LnSettlement,
                                LnState, NodeInfo)
+from lightning.http import body as bounded_body
 
 __all__ = ["ClnRestBackend"]
 
@@ -78,10 +79,14 @@ class ClnRestBackend:
         return text.replace(self._rune, "***") if self._rune else text
 
     def _call(self, method: str, params: dict, *, read_timeout: float | None = None) -> dict:
+        read = read_timeout if read_timeout is not None else self.timeout
+        deadline = time.monotonic() + max(read, self.timeout)
         try:
             response = self._session.post(
-                f"{self.url}/v1/{method}", json=params, verify=self._verify,
-                timeout=(self.timeout, read_timeout if read_timeout is not None else self.timeout))
+                f"{self.url}/v1/{method}", json=params, verify=self._verify, stream=True,
+                timeout=(self.timeout, read))
+            # A whole answer by the deadline (the read timeout alone is per socket read).
+            response = bounded_body(response, deadline, f"CLN at {self.url} ({method})")
         except requests.exceptions.SSLError as exc:
             raise LightningError(f"CLN at {self.url}: TLS verification failed (is the certificate "
                                  f"file clnrest's own?): {self._clean(str(exc.args[0] if exc.args else exc))}"
@@ -160,12 +165,19 @@ class ClnRestBackend:
                 if err.code == TIMED_OUT:
                     return
                 raise
-            index = int(paid.get("pay_index") or 0)
-            if paid.get("status") == "paid" and index > last:  # else a repeat: skip it
+            try:
+                index = int(paid.get("pay_index") or 0)
+                repeat = paid.get("status") != "paid" or index <= last
+                settlement = None if repeat else LnSettlement(
+                    payment_hash=paid["payment_hash"],
+                    amount_paid_msat=_msat(paid.get("amount_received_msat")),
+                    settled_at=_utc(paid["paid_at"]), index=index)
+            except (KeyError, TypeError, ValueError) as exc:  # no payment of CLN's looks like it
+                raise LightningUnavailable(f"CLN answered waitanyinvoice with a malformed "
+                                           f"invoice: {type(exc).__name__}") from None
+            if settlement is not None:
                 last = index
-                yield LnSettlement(payment_hash=paid["payment_hash"],
-                                   amount_paid_msat=_msat(paid.get("amount_received_msat")),
-                                   settled_at=_utc(paid["paid_at"]), index=index)
+                yield settlement
                 quiet_until = time.monotonic() + timeout
                 remaining = max(timeout, 0.0)
                 continue  # something came: ask again before calling it quiet
@@ -189,4 +201,5 @@ class ClnRestBackend:
                             node_id=info.get("id", ""), block_height=info.get("blockheight"),
                             local_balance_msat=local, inbound_msat=inbound)
         except (LightningError, KeyError, ValueError, TypeError) as exc:
-            return NodeInfo(backend=self.name, reachable=False, error=self._clean(str(exc)))
+            return NodeInfo(backend=self.name, reachable=False, error=self._clean(str(exc)),
+                            down=isinstance(exc, LightningUnavailable))

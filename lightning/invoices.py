@@ -165,7 +165,7 @@ class LightningOffers:
         than RETRY_SECONDS ago; none (reason) once the invoice is no longer New or expired.
         Raises payments.service.InvoiceNotFound for an unknown invoice."""
         from merchants.models import Store
-        from payments.models import Invoice
+        from payments.models import METHOD_LIGHTNING, Invoice, Payment
         from payments.service import InvoiceNotFound
 
         now = self.clock()
@@ -178,6 +178,11 @@ class LightningOffers:
             active = s.execute(select(InvoiceLightning).where(
                 InvoiceLightning.invoice_id == invoice_id,
                 InvoiceLightning.active == True)).scalar_one_or_none()  # noqa: E712
+            # A BOLT11 is paid once: after a payment (even one worth less than it asked,
+            # as a node may report), it is no offer for what is still due.
+            spent = active is not None and active.payment_hash is not None and s.execute(
+                select(Payment.id).where(Payment.txid == active.payment_hash,
+                                         Payment.method == METHOD_LIGHTNING)).first() is not None
         active_offer = LightningOffer.of(active) if active is not None else None
         if store.settlement_mode == "btc":
             return active_offer or self._unavailable(invoice, 0, "btc-direct")
@@ -191,7 +196,7 @@ class LightningOffers:
             return self._unavailable(invoice, 0, "not-due", active=False)
         wanted = remainder * MSAT_PER_SAT
         if active_offer is not None:
-            if active_offer.available and active_offer.amount_msat == wanted \
+            if active_offer.available and active_offer.amount_msat == wanted and not spent \
                     and active_offer.expires_at and now < active_offer.expires_at:
                 return active_offer
             if not active_offer.available and (
@@ -216,15 +221,22 @@ class LightningOffers:
         return info
 
     def _ask(self, invoice, sats: int, store_name: str, *, wait_for_node: bool) -> LightningOffer:
-        now = self.clock()
-        expiry = int((invoice.expires_at - now).total_seconds())  # floor: never later
-        if expiry <= 0:
+        if int((invoice.expires_at - self.clock()).total_seconds()) <= 0:
             return self._unavailable(invoice, sats, "expired")
         amount_msat = sats * MSAT_PER_SAT
         if not wait_for_node and time.monotonic() < self._down_until:
             return self._unavailable(invoice, sats, "unreachable",
                                      "not asked: the node failed moments ago")
         info = self.node_info()
+        if info.down:  # a node that did not answer its info will not answer this either
+            self._down_until = time.monotonic() + BREAKER_SECONDS
+            return self._unavailable(invoice, sats, "unreachable", (info.error or "")[:300] or None)
+        # Measured after the info call: the time that call took must not make the BOLT11
+        # outlive the invoice.
+        now = self.clock()
+        expiry = int((invoice.expires_at - now).total_seconds())  # floor: never later
+        if expiry <= 0:
+            return self._unavailable(invoice, sats, "expired")
         if info.reachable and info.inbound_msat < amount_msat:
             return self._unavailable(invoice, sats, "no-inbound-liquidity",
                                      f"can receive {info.inbound_msat // MSAT_PER_SAT} sats, "

@@ -29,9 +29,9 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 
 from database import insert_ignore
 from lightning.backend import LightningBackend, LightningError, LnSettlement, MSAT_PER_SAT
@@ -49,6 +49,9 @@ EVENT_PAYMENT_SETTLED = "InvoicePaymentSettled"
 MAX_BACKOFF = 60.0
 #: Seconds one `run_once` follows the stream before it returns (to store health, stop).
 STREAM_SECONDS = 2.0
+#: How long past expiry an invoice with a BOLT11 waits for a silent listener to catch up.
+COVER_GRACE = timedelta(minutes=10)
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def payment_json(payment_hash: str, value_sats: int, settled_at: datetime) -> dict:
@@ -79,6 +82,7 @@ class Listener:
             summary["skipped"] = "backoff"
             return summary
         self._ensure_state()
+        started = self.clock()  # what the node settled before this is in the stream's replay
         index = self.stored_index()
         try:
             for settlement in self.backend.settlements(index, timeout=timeout):
@@ -91,7 +95,7 @@ class Listener:
             summary["error"] = f"{type(err).__name__}: {err}"[:300]
             summary["index"] = self.stored_index()
             return summary
-        self._succeeded()
+        self._succeeded(started)
         summary["ok"] = True
         summary["index"] = self.stored_index()
         return summary
@@ -169,7 +173,8 @@ class Listener:
     def _advance(s, index: int, now: datetime, *, counted: bool) -> None:
         """Move the stored index forward (idempotent; never back), in the settlement's txn."""
         T = LightningListenerState
-        values = {"updated_at": now, "last_success_at": now, "failures": 0}
+        # not last_success_at: a settlement in the middle of a replay covers no time
+        values = {"updated_at": now, "failures": 0}
         if counted:
             values.update(settlements=T.settlements + 1, last_settlement_at=now)
         s.execute(update(T).where(T.id == STATE_ID, T.last_index < index)
@@ -191,16 +196,32 @@ class Listener:
             log.exception("could not record the Lightning listener's failure")
         log.warning("Lightning node failed (%s); retrying in %.0f s", type(err).__name__, delay)
 
-    def _succeeded(self) -> None:
+    def _succeeded(self, started: datetime) -> None:
+        """A run followed the stream to its end: every settlement the node made before
+        `started` is recorded (`last_success_at`, the time the watcher may expire invoices
+        with a BOLT11 up to; it never moves back, whichever listener wrote it)."""
         if self._failures:
             log.warning("Lightning node answers again after %d failure(s)", self._failures)
         self._failures, self._retry_at = 0, 0.0
         now = self.clock()
+        T = LightningListenerState
         with self.db.write() as s:
-            s.execute(update(LightningListenerState).where(
-                LightningListenerState.id == STATE_ID).values(
-                failures=0, last_success_at=now, updated_at=now,
-                backend=getattr(self.backend, "name", "?")[:16]))
+            s.execute(update(T).where(T.id == STATE_ID).values(
+                failures=0, updated_at=now, backend=getattr(self.backend, "name", "?")[:16]))
+            s.execute(update(T).where(T.id == STATE_ID, or_(T.last_success_at.is_(None),
+                                                             T.last_success_at < started))
+                      .values(last_success_at=started))
+
+
+def expiry_decision_time(decision_time: datetime, covered: datetime | None) -> datetime:
+    """The time up to which an invoice with a BOLT11 may be decided (expired): no later
+    than the listener has covered (`last_success_at`), so a payment the node settled in
+    time is recorded before the invoice could expire without it (the watcher's own rule
+    for the chain); but a listener silent for longer than COVER_GRACE holds nothing (a
+    dead node must not keep invoices open for ever; its late news is then PaidLate)."""
+    if covered is not None and covered >= decision_time:
+        return decision_time
+    return max(covered or EPOCH, decision_time - COVER_GRACE)
 
 
 def health(gateway) -> dict:

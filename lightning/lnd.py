@@ -32,6 +32,7 @@ from urllib3.exceptions import ReadTimeoutError
 
 from lightning.backend import (LightningError, LightningUnavailable, LnInvoice, LnSettlement,
                                LnState, NodeInfo)
+from lightning.http import body as bounded_body, lines as bounded_lines
 
 __all__ = ["LndRestBackend"]
 
@@ -80,11 +81,14 @@ class LndRestBackend:
     def _send(self, method: str, path: str, *, body: dict | None = None,
               params: dict | None = None, stream: bool = False,
               read_timeout: float | None = None) -> requests.Response:
+        deadline = time.monotonic() + self.timeout
         try:
-            return self._session.request(
-                method, self.url + path, json=body, params=params, stream=stream,
+            response = self._session.request(
+                method, self.url + path, json=body, params=params, stream=True,
                 verify=self._verify,  # per request: REQUESTS_CA_BUNDLE would override a session's
                 timeout=(self.timeout, read_timeout if read_timeout is not None else self.timeout))
+            # A whole answer within `timeout` (the read timeout alone is per socket read).
+            return response if stream else bounded_body(response, deadline, f"LND at {self.url}")
         except requests.exceptions.SSLError as exc:
             raise LightningError(f"LND at {self.url}: TLS verification failed (is BUSANPAY_LND_CERT "
                                  f"the node's tls.cert?): {self._clean(str(exc.args[0] if exc.args else exc))}"
@@ -174,7 +178,7 @@ class LndRestBackend:
                 response.close()
         quiet_until = time.monotonic() + timeout
         try:
-            for line in response.iter_lines():
+            for line in bounded_lines(response, f"LND at {self.url}"):
                 if line:
                     message = json.loads(line)
                     if "error" in message:
@@ -197,7 +201,8 @@ class LndRestBackend:
             if any(isinstance(arg, ReadTimeoutError) for arg in exc.args):
                 return  # nothing new within `timeout`: the caller stores progress and returns
             raise LightningUnavailable(f"LND's invoice stream broke: {type(exc).__name__}") from None
-        except (requests.exceptions.RequestException, ValueError) as exc:
+        except (requests.exceptions.RequestException, ValueError, KeyError, TypeError,
+                AttributeError) as exc:  # also what no settlement of LND's looks like
             raise LightningUnavailable(f"LND's invoice stream broke: {type(exc).__name__}") from None
         finally:
             response.close()
@@ -235,4 +240,5 @@ class LndRestBackend:
                 inbound_msat=_int((balance.get("remote_balance") or {}).get("msat")),
                 error=None if info.get("synced_to_chain", True) else "not synced to chain yet")
         except (LightningError, KeyError, ValueError, TypeError) as exc:
-            return NodeInfo(backend=self.name, reachable=False, error=self._clean(str(exc)))
+            return NodeInfo(backend=self.name, reachable=False, error=self._clean(str(exc)),
+                            down=isinstance(exc, LightningUnavailable))
