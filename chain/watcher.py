@@ -795,8 +795,8 @@ class Watcher:
         that heal it in one catch-up never open and close an incident) deep-reorg incidents
         open and close; otherwise only a payment after monitoring opens one.
         Returns how many invoices changed."""
-        from lightning.listener import STATE_ID as LN_STATE_ID, expiry_decision_time
-        from lightning.models import InvoiceLightning, LightningListenerState
+        from lightning.models import STATE_ID as LN_STATE_ID
+        from lightning.models import InvoiceLightning, LightningListenerState, expiry_decision_time
 
         ids = sorted(set(invoice_ids))
         changed = 0

@@ -29,13 +29,13 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 
 from sqlalchemy import or_, select, update
 
 from database import insert_ignore
 from lightning.backend import LightningBackend, LightningError, LnSettlement, MSAT_PER_SAT
-from lightning.models import InvoiceLightning, LightningListenerState
+from lightning.models import STATE_ID, InvoiceLightning, LightningListenerState
 from operations.metrics import PAYMENTS_RECEIVED, count_after_commit
 from payments.bip21 import format_btc
 from payments.invoice_json import outbox_row, unix
@@ -43,15 +43,11 @@ from payments.models import LIGHTNING_ADDRESS, METHOD_LIGHTNING, Invoice, Invoic
 
 log = logging.getLogger(__name__)
 
-STATE_ID = 1
 EVENT_RECEIVED = "InvoiceReceivedPayment"
 EVENT_PAYMENT_SETTLED = "InvoicePaymentSettled"
 MAX_BACKOFF = 60.0
 #: Seconds one `run_once` follows the stream before it returns (to store health, stop).
 STREAM_SECONDS = 2.0
-#: How long past expiry an invoice with a BOLT11 waits for a silent listener to catch up.
-COVER_GRACE = timedelta(minutes=10)
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def payment_json(payment_hash: str, value_sats: int, settled_at: datetime) -> dict:
@@ -211,17 +207,6 @@ class Listener:
             s.execute(update(T).where(T.id == STATE_ID, or_(T.last_success_at.is_(None),
                                                              T.last_success_at < started))
                       .values(last_success_at=started))
-
-
-def expiry_decision_time(decision_time: datetime, covered: datetime | None) -> datetime:
-    """The time up to which an invoice with a BOLT11 may be decided (expired): no later
-    than the listener has covered (`last_success_at`), so a payment the node settled in
-    time is recorded before the invoice could expire without it (the watcher's own rule
-    for the chain); but a listener silent for longer than COVER_GRACE holds nothing (a
-    dead node must not keep invoices open for ever; its late news is then PaidLate)."""
-    if covered is not None and covered >= decision_time:
-        return decision_time
-    return max(covered or EPOCH, decision_time - COVER_GRACE)
 
 
 def health(gateway) -> dict:

@@ -3,7 +3,7 @@ the demo node's own invoices (the demo node keeps its state in the database so t
 process and a `flask` CLI process see the same node)."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Optional
 
 from sqlalchemy import (BigInteger, Boolean, Column, ForeignKey, Index, Integer, String, Text,
@@ -95,3 +95,21 @@ class DemoLnNode(SQLModel, table=True):
 
     id: int = Field(default=1, primary_key=True)
     settle_index: int = Field(default=0)
+
+
+#: The listener's one state row (`LightningListenerState.id`).
+STATE_ID = 1
+#: How long past expiry an invoice with a BOLT11 waits for a silent listener to catch up.
+COVER_GRACE = timedelta(minutes=10)
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def expiry_decision_time(decision_time: datetime, covered: datetime | None) -> datetime:
+    """The time up to which an invoice with a BOLT11 may be decided (expired): no later
+    than the listener has covered (`last_success_at`), so a payment the node settled in
+    time is recorded before the invoice could expire without it (the watcher's own rule
+    for the chain); but a listener silent for longer than COVER_GRACE holds nothing (a
+    dead node must not keep invoices open for ever; its late news is then PaidLate)."""
+    if covered is not None and covered >= decision_time:
+        return decision_time
+    return max(covered or EPOCH, decision_time - COVER_GRACE)

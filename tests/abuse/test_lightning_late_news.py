@@ -5,7 +5,7 @@ its expiry, so the on-time payment settles it (the merchant is credited, nothing
 back). Through the demo node, the listener and the watcher; on SQLite and PostgreSQL."""
 from __future__ import annotations
 
-from lightning.listener import COVER_GRACE
+from lightning.models import COVER_GRACE
 from settlement.posting_job import run_once as post_ledger
 from settlement.reconcile import check_ledger
 from tests.integration.test_lightning_core import app_config, demo_chain, world  # noqa: F401
