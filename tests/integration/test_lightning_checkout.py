@@ -10,7 +10,6 @@ import bolt11
 import pytest
 from PIL import Image
 
-from chain.backends.demo import DemoChain
 from chain.watcher import Watcher
 from lightning.demo_node import DemoLightningNode
 from lightning.invoices import RETRY_SECONDS, LightningOffers, current_lightning
@@ -19,23 +18,11 @@ from payments.models import Invoice, InvoiceQr
 from payments.qr_codes import render_svg
 from payments.unified import lightning_qr_payload, qr_token, request_uri
 from tests.conftest import auth, make_merchant
-from tests.integration.test_lightning_core import DeadNode
+from tests.integration.test_lightning_core import DeadNode, app_config, demo_chain  # noqa: F401
 
 pyzbar = pytest.importorskip("pyzbar.pyzbar", reason="needs libzbar0 (apt-get install libzbar0)")
 
 LANGS = ("en", "ko", "zh", "ja")
-
-
-@pytest.fixture
-def app_config(app_config):
-    return {**app_config, "lightning": "demo"}
-
-
-@pytest.fixture
-def demo_chain(tmp_path):
-    chain = DemoChain(str(tmp_path / "demochain.sqlite3"))
-    yield chain
-    chain.close()
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import bolt11
 import pytest
 from sqlmodel import select
 
-from chain.backends.demo import DemoChain
 from chain.watcher import Watcher
 from lightning.backend import LightningUnavailable
 from lightning.demo_node import DemoLightningNode, DemoRefused
@@ -21,18 +20,12 @@ from settlement.posting_job import run_once as post_ledger
 from settlement.reconcile import check_ledger
 from settlement.rules import TREASURY_BTC, TREASURY_LN, city_fee, received_krw
 from tests.conftest import auth, make_merchant
+from tests.integration.test_payment_scenarios import demo_chain  # noqa: F401
 
 
 @pytest.fixture
 def app_config(app_config):
     return {**app_config, "lightning": "demo"}
-
-
-@pytest.fixture
-def demo_chain(tmp_path):
-    chain = DemoChain(str(tmp_path / "demochain.sqlite3"))
-    yield chain
-    chain.close()
 
 
 class World:
