@@ -48,18 +48,11 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(BENCH))
 
+from bench_status_streams import pct  # noqa: E402  (the same nearest-rank percentile)
+
 GOAL_S = 1.0
 BODY = {"amount": "5000", "currency": "KRW", "metadata": {"orderId": "bench-lightning"},
         "checkout": {"speedPolicy": "MediumSpeed", "expirationMinutes": 60}}
-
-
-def pct(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100); nan for no values."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    rank = max(1, int(-(-q * len(ordered) // 100)))
-    return ordered[min(rank, len(ordered)) - 1]
 
 
 class Poller(threading.Thread):
