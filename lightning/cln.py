@@ -31,7 +31,7 @@ import requests
 
 from lightning.backend import (LightningError, LightningUnavailable, LnInvoice, LnSettlement,
                                LnState, NodeInfo)
-from lightning.http import body as bounded_body
+from lightning.http import NodeSession, body as bounded_body
 
 __all__ = ["ClnRestBackend"]
 
@@ -60,23 +60,11 @@ def _utc(seconds) -> datetime:
     return datetime.fromtimestamp(int(seconds), tz=timezone.utc)
 
 
-class ClnRestBackend:
+class ClnRestBackend(NodeSession):
     name = "cln"
 
     def __init__(self, url: str, rune: str, cert_path: str | None = None, *, timeout: float = 10.0):
-        self.url = url.rstrip("/")
-        self.timeout = timeout
-        self._rune = rune.strip()
-        self._session = requests.Session()
-        self._session.headers["Rune"] = self._rune
-        # Passed with each request: REQUESTS_CA_BUNDLE would override a session-wide verify.
-        self._verify = cert_path if cert_path else True
-
-    def __repr__(self) -> str:
-        return f"ClnRestBackend({self.url!r})"
-
-    def _clean(self, text: str) -> str:
-        return text.replace(self._rune, "***") if self._rune else text
+        super().__init__(url, "Rune", rune, cert_path, timeout)
 
     def _call(self, method: str, params: dict, *, read_timeout: float | None = None) -> dict:
         read = read_timeout if read_timeout is not None else self.timeout

@@ -59,3 +59,26 @@ def lines(response: requests.Response, who: str) -> Iterator[bytes]:
             raise LightningUnavailable(f"{who} sent a line longer than {MAX_LINE} bytes")
     if pending.strip():
         yield pending
+
+
+class NodeSession:
+    """A node's REST endpoint: one secret header on every request (LND's macaroon, CLN's
+    rune), the node's own certificate file to verify TLS with, and `_clean` so that the
+    secret never travels in a message, whatever the server echoed."""
+
+    def __init__(self, url: str, header: str, secret: str, cert_path: str | None,
+                 timeout: float):
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self._secret = secret.strip()
+        self._session = requests.Session()
+        self._session.headers[header] = self._secret
+        # Passed with each request: REQUESTS_CA_BUNDLE would override a session-wide verify.
+        self._verify = cert_path if cert_path else True
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r})"
+
+    def _clean(self, text: str) -> str:
+        return text.replace(self._secret, "***") if self._secret else text
+

@@ -32,7 +32,7 @@ from urllib3.exceptions import ReadTimeoutError
 
 from lightning.backend import (LightningError, LightningUnavailable, LnInvoice, LnSettlement,
                                LnState, NodeInfo)
-from lightning.http import body as bounded_body, lines as bounded_lines
+from lightning.http import NodeSession, body as bounded_body, lines as bounded_lines
 
 __all__ = ["LndRestBackend"]
 
@@ -55,28 +55,16 @@ def _int(value) -> int:
     return int(value or 0)
 
 
-class LndRestBackend:
+class LndRestBackend(NodeSession):
     name = "lnd"
     list_page_size = 500  # invoices per `GET /v1/invoices` page
 
     def __init__(self, url: str, macaroon_hex: str, cert_path: str | None = None, *,
                  timeout: float = 10.0):
-        self.url = url.rstrip("/")
-        self.timeout = timeout
-        self._macaroon = macaroon_hex.strip()
-        self._session = requests.Session()
-        self._session.headers["Grpc-Metadata-macaroon"] = self._macaroon
-        # lnd signs its own tls.cert: trust exactly that file when given.
-        self._verify = cert_path if cert_path else True
-
-    def __repr__(self) -> str:
-        return f"LndRestBackend({self.url!r})"
+        # lnd signs its own tls.cert: `cert_path` trusts exactly that file when given.
+        super().__init__(url, "Grpc-Metadata-macaroon", macaroon_hex, cert_path, timeout)
 
     # -- HTTP ------------------------------------------------------------------------------
-
-    def _clean(self, text: str) -> str:
-        """Never let the macaroon travel in a message, whatever the server echoed."""
-        return text.replace(self._macaroon, "***") if self._macaroon else text
 
     def _send(self, method: str, path: str, *, body: dict | None = None,
               params: dict | None = None, stream: bool = False,
